@@ -1,0 +1,3 @@
+from cxrxai.cli import main
+
+raise SystemExit(main())

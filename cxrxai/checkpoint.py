@@ -1,0 +1,268 @@
+"""Checkpoints: a folder holding ``weights.safetensors`` and ``model_card.json``.
+
+:func:`load_checkpoint` validates the card, builds the network (timm, or torchxrayvision
+for their published DenseNet/ResNet weights), loads the weights strictly and returns a
+:class:`ModelBundle` in eval mode on the chosen device. Every failure is a
+:class:`~cxrxai.errors.CheckpointError` naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from cxrxai.card import CARD_FILENAME, ModelCard, load_card
+from cxrxai.errors import CheckpointError
+from cxrxai.settings import pick_device
+
+WEIGHTS_FILENAME = "weights.safetensors"
+# torchxrayvision scales images to [-1024, 1024]: (x - 0.5) / (1 / 2048) for x in [0, 1].
+XRV_NORMALISATION = {"mean": [0.5], "std": [1.0 / 2048.0]}
+XRV_ARCHITECTURES = ("densenet121", "resnet50")
+
+
+def build_network(card: ModelCard) -> nn.Module:
+    """An untrained network with the card's architecture, input channels and outputs."""
+    if card.framework == "torchxrayvision":
+        return _build_xrv_network(card)
+    import timm
+
+    if not timm.is_model(card.architecture):
+        close = timm.list_models(f"*{card.architecture.split('_')[-1]}*")[:8]
+        raise CheckpointError(
+            f"Unknown timm architecture '{card.architecture}' in the model card. "
+            f"Similar names: {close}. See timm.list_models() for all."
+        )
+    return timm.create_model(
+        card.architecture,
+        pretrained=False,
+        num_classes=len(card.labels),
+        in_chans=card.in_channels,
+    )
+
+
+def _build_xrv_network(card: ModelCard) -> nn.Module:
+    import torchxrayvision as xrv
+
+    if card.architecture == "densenet121":
+        return xrv.models.DenseNet(weights=None, num_classes=len(card.labels))
+    if card.architecture == "resnet50":
+        # xrv's ResNet has no weights=None path with a custom head; build the torchvision
+        # body it wraps directly.
+        model = xrv.models.ResNet.__new__(xrv.models.ResNet)
+        nn.Module.__init__(model)
+        import torchvision
+
+        model.weights = None
+        model.apply_sigmoid = False
+        model.model = torchvision.models.resnet50(num_classes=len(card.labels))
+        model.model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        model.targets = list(card.labels)
+        model.pathologies = model.targets
+        model.op_threshs = None
+        return model
+    raise CheckpointError(
+        f"Unknown torchxrayvision architecture '{card.architecture}'; use one of "
+        f"{list(XRV_ARCHITECTURES)}."
+    )
+
+
+def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class ModelBundle:
+    """A network in eval mode, its card, its device and a hash identifying its weights."""
+
+    model: nn.Module
+    card: ModelCard
+    device: torch.device
+    weights_sha256: str
+    path: Path | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return self.card.labels
+
+    def preprocess(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+        """HxW float images in [0, 1] -> a normalised (B, C, H', W') tensor on the device.
+
+        The whole image is resized to the input size (no crop), so a map at input
+        resolution maps back to the image by a plain resize.
+        """
+        batch = [images] if isinstance(images, np.ndarray) and images.ndim == 2 else images
+        height, width = self.card.input_size
+        resized = np.stack(
+            [
+                cv2.resize(np.asarray(im, dtype=np.float32), (width, height),
+                           interpolation=cv2.INTER_AREA)
+                for im in batch
+            ]
+        )
+        tensor = torch.from_numpy(resized).to(self.device).unsqueeze(1)
+        return normalise(tensor, self.card)
+
+    @torch.no_grad()
+    def predict_proba(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """Probabilities (B, n_labels): softmax for multi-class, sigmoid for multi-label."""
+        return self.probabilities(self.model(self.preprocess(images))).cpu().numpy()
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.card.task == "multiclass":
+            return torch.softmax(logits, dim=1)
+        return torch.sigmoid(logits)
+
+
+def normalise(batch01: torch.Tensor, card: ModelCard) -> torch.Tensor:
+    """(B, 1, H, W) in [0, 1] -> the card's channels and normalisation."""
+    if card.in_channels == 3 and batch01.shape[1] == 1:
+        batch01 = batch01.expand(-1, 3, -1, -1)
+    mean = torch.tensor(card.normalisation["mean"], device=batch01.device).view(1, -1, 1, 1)
+    std = torch.tensor(card.normalisation["std"], device=batch01.device).view(1, -1, 1, 1)
+    return (batch01 - mean) / std
+
+
+def resolve_checkpoint_paths(path: Path) -> tuple[Path, Path]:
+    """(card, weights) for a checkpoint folder, or for either file inside it."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if not path.exists():
+        raise CheckpointError(
+            f"Checkpoint '{path}' not found. Pass a folder holding {CARD_FILENAME} and "
+            f"{WEIGHTS_FILENAME} (for example models/demo-effnet-lite0-covidqu)."
+        )
+    weights = path if path.is_file() and path.name != CARD_FILENAME else folder / WEIGHTS_FILENAME
+    return folder / CARD_FILENAME, weights
+
+
+def read_state_dict(weights_path: Path) -> dict[str, torch.Tensor]:
+    """Weights from safetensors, or from a torch file holding a state dict or a module."""
+    if not weights_path.is_file():
+        raise CheckpointError(f"Weights file '{weights_path}' not found.")
+    try:
+        if weights_path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(weights_path))
+        # weights_only=False is needed for torchxrayvision's published files, which pickle
+        # the whole module; only load files you trust (the UI says so).
+        obj = torch.load(weights_path, map_location="cpu", weights_only=False)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # any decoder error means: not a weights file we can read
+        raise CheckpointError(
+            f"Weights file '{weights_path}' could not be read ({type(exc).__name__}: {exc}). "
+            "Expected a .safetensors file or a torch state dict."
+        ) from exc
+    if isinstance(obj, nn.Module):
+        return obj.state_dict()
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(
+            f"Weights file '{weights_path}' does not hold a state dict of tensors."
+        )
+    return obj
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load with a readable report of missing, unexpected and misshapen tensors."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshapen = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or misshapen:
+        parts = []
+        if misshapen:
+            parts.append(f"{len(misshapen)} shape mismatch(es), e.g. {misshapen[:3]}")
+        if missing:
+            parts.append(f"{len(missing)} missing tensor(s), e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[:3]}")
+        raise CheckpointError(
+            f"Weights in '{source}' do not fit the architecture in the model card: "
+            + "; ".join(parts)
+            + ". Check 'architecture', 'labels' (output count) and 'in_channels'."
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def load_checkpoint(path: Path | str, device: str | torch.device | None = None) -> ModelBundle:
+    """Load a checkpoint folder (or its card / weights file) as an eval-mode bundle."""
+    card_path, weights_path = resolve_checkpoint_paths(Path(path))
+    card = load_card(card_path)
+    return bundle_from_card(card, weights_path, device)
+
+
+def bundle_from_card(
+    card: ModelCard, weights_path: Path, device: str | torch.device | None = None
+) -> ModelBundle:
+    model = build_network(card)
+    load_weights(model, read_state_dict(weights_path), str(weights_path))
+    named = dict(model.named_modules())
+    if card.target_layer not in named:
+        raise CheckpointError(
+            f"target_layer '{card.target_layer}' of the model card is not a module of "
+            f"'{card.architecture}'. Candidates near the end: {list(named)[-6:]}"
+        )
+    target = pick_device(str(device) if device is not None else None)
+    model = model.to(target).eval()
+    return ModelBundle(model, card, target, file_sha256(weights_path), weights_path.parent)
+
+
+def save_checkpoint(model: nn.Module, card: ModelCard, folder: Path) -> Path:
+    """Write ``weights.safetensors`` and ``model_card.json`` into ``folder``."""
+    from safetensors.torch import save_file
+
+    card.validate()
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILENAME))
+    card.save(folder / CARD_FILENAME)
+    return folder
+
+
+def load_xrv_weights(
+    weights_path: Path | str,
+    architecture: str = "densenet121",
+    labels: list[str] | None = None,
+    device: str | torch.device | None = None,
+) -> ModelBundle:
+    """A torchxrayvision model from a weights file the user already has (no download).
+
+    ``labels`` default to torchxrayvision's 18 default pathologies (their output order);
+    input is 1 channel in [-1024, 1024] at 224 px (512 px for their ResNet-50).
+    """
+    import torchxrayvision as xrv
+
+    if labels is None:
+        labels = list(xrv.datasets.default_pathologies)
+    size = 512 if architecture == "resnet50" else 224
+    card = ModelCard(
+        architecture=architecture,
+        labels=labels,
+        task="multilabel",
+        input_size=(size, size),
+        in_channels=1,
+        normalisation=dict(XRV_NORMALISATION),
+        target_layer="features.norm5" if architecture == "densenet121" else "model.layer4",
+        framework="torchxrayvision",
+        name=f"torchxrayvision {architecture} ({Path(weights_path).name})",
+    )
+    card.validate()
+    return bundle_from_card(card, Path(weights_path), device)

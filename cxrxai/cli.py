@@ -1,0 +1,157 @@
+"""Command line: ``python -m cxrxai {train,evaluate-model,info,predict} ...``.
+
+User errors (:class:`~cxrxai.errors.CxrxaiError`) print one clear line and exit 2; they
+never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cxrxai.errors import CxrxaiError
+from cxrxai.settings import DATA_ENV_VAR, data_root
+
+
+def _add_data_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-root",
+        help=f"folder holding the datasets (default: ${DATA_ENV_VAR}, else ../shared/data)",
+    )
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cxrxai", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fine-tune a classifier and write a checkpoint")
+    train.add_argument("--dataset", default="covid-qu-ex",
+                       help="covid-qu-ex (folder layout) or manifest (a CSV/JSON manifest)")
+    train.add_argument("--train", default="Train",
+                       help="training split: a split name under the dataset, a folder, or a manifest")
+    train.add_argument("--val", default="Val", help="validation split (same forms as --train)")
+    train.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
+    train.add_argument("--task", choices=("multiclass", "multilabel"), default="multiclass")
+    train.add_argument("--epochs", type=int, default=12)
+    train.add_argument("--patience", type=int, default=4, help="early stopping patience (epochs)")
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--input-size", type=int, default=224)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--limit", type=int, default=None,
+                       help="use only the first N cases per class of each split (smoke runs)")
+    train.add_argument("--max-steps-per-epoch", type=int, default=None)
+    train.add_argument("--threads", type=int, default=None)
+    _add_data_root(train)
+    _add_device(train)
+
+    evaluate = commands.add_parser(
+        "evaluate-model", help="classification metrics of a checkpoint on any split")
+    evaluate.add_argument("--checkpoint", required=True, type=Path)
+    evaluate.add_argument("--dataset", default="covid-qu-ex")
+    evaluate.add_argument("--split", default="Val", help="split name, folder or manifest")
+    evaluate.add_argument("--out", type=Path, help="write the metrics as JSON here")
+    evaluate.add_argument("--limit", type=int, default=None)
+    _add_data_root(evaluate)
+    _add_device(evaluate)
+
+    predict = commands.add_parser("predict", help="probabilities of one image")
+    predict.add_argument("image", type=Path)
+    predict.add_argument("--checkpoint", type=Path, default=None,
+                         help="checkpoint folder (default: the bundled demo)")
+    _add_device(predict)
+
+    info = commands.add_parser("info", help="metadata of an image (no patient identifiers)")
+    info.add_argument("image", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CxrxaiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _cases_for(dataset: str, split: str, root: Path, limit: int | None):
+    from cxrxai.datasets.registry import load_split_cases
+
+    return load_split_cases(dataset, split, root, limit_per_class=limit)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cxrxai.datasets.covidqu import CLASSES
+    from cxrxai.training.train import TrainConfig, train
+
+    root = data_root(args.data_root)
+    train_cases = _cases_for(args.dataset, args.train, root, args.limit)
+    val_cases = _cases_for(args.dataset, args.val, root, args.limit)
+    config = TrainConfig(
+        task=args.task, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+        lr=args.lr, input_size=args.input_size, seed=args.seed,
+        max_steps_per_epoch=args.max_steps_per_epoch, threads=args.threads,
+        device=args.device,
+    )
+    description = {"dataset": args.dataset, "train_split": args.train,
+                   "selection_split": args.val, "limit_per_class": args.limit}
+    preferred = CLASSES if args.dataset == "covid-qu-ex" else ()
+    train(train_cases, val_cases, args.out, config, description, preferred)
+    return 0
+
+
+def cmd_evaluate_model(args: argparse.Namespace) -> int:
+    from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.training.train import evaluate_split, load_split, predict_split
+
+    bundle = load_checkpoint(args.checkpoint, args.device)
+    cases = _cases_for(args.dataset, args.split, data_root(args.data_root), args.limit)
+    split = load_split(cases, bundle.labels, bundle.card.task, bundle.card.input_size[0])
+    probs = predict_split(bundle.model, split, bundle.card, bundle.device)
+    metrics = evaluate_split(probs, split, bundle.card)
+    text = json.dumps(metrics, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.imageio import read_image
+    from cxrxai.settings import DEMO_CHECKPOINT
+
+    bundle = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, args.device)
+    probs = bundle.predict_proba(read_image(args.image).pixels)[0]
+    for label, p in sorted(zip(bundle.labels, probs), key=lambda item: -item[1]):
+        print(f"{label:>24s}  {p:.4f}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from cxrxai.imageio import read_image
+
+    image = read_image(args.image)
+    print(json.dumps(asdict(image.meta), indent=2, default=str))
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate-model": cmd_evaluate_model,
+    "predict": cmd_predict,
+    "info": cmd_info,
+}

@@ -1,0 +1,1 @@
+"""One small loader per dataset format; each returns a list of :class:`~cxrxai.cases.Case`."""

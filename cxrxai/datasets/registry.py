@@ -1,0 +1,44 @@
+"""Resolve a (dataset, split) pair from the CLI or UI to a list of cases."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from cxrxai.cases import Case
+from cxrxai.errors import DatasetError
+
+DATASETS = ("covid-qu-ex", "manifest")
+
+
+def load_split_cases(
+    dataset: str, split: str, root: Path, limit_per_class: int | None = None
+) -> list[Case]:
+    """``split`` is a split name under the dataset's folder in ``root``, or a path."""
+    if dataset == "covid-qu-ex":
+        from cxrxai.datasets.covidqu import load_covid_qu_ex
+
+        path = Path(split)
+        split_dir = path if path.is_dir() else root / "covid-qu-ex" / split
+        cases = load_covid_qu_ex(split_dir)
+    elif dataset == "manifest":
+        from cxrxai.datasets.manifest import load_manifest
+
+        cases = load_manifest(Path(split))
+    else:
+        raise DatasetError(f"Unknown dataset '{dataset}'; choose one of {list(DATASETS)}")
+    return limit_cases(cases, limit_per_class)
+
+
+def limit_cases(cases: list[Case], limit_per_class: int | None) -> list[Case]:
+    """The first ``limit_per_class`` cases of each first label (all when None)."""
+    if not limit_per_class:
+        return cases
+    counts: dict[str, int] = defaultdict(int)
+    kept = []
+    for case in cases:
+        key = case.labels[0] if case.labels else ""
+        if counts[key] < limit_per_class:
+            counts[key] += 1
+            kept.append(case)
+    return kept

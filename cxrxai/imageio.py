@@ -1,0 +1,182 @@
+"""Read X-rays (PNG, JPEG, DICOM) as float32 images in [0, 1] with their metadata.
+
+Every failure is an :class:`~cxrxai.errors.ImageReadError` naming the file and the reason.
+Patient identifiers are never copied into :class:`ImageMeta`, so nothing downstream can
+print or log them.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cxrxai.errors import ImageReadError
+
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+RASTER_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF")
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """What the viewer and the metrics need to know about the pixels; no identifiers."""
+
+    source: str
+    file_format: str
+    shape: tuple[int, int]
+    bits_stored: int
+    photometric_interpretation: str | None = None
+    pixel_spacing_mm: tuple[float, float] | None = None
+    view_position: str | None = None
+    modality: str | None = None
+    transfer_syntax: str | None = None
+    window: tuple[float, float] | None = None
+    window_presets: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class XRayImage:
+    """A 2-D X-ray: ``pixels`` float32 HxW in [0, 1], 0 = black (air dark), 1 = white.
+
+    For DICOM, ``modality_values`` keeps the pixels after the Modality LUT so the display
+    window can change without re-reading the file (:meth:`with_window`).
+    """
+
+    pixels: np.ndarray
+    meta: ImageMeta
+    modality_values: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.meta.shape
+
+    def with_window(self, center: float, width: float) -> XRayImage:
+        """The same DICOM image displayed with another window (center, width)."""
+        if self.modality_values is None:
+            raise ValueError(f"'{self.meta.source}' is not DICOM; it has no window to change")
+        pixels = linear_window(self.modality_values, center, width)
+        if self.meta.photometric_interpretation == "MONOCHROME1":
+            pixels = 1.0 - pixels
+        return replace(self, pixels=pixels, meta=replace(self.meta, window=(center, width)))
+
+
+def read_image(
+    source: str | Path | bytes,
+    *,
+    name: str | None = None,
+    window: tuple[float, float] | None = None,
+) -> XRayImage:
+    """Read a PNG, JPEG or DICOM X-ray from a path or from bytes (an upload).
+
+    Args:
+        source: a file path, or the file's bytes.
+        name: how to name the file in messages when ``source`` is bytes.
+        window: DICOM only: (center, width) to display with instead of the file's own
+            VOI LUT / window. Ignored for PNG and JPEG.
+
+    Returns:
+        :class:`XRayImage` with float32 pixels in [0, 1].
+    """
+    data, label = _read_bytes(source, name)
+    if not data:
+        raise ImageReadError(label, "the file is empty (0 bytes)")
+    if _looks_like_dicom(data, label):
+        from cxrxai.dicom import read_dicom_bytes
+
+        return read_dicom_bytes(data, label, window=window)
+    return _read_raster(data, label)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A binary mask image (any non-zero pixel is inside) as a bool HxW array."""
+    image = read_image(path)
+    return image.pixels > 0
+
+
+def _read_bytes(source: str | Path | bytes, name: str | None) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source), name or "<uploaded file>"
+    path = Path(source)
+    if not path.exists():
+        raise ImageReadError(path, "file not found")
+    if path.is_dir():
+        raise ImageReadError(path, "this is a folder, not an image file")
+    try:
+        return path.read_bytes(), str(path)
+    except OSError as exc:
+        raise ImageReadError(path, f"the file cannot be opened ({exc.strerror})") from exc
+
+
+def _looks_like_dicom(data: bytes, label: str) -> bool:
+    # Part 10 files carry "DICM" at byte 128; older headerless files only by extension.
+    return data[128:132] == b"DICM" or label.lower().endswith(DICOM_SUFFIXES)
+
+
+def _read_raster(data: bytes, label: str) -> XRayImage:
+    # Pillow identifies the format and catches truncation and multi-frame files with clear
+    # errors; OpenCV then decodes, because it keeps 16-bit RGB PNGs that Pillow cuts to 8 bit.
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            file_format = probe.format or "unknown"
+            frames = getattr(probe, "n_frames", 1)
+            probe.load()
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(
+            label, "not a PNG, JPEG or DICOM image (the file's content is not recognised)"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(label, f"the image data is damaged or truncated ({exc})") from exc
+    if file_format not in RASTER_FORMATS:
+        raise ImageReadError(label, f"{file_format} images are not supported; use PNG, JPEG or DICOM")
+    if frames > 1:
+        raise ImageReadError(
+            label, f"the file holds {frames} frames; a single 2-D X-ray is expected"
+        )
+    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise ImageReadError(label, f"OpenCV could not decode this {file_format} file")
+    gray = _to_gray(decoded, label)
+    if gray.dtype == np.uint8:
+        bits, pixels = 8, gray.astype(np.float32) / 255.0
+    elif gray.dtype == np.uint16:
+        bits, pixels = 16, gray.astype(np.float32) / 65535.0
+    else:
+        raise ImageReadError(label, f"unsupported pixel type {gray.dtype}; use 8 or 16 bit")
+    meta = ImageMeta(
+        source=label,
+        file_format="JPEG" if file_format == "MPO" else file_format,
+        shape=(int(gray.shape[0]), int(gray.shape[1])),
+        bits_stored=bits,
+    )
+    return XRayImage(pixels=pixels, meta=meta)
+
+
+def _to_gray(decoded: np.ndarray, label: str) -> np.ndarray:
+    if decoded.ndim == 2:
+        return decoded
+    if decoded.ndim != 3:
+        raise ImageReadError(label, f"unexpected image array of shape {decoded.shape}")
+    channels = decoded.shape[2]
+    if channels == 1:
+        return decoded[:, :, 0]
+    if channels == 2:  # gray + alpha
+        return decoded[:, :, 0]
+    if channels in (3, 4):  # OpenCV order is BGR(A); alpha is ignored
+        return cv2.cvtColor(np.ascontiguousarray(decoded[:, :, :3]), cv2.COLOR_BGR2GRAY)
+    raise ImageReadError(label, f"unexpected number of channels ({channels})")
+
+
+def linear_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM PS3.3 C.11.2.1.2.1 LINEAR window mapped to [0, 1] (float32).
+
+    Written out because pydicom's ``apply_windowing`` reads the window from the dataset
+    and maps to the stored bit range, while the viewer needs an arbitrary window -> [0, 1].
+    """
+    if width < 1:
+        raise ValueError(f"window width must be >= 1, got {width}")
+    scaled = (values.astype(np.float32) - (center - 0.5)) / max(width - 1.0, 1.0) + 0.5
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32)

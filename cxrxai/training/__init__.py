@@ -1,0 +1,1 @@
+"""Fine-tuning classifiers and writing their model cards (``python -m cxrxai train``)."""
