@@ -125,8 +125,10 @@ class ModelCard:
 def load_card(path: Path) -> ModelCard:
     """Read and validate a model card JSON file."""
     if not path.is_file():
-        raise CheckpointError(f"Model card '{path}' not found; a checkpoint folder needs "
-                              f"{CARD_FILENAME} next to its weights.")
+        raise CheckpointError(
+            f"Model card '{path}' not found; a checkpoint folder needs "
+            f"{CARD_FILENAME} next to its weights."
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -83,7 +83,7 @@ class Annotation:
             out[r0:r1, c0:c1] = True
         else:
             assert self.point is not None
-            col, row = int(round(self.point[0])), int(round(self.point[1]))
+            col, row = round(self.point[0]), round(self.point[1])
             if 0 <= row < height and 0 <= col < width:
                 out[row, col] = True
         return out
@@ -112,9 +112,7 @@ class Case:
         return [a for a in self.annotations if a.role == "finding"]
 
     def anatomy(self, label: str) -> Annotation | None:
-        return next(
-            (a for a in self.annotations if a.role == "anatomy" and a.label == label), None
-        )
+        return next((a for a in self.annotations if a.role == "anatomy" and a.label == label), None)
 
     def authors(self) -> list[str]:
         return sorted({a.author for a in self.annotations if a.author})

@@ -105,8 +105,9 @@ class ModelBundle:
         height, width = self.card.input_size
         resized = np.stack(
             [
-                cv2.resize(np.asarray(im, dtype=np.float32), (width, height),
-                           interpolation=cv2.INTER_AREA)
+                cv2.resize(
+                    np.asarray(im, dtype=np.float32), (width, height), interpolation=cv2.INTER_AREA
+                )
                 for im in batch
             ]
         )

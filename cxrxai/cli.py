@@ -32,10 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="fine-tune a classifier and write a checkpoint")
-    train.add_argument("--dataset", default="covid-qu-ex",
-                       help="covid-qu-ex (folder layout) or manifest (a CSV/JSON manifest)")
-    train.add_argument("--train", default="Train",
-                       help="training split: a split name under the dataset, a folder, or a manifest")
+    train.add_argument(
+        "--dataset",
+        default="covid-qu-ex",
+        help="covid-qu-ex (folder layout) or manifest (a CSV/JSON manifest)",
+    )
+    train.add_argument(
+        "--train",
+        default="Train",
+        help="training split: a split name under the dataset, a folder, or a manifest",
+    )
     train.add_argument("--val", default="Val", help="validation split (same forms as --train)")
     train.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
     train.add_argument("--task", choices=("multiclass", "multilabel"), default="multiclass")
@@ -45,15 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=5e-4)
     train.add_argument("--input-size", type=int, default=224)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--limit", type=int, default=None,
-                       help="use only the first N cases per class of each split (smoke runs)")
+    train.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="use only the first N cases per class of each split (smoke runs)",
+    )
     train.add_argument("--max-steps-per-epoch", type=int, default=None)
     train.add_argument("--threads", type=int, default=None)
     _add_data_root(train)
     _add_device(train)
 
     evaluate = commands.add_parser(
-        "evaluate-model", help="classification metrics of a checkpoint on any split")
+        "evaluate-model", help="classification metrics of a checkpoint on any split"
+    )
     evaluate.add_argument("--checkpoint", required=True, type=Path)
     evaluate.add_argument("--dataset", default="covid-qu-ex")
     evaluate.add_argument("--split", default="Val", help="split name, folder or manifest")
@@ -64,8 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="probabilities of one image")
     predict.add_argument("image", type=Path)
-    predict.add_argument("--checkpoint", type=Path, default=None,
-                         help="checkpoint folder (default: the bundled demo)")
+    predict.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint folder (default: the bundled demo)",
+    )
     _add_device(predict)
 
     info = commands.add_parser("info", help="metadata of an image (no patient identifiers)")
@@ -99,13 +114,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_cases = _cases_for(args.dataset, args.train, root, args.limit)
     val_cases = _cases_for(args.dataset, args.val, root, args.limit)
     config = TrainConfig(
-        task=args.task, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
-        lr=args.lr, input_size=args.input_size, seed=args.seed,
-        max_steps_per_epoch=args.max_steps_per_epoch, threads=args.threads,
+        task=args.task,
+        epochs=args.epochs,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        input_size=args.input_size,
+        seed=args.seed,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+        threads=args.threads,
         device=args.device,
     )
-    description = {"dataset": args.dataset, "train_split": args.train,
-                   "selection_split": args.val, "limit_per_class": args.limit}
+    description = {
+        "dataset": args.dataset,
+        "train_split": args.train,
+        "selection_split": args.val,
+        "limit_per_class": args.limit,
+    }
     preferred = CLASSES if args.dataset == "covid-qu-ex" else ()
     train(train_cases, val_cases, args.out, config, description, preferred)
     return 0
@@ -134,7 +159,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     bundle = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, args.device)
     probs = bundle.predict_proba(read_image(args.image).pixels)[0]
-    for label, p in sorted(zip(bundle.labels, probs), key=lambda item: -item[1]):
+    for label, p in sorted(zip(bundle.labels, probs, strict=False), key=lambda item: -item[1]):
         print(f"{label:>24s}  {p:.4f}")
     return 0
 

@@ -131,7 +131,9 @@ def _read_raster(data: bytes, label: str) -> XRayImage:
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(label, f"the image data is damaged or truncated ({exc})") from exc
     if file_format not in RASTER_FORMATS:
-        raise ImageReadError(label, f"{file_format} images are not supported; use PNG, JPEG or DICOM")
+        raise ImageReadError(
+            label, f"{file_format} images are not supported; use PNG, JPEG or DICOM"
+        )
     if frames > 1:
         raise ImageReadError(
             label, f"the file holds {frames} frames; a single 2-D X-ray is expected"

@@ -37,7 +37,9 @@ def augment_batch(
     ).to(batch01)
     grid = F.affine_grid(theta, list(batch01.shape), align_corners=False)
     # Border padding: a black wedge would be a shortcut feature no real X-ray has.
-    warped = F.grid_sample(batch01, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    warped = F.grid_sample(
+        batch01, grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
     gamma = torch.exp(uniform(-max_gamma, max_gamma)).to(batch01).view(-1, 1, 1, 1)
     contrast = (1.0 + uniform(-max_contrast, max_contrast)).to(batch01).view(-1, 1, 1, 1)
     warped = warped.clamp(0.0, 1.0) ** gamma

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
+from sklearn.metrics import (
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 
 def multiclass_metrics(probs: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict[str, Any]:
@@ -28,7 +33,7 @@ def multiclass_metrics(probs: np.ndarray, targets: np.ndarray, labels: list[str]
             else float("nan")
         )
     return {
-        "n": int(len(targets)),
+        "n": len(targets),
         "accuracy": float((predicted == targets).mean()),
         "macro_auc": float(np.nanmean(list(per_class_auc.values()))),
         "per_class": {
@@ -54,26 +59,36 @@ def multilabel_metrics(
     per_label = {}
     for i, label in enumerate(labels):
         truth = targets[:, i].astype(bool)
-        auc = float(roc_auc_score(truth, probs[:, i])) if 0 < truth.sum() < len(truth) else float("nan")
+        auc = (
+            float(roc_auc_score(truth, probs[:, i]))
+            if 0 < truth.sum() < len(truth)
+            else float("nan")
+        )
         tp = int((predicted[:, i] & truth).sum())
         per_label[label] = {
             "precision": tp / max(int(predicted[:, i].sum()), 1),
             "recall": tp / max(int(truth.sum()), 1),
             "auc": auc,
             "support": int(truth.sum()),
-            "confusion_matrix": confusion_matrix(truth, predicted[:, i], labels=[False, True]).tolist(),
+            "confusion_matrix": confusion_matrix(
+                truth, predicted[:, i], labels=[False, True]
+            ).tolist(),
         }
     aucs = [v["auc"] for v in per_label.values() if not np.isnan(v["auc"])]
     return {
-        "n": int(len(targets)),
+        "n": len(targets),
         "macro_auc": float(np.mean(aucs)) if aucs else float("nan"),
-        "micro_f1": float(f1_score(targets.astype(bool), predicted, average="micro", zero_division=0)),
+        "micro_f1": float(
+            f1_score(targets.astype(bool), predicted, average="micro", zero_division=0)
+        ),
         "exact_match_accuracy": float((predicted == targets.astype(bool)).all(axis=1).mean()),
         "per_label": per_label,
     }
 
 
-def youden_thresholds(probs: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict[str, float]:
+def youden_thresholds(
+    probs: np.ndarray, targets: np.ndarray, labels: list[str]
+) -> dict[str, float]:
     """Per-label operating point maximising sensitivity + specificity on validation data."""
     from sklearn.metrics import roc_curve
 

@@ -39,7 +39,9 @@ def map_lite0_state_dict(
             f"{LITE0_ARCHITECTURE} {len(target)}: the positional mapping does not apply."
         )
     mapped = {}
-    for (src_name, tensor), (dst_name, expected) in zip(source.items(), target.items()):
+    for (src_name, tensor), (dst_name, expected) in zip(
+        source.items(), target.items(), strict=False
+    ):
         if tensor.shape != expected.shape:
             raise CheckpointError(
                 f"EfficientNet-Lite0 tensor '{src_name}' {tuple(tensor.shape)} does not fit "

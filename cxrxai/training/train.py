@@ -145,7 +145,11 @@ def make_card(config: TrainConfig, labels: list[str], name: str) -> ModelCard:
 
 @torch.no_grad()
 def predict_split(
-    model: nn.Module, split: LoadedSplit, card: ModelCard, device: torch.device, batch_size: int = 64
+    model: nn.Module,
+    split: LoadedSplit,
+    card: ModelCard,
+    device: torch.device,
+    batch_size: int = 64,
 ) -> np.ndarray:
     model.eval()
     outputs = []
@@ -157,9 +161,7 @@ def predict_split(
     return torch.cat(outputs).numpy()
 
 
-def evaluate_split(
-    probs: np.ndarray, split: LoadedSplit, card: ModelCard
-) -> dict[str, Any]:
+def evaluate_split(probs: np.ndarray, split: LoadedSplit, card: ModelCard) -> dict[str, Any]:
     if card.task == "multiclass":
         return multiclass_metrics(probs, split.targets.numpy(), card.labels)
     return multilabel_metrics(probs, split.targets.numpy(), card.labels, card.thresholds)
@@ -208,7 +210,9 @@ def train(
         positives = train_split.targets.sum(0)
         pos_weight = (len(train_split.targets) - positives) / positives.clamp(min=1)
         loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(device))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     steps_per_epoch = -(-len(train_split.images) // config.batch_size)
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
@@ -244,8 +248,14 @@ def train(
             card.thresholds = youden_thresholds(probs, val_split.targets.numpy(), labels)
         metrics = evaluate_split(probs, val_split, card)
         score = selection_score(metrics, config.task)
-        history.append({"epoch": epoch, "train_loss": running / max(seen, 1),
-                        "val_score": list(score), "seconds": time.perf_counter() - started})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": running / max(seen, 1),
+                "val_score": list(score),
+                "seconds": time.perf_counter() - started,
+            }
+        )
         log(f"epoch {epoch}: train loss {running / max(seen, 1):.4f}, val {score}")
         if best is None or score > best:
             best, best_epoch, stale = score, epoch, 0

@@ -1,0 +1,51 @@
+"""Shared fixtures. Tests needing ../shared/data FAIL when it is missing and CI=true,
+and skip with the reason otherwise."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cxrxai.settings import data_root
+
+
+def _require(path: Path, what: str) -> Path:
+    if path.exists():
+        return path
+    message = (
+        f"{what} not found at '{path}'. Set $CXRXAI_DATA to the folder holding the shared "
+        "datasets (default: ../shared/data next to the repository)."
+    )
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return _require(data_root(), "The shared data root")
+
+
+@pytest.fixture(scope="session")
+def covid_root(shared_data: Path) -> Path:
+    return _require(shared_data / "covid-qu-ex", "COVID-QU-Ex")
+
+
+@pytest.fixture(scope="session")
+def nih_root(shared_data: Path) -> Path:
+    return _require(shared_data / "nih-bbox", "The NIH bounding-box subset")
+
+
+@pytest.fixture(scope="session")
+def rg1_files() -> dict[str, str]:
+    """The real CR chest radiograph of pydicom-data in its four encodings."""
+    from pydicom.data import get_testdata_file
+
+    files = {}
+    for name in ("RG1_UNCR", "RG1_J2KR", "RG1_UNCI", "RG1_J2KI"):
+        path = get_testdata_file(f"{name}.dcm")
+        assert path is not None, f"{name}.dcm missing: pip install pydicom-data"
+        files[name] = str(path)
+    return files
