@@ -1,0 +1,82 @@
+"""Generic manifest (CSV and JSON) on real COVID-QU-Ex files and on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cxrxai.datasets.manifest import load_manifest
+from cxrxai.errors import DatasetError
+
+
+def _covid_files(covid_root):
+    folder = covid_root / "Val" / "COVID-19"
+    name = sorted((folder / "images").iterdir())[0].name
+    return folder / "images" / name, folder / "infection masks" / name
+
+
+def test_csv_manifest_merges_rows(tmp_path, covid_root):
+    image, mask = _covid_files(covid_root)
+    (tmp_path / "m.csv").write_text(
+        "image,labels,kind,label,author,x_min,y_min,x_max,y_max,mask,x,y,split\n"
+        f"{image},COVID-19;Pneumonia,box,Opacity,R1,10,20,110,90,,,,val\n"
+        f"{image},,mask,COVID-19,QaTa,,,,,{mask},,,val\n"
+        f"{image},,point,Nodule,R2,,,,,,50,60,val\n"
+        "relative/other.png,Normal,,,,,,,,,,,val\n"
+    )
+    first, second = load_manifest(tmp_path / "m.csv")
+    assert first.labels == ["COVID-19", "Pneumonia", "Opacity", "Nodule"]
+    kinds = [a.kind for a in first.annotations]
+    assert kinds == ["box", "mask", "point"]
+    assert first.annotations[0].box == (10.0, 20.0, 110.0, 90.0)
+    assert first.annotations[1].load_mask().shape == first.load_image().shape
+    assert second.image_path == tmp_path / "relative" / "other.png"
+    assert second.labels == ["Normal"] and second.split == "val"
+
+
+def test_json_manifest(tmp_path, covid_root):
+    image, mask = _covid_files(covid_root)
+    cases = {
+        "cases": [
+            {
+                "image": str(image),
+                "case_id": "c1",
+                "labels": ["COVID-19"],
+                "annotations": [
+                    {"kind": "mask", "label": "COVID-19", "mask": str(mask)},
+                    {"kind": "box", "label": "X", "box": [1, 2, 3, 4]},
+                ],
+            }
+        ]
+    }
+    (tmp_path / "m.json").write_text(json.dumps(cases))
+    (case,) = load_manifest(tmp_path / "m.json")
+    assert case.case_id == "c1" and case.labels == ["COVID-19", "X"]
+    assert case.annotations[0].load_mask().any()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("labels\nx\n", "needs an 'image' column"),
+        ("image,kind,label\na.png,circle,X\n", "kind must be one of"),
+        ("image,kind,label,x_min,y_min,x_max,y_max\na.png,box,X,5,5,1,1\n", "x_max < x_min"),
+        ("image,kind,label,x_min,y_min,x_max,y_max\na.png,box,X,a,5,1,1\n", "must be a number"),
+        ("image,kind,label\na.png,mask,X\n", "needs 'mask'"),
+        ("image,kind,label\na.png,box,\n", "needs a 'label'"),
+    ],
+)
+def test_bad_csv_rows_name_the_line(tmp_path, content, message):
+    (tmp_path / "bad.csv").write_text(content)
+    with pytest.raises(DatasetError, match=message):
+        load_manifest(tmp_path / "bad.csv")
+
+
+def test_bad_json_and_suffix(tmp_path):
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(DatasetError, match="expected an object"):
+        load_manifest(tmp_path / "bad.json")
+    (tmp_path / "m.txt").write_text("")
+    with pytest.raises(DatasetError, match=r"\.csv or \.json"):
+        load_manifest(tmp_path / "m.txt")
