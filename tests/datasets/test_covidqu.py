@@ -51,7 +51,7 @@ def test_registry_resolves_split_name_and_limit(covid_root):
 
 
 def test_missing_split_is_clear(tmp_path):
-    with pytest.raises(DatasetError, match="split folder .* not found"):
+    with pytest.raises(DatasetError, match=r"split folder .* not found"):
         load_covid_qu_ex(tmp_path / "Test")
     (tmp_path / "Empty").mkdir()
     with pytest.raises(DatasetError, match="none of the class folders"):
