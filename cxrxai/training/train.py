@@ -240,7 +240,7 @@ def train(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            running += float(loss) * len(index)
+            running += float(loss.detach()) * len(index)
             seen += len(index)
             bar.set_postfix(loss=f"{running / seen:.4f}")
         probs = predict_split(model, val_split, card, device)

@@ -1,0 +1,16 @@
+"""cxrxai dashboard: a thin router over the pages in ``pages/``.
+
+Run with ``streamlit run app.py`` (the README's first command does it for you).
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="cxrxai — chest X-ray explanation review", layout="wide")
+
+navigation = st.navigation(
+    [
+        st.Page("pages/review.py", title="Review", icon=":material/radiology:", default=True),
+        st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
+    ]
+)
+navigation.run()

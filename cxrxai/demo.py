@@ -1,0 +1,49 @@
+"""The demo set: a few curated real cases read in place from the data root, or, when no
+data root exists, the real CR chest DICOM shipped by the PyPI package ``pydicom-data``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cxrxai.cases import Case
+from cxrxai.datasets.covidqu import CLASSES, load_covid_qu_ex
+from cxrxai.datasets.nih import load_nih_bbox
+from cxrxai.settings import data_root
+
+DEMO_PER_CLASS = {"COVID-19": 4, "Non-COVID": 2, "Normal": 2}
+DEMO_NIH_FINDINGS = ("Cardiomegaly", "Effusion", "Mass", "Pneumothorax", "Atelectasis")
+
+
+def demo_cases(root: Path | None = None) -> list[Case]:
+    """Curated cases: COVID-19 with infection masks, controls, NIH boxes of several
+    findings. Falls back to the pydicom-data chest radiograph when no data is found."""
+    root = root or data_root()
+    cases: list[Case] = []
+    val = root / "covid-qu-ex" / "Val"
+    if val.is_dir():
+        by_class = {c: [x for x in load_covid_qu_ex(val) if x.labels == [c]] for c in CLASSES}
+        for class_name, count in DEMO_PER_CLASS.items():
+            pool = by_class.get(class_name, [])
+            # Spread the picks over the split instead of taking neighbouring files.
+            step = max(len(pool) // max(count, 1), 1)
+            cases += pool[::step][:count]
+    nih = root / "nih-bbox"
+    if (nih / "BBox_List_2017.csv").is_file():
+        nih_cases = load_nih_bbox(nih)
+        for finding in DEMO_NIH_FINDINGS:
+            match = next((c for c in nih_cases if c.labels == [finding]), None)
+            if match is not None:
+                cases.append(match)
+    return cases or [sample_dicom_case()]
+
+
+def sample_dicom_case() -> Case:
+    """The real CR chest PA radiograph of pydicom-data (no annotations)."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("RG1_UNCR.dcm")
+    if path is None:
+        from cxrxai.errors import DatasetError
+
+        raise DatasetError("pydicom-data is not installed: pip install -r requirements.txt")
+    return Case("pydicom-data/RG1_UNCR", Path(path), dataset="pydicom-data")

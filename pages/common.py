@@ -1,0 +1,42 @@
+"""Resources shared by the pages, created once per process (model) or per input (images).
+
+Only glue lives here: every computation is a ``cxrxai`` call.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from cxrxai.cases import Case
+from cxrxai.checkpoint import ModelBundle, load_checkpoint
+from cxrxai.demo import demo_cases
+from cxrxai.imageio import XRayImage, read_image
+from cxrxai.settings import DEMO_CHECKPOINT, data_root
+
+CHECKPOINT_ENV_VAR = "CXRXAI_CHECKPOINT"
+
+
+def checkpoint_path() -> str:
+    return os.environ.get(CHECKPOINT_ENV_VAR) or str(DEMO_CHECKPOINT)
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def get_bundle(path: str) -> ModelBundle:
+    return load_checkpoint(path)
+
+
+@st.cache_resource(show_spinner="Listing the demo cases…")
+def get_demo_cases(root: str) -> list[Case]:
+    return demo_cases(data_root(root))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def get_image(path: str, window: tuple[float, float] | None = None) -> XRayImage:
+    return read_image(path, window=window)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def get_uploaded_image(data: bytes, name: str, window: tuple[float, float] | None) -> XRayImage:
+    return read_image(data, name=name, window=window)

@@ -1,0 +1,42 @@
+"""The loaded checkpoint's model card: labels, data, validation metrics."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from cxrxai.errors import CxrxaiError
+from pages.common import checkpoint_path, get_bundle
+
+st.title("Model")
+try:
+    bundle = get_bundle(checkpoint_path())
+except CxrxaiError as exc:
+    st.error(f"The model could not be loaded. {exc}")
+    st.stop()
+
+card = bundle.card
+st.subheader(card.name or card.architecture)
+st.write(
+    f"**Architecture:** `{card.architecture}` ({card.framework}) · **task:** {card.task} · "
+    f"**input:** {card.input_size[1]}×{card.input_size[0]}, {card.in_channels} channel(s) · "
+    f"**CAM layer:** `{card.target_layer}` · **device:** {bundle.device}"
+)
+st.write("**Labels (output order):** " + ", ".join(card.labels))
+if card.notes:
+    st.caption(card.notes)
+metrics = card.validation_metrics
+if metrics:
+    cols = st.columns(3)
+    for col, key in zip(cols, ("accuracy", "macro_auc", "n"), strict=False):
+        if key in metrics:
+            col.metric(key.replace("_", " "), f"{metrics[key]:.3f}" if key != "n" else metrics[key])
+    if "per_class" in metrics:
+        st.dataframe(pd.DataFrame(metrics["per_class"]).T, width="stretch")
+    if "confusion_matrix" in metrics:
+        st.write("**Confusion matrix** (rows: truth, columns: prediction)")
+        st.dataframe(
+            pd.DataFrame(metrics["confusion_matrix"], index=card.labels, columns=card.labels)
+        )
+with st.expander("Training details"):
+    st.json({k: v for k, v in card.training.items() if k != "history"})

@@ -1,0 +1,90 @@
+"""Review one case: the X-ray with its annotations and the model's probabilities."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from cxrxai.errors import CxrxaiError
+from cxrxai.render import author_colours, draw_annotations
+from cxrxai.settings import DATA_ENV_VAR, data_root
+from pages.common import checkpoint_path, get_bundle, get_demo_cases, get_image, get_uploaded_image
+
+st.title("Case review")
+
+try:
+    bundle = get_bundle(checkpoint_path())
+except CxrxaiError as exc:
+    st.error(f"The model could not be loaded. {exc}")
+    st.stop()
+
+root = data_root()
+cases = get_demo_cases(str(root))
+if not root.exists():
+    st.info(
+        f"No dataset found at `{root}`: showing the sample chest DICOM from pydicom-data. "
+        f"Set `{DATA_ENV_VAR}` to a folder holding covid-qu-ex/ or nih-bbox/ to review "
+        "real cases."
+    )
+
+with st.sidebar:
+    upload = st.file_uploader("Open an X-ray (PNG, JPEG or DICOM)", type=None)
+    ids = [case.case_id for case in cases]
+    case_id = st.selectbox("Case", ids, disabled=upload is not None)
+    show_truth = st.toggle("Show ground truth", value=True)
+    window: tuple[float, float] | None = None
+    if st.toggle("Manual DICOM window", value=False):
+        center = st.number_input("Window center", value=15000.0, step=100.0)
+        width = st.number_input("Window width", min_value=1.0, value=30000.0, step=100.0)
+        window = (center, width)
+
+case = next(c for c in cases if c.case_id == case_id)
+try:
+    if upload is not None:
+        image = get_uploaded_image(upload.getvalue(), upload.name, window)
+        annotations, title = [], upload.name
+    else:
+        image = get_image(str(case.image_path), window)
+        annotations, title = case.annotations, case.case_id
+    picture = draw_annotations(image.pixels, annotations if show_truth else [])
+except CxrxaiError as exc:
+    st.error(str(exc))
+    st.stop()
+
+probabilities = bundle.predict_proba(image.pixels)[0]
+left, right = st.columns([3, 2])
+with left:
+    st.image(picture, caption=title, width="stretch")
+    if show_truth and annotations:
+        legend = ", ".join(f"{author}" for author in author_colours(annotations))
+        st.caption(f"Annotations by: {legend}. Masks as outlines, boxes per radiologist.")
+with right:
+    order = probabilities.argsort()
+    figure = go.Figure(
+        go.Bar(
+            x=probabilities[order],
+            y=[bundle.labels[i] for i in order],
+            orientation="h",
+            text=[f"{p:.3f}" for p in probabilities[order]],
+            textposition="auto",
+        )
+    )
+    figure.update_layout(
+        xaxis={"range": [0, 1], "title": "probability"},
+        height=260,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        title=f"{bundle.card.name or 'model'} ({bundle.card.task})",
+    )
+    st.plotly_chart(figure, width="stretch")
+    predicted = bundle.labels[int(probabilities.argmax())]
+    st.metric("Predicted", predicted, help="argmax of the softmax (multi-class model)")
+    if upload is None and case.labels:
+        st.write(f"**Reference label(s):** {', '.join(case.labels)}")
+    meta = image.meta
+    st.write(
+        f"**Image:** {meta.file_format}, {meta.shape[1]}×{meta.shape[0]} px, "
+        f"{meta.bits_stored} bits"
+        + (f", {meta.photometric_interpretation}" if meta.photometric_interpretation else "")
+        + (f", view {meta.view_position}" if meta.view_position else "")
+        + (f", window {meta.window[0]:g}/{meta.window[1]:g}" if meta.window else "")
+    )

@@ -1,0 +1,143 @@
+"""Checkpoint save/load, clear errors for bad checkpoints, torchxrayvision integration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cxrxai.card import ModelCard
+from cxrxai.checkpoint import (
+    build_network,
+    load_checkpoint,
+    load_xrv_weights,
+    save_checkpoint,
+)
+from cxrxai.errors import CheckpointError, CxrxaiError
+from cxrxai.settings import pick_device
+
+TINY = "resnet18"  # small timm model; random weights, built offline
+
+
+def tiny_card(**overrides) -> ModelCard:
+    fields = {
+        "architecture": TINY,
+        "labels": ["a", "b", "c"],
+        "task": "multiclass",
+        "input_size": (64, 64),
+        "in_channels": 1,
+        "normalisation": {"mean": [0.5], "std": [0.25]},
+        "target_layer": "layer4",
+    }
+    fields.update(overrides)
+    return ModelCard(**fields)
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    card = tiny_card()
+    torch.manual_seed(0)
+    model = build_network(card).eval()
+    save_checkpoint(model, card, tmp_path / "ckpt")
+    return tmp_path / "ckpt", model, card
+
+
+def test_round_trip_same_outputs(saved):
+    folder, model, card = saved
+    bundle = load_checkpoint(folder, device="cpu")
+    assert not bundle.model.training
+    assert bundle.device == torch.device("cpu") and bundle.labels == ["a", "b", "c"]
+    image = np.random.default_rng(0).random((100, 80), dtype=np.float32)
+    with torch.no_grad():
+        expected = torch.softmax(model(bundle.preprocess(image)), 1).numpy()
+    np.testing.assert_allclose(bundle.predict_proba(image), expected, rtol=1e-5)
+    assert bundle.predict_proba([image, image]).shape == (2, 3)
+    assert len(bundle.weights_sha256) == 64
+    assert load_checkpoint(folder / "model_card.json").weights_sha256 == bundle.weights_sha256
+
+
+def test_preprocess_resizes_and_normalises(saved):
+    bundle = load_checkpoint(saved[0], device="cpu")
+    batch = bundle.preprocess(np.full((30, 50), 0.75, dtype=np.float32))
+    assert batch.shape == (1, 1, 64, 64)
+    torch.testing.assert_close(batch, torch.full_like(batch, (0.75 - 0.5) / 0.25))
+
+
+def test_weights_that_do_not_fit(saved):
+    folder, _, card = saved
+    card.labels = ["a", "b"]  # two outputs, weights have three
+    card.save(folder / "model_card.json")
+    with pytest.raises(CheckpointError, match=r"shape mismatch.*fc\."):
+        load_checkpoint(folder)
+
+
+def test_unknown_architecture(saved):
+    folder, _, _ = saved
+    data = json.loads((folder / "model_card.json").read_text())
+    data["architecture"] = "resnet_of_dreams"
+    (folder / "model_card.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="Unknown timm architecture 'resnet_of_dreams'"):
+        load_checkpoint(folder)
+
+
+def test_bad_target_layer(saved):
+    folder, _, card = saved
+    card.target_layer = "layer9"
+    card.save(folder / "model_card.json")
+    with pytest.raises(CheckpointError, match="target_layer 'layer9'"):
+        load_checkpoint(folder)
+
+
+def test_missing_and_corrupt_files(tmp_path, saved):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nowhere")
+    folder, _, _ = saved
+    (folder / "weights.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="could not be read"):
+        load_checkpoint(folder)
+    (folder / "weights.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="Weights file .* not found"):
+        load_checkpoint(folder)
+
+
+def test_device_choice():
+    assert pick_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert pick_device(None).type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(CxrxaiError, match="no CUDA GPU"):
+            pick_device("cuda")
+
+
+@pytest.mark.parametrize("as_module", [False, True])
+def test_torchxrayvision_densenet_from_local_file(tmp_path, as_module):
+    """Random-initialised xrv DenseNet saved to disk, loaded without any download."""
+    import torchxrayvision as xrv
+
+    torch.manual_seed(0)
+    reference = xrv.models.DenseNet(weights=None).eval()
+    path = tmp_path / "xrv.pt"
+    torch.save(reference if as_module else reference.state_dict(), path)
+    bundle = load_xrv_weights(path, device="cpu")
+    assert bundle.labels == list(xrv.datasets.default_pathologies)
+    assert bundle.card.input_size == (224, 224) and bundle.card.task == "multilabel"
+    image = np.random.default_rng(1).random((300, 280), dtype=np.float32)
+    batch = bundle.preprocess(image)
+    assert float(batch.min()) >= -1024.001 and float(batch.max()) <= 1024.001
+    # The same pixels through xrv's own normalisation give the same logits.
+    xrv_input = torch.from_numpy(
+        xrv.datasets.normalize(
+            __import__("cv2").resize(image, (224, 224), interpolation=3) * 255, 255
+        )
+    )[None, None].float()
+    with torch.no_grad():
+        expected = torch.sigmoid(reference(xrv_input)).numpy()
+    np.testing.assert_allclose(bundle.predict_proba(image), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_torchxrayvision_wrong_file(tmp_path):
+    torch.save({"not": torch.zeros(3)}, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_xrv_weights(tmp_path / "w.pt", device="cpu")

@@ -1,0 +1,38 @@
+"""CLI: user errors print one clear line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+
+from cxrxai.cli import main
+
+
+def test_info_prints_metadata_without_identifiers(rg1_files, capsys):
+    assert main(["info", rg1_files["RG1_UNCR"]]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["shape"] == [1955, 1841] and meta["photometric_interpretation"] == "MONOCHROME1"
+    assert "PatientName" not in json.dumps(meta)
+
+
+def test_bad_image_is_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 10)
+    assert main(["info", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Cannot read image") and str(bad) in err
+    assert "Traceback" not in err
+
+
+def test_bad_checkpoint_is_one_clear_line(tmp_path, capsys):
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.zeros((8, 8), np.uint8))
+    assert main(["predict", str(image), "--checkpoint", str(tmp_path / "none")]) == 2
+    assert "Checkpoint" in capsys.readouterr().err
+
+
+def test_bad_dataset_is_one_clear_line(tmp_path, capsys):
+    code = main(["evaluate-model", "--checkpoint", str(tmp_path), "--dataset", "mnist"])
+    assert code == 2
