@@ -45,7 +45,7 @@ def saved(tmp_path):
 
 
 def test_round_trip_same_outputs(saved):
-    folder, model, card = saved
+    folder, model, _card = saved
     bundle = load_checkpoint(folder, device="cpu")
     assert not bundle.model.training
     assert bundle.device == torch.device("cpu") and bundle.labels == ["a", "b", "c"]
@@ -98,7 +98,7 @@ def test_missing_and_corrupt_files(tmp_path, saved):
     with pytest.raises(CheckpointError, match="could not be read"):
         load_checkpoint(folder)
     (folder / "weights.safetensors").unlink()
-    with pytest.raises(CheckpointError, match="Weights file .* not found"):
+    with pytest.raises(CheckpointError, match=r"Weights file .* not found"):
         load_checkpoint(folder)
 
 
