@@ -12,6 +12,7 @@ import streamlit as st
 from cxrxai.cases import Case
 from cxrxai.checkpoint import ModelBundle, load_checkpoint
 from cxrxai.demo import demo_cases
+from cxrxai.errors import CxrxaiError
 from cxrxai.imageio import XRayImage, read_image
 from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
@@ -40,3 +41,13 @@ def get_image(path: str, window: tuple[float, float] | None = None) -> XRayImage
 @st.cache_data(show_spinner=False, max_entries=16)
 def get_uploaded_image(data: bytes, name: str, window: tuple[float, float] | None) -> XRayImage:
     return read_image(data, name=name, window=window)
+
+
+def require_bundle() -> ModelBundle:
+    """The configured model, or a clear message on the page and a stop."""
+    try:
+        return get_bundle(checkpoint_path())
+    except CxrxaiError as exc:
+        st.error(f"The model could not be loaded. {exc}")
+        st.stop()
+        raise  # st.stop() raises; this line only satisfies type checkers

@@ -5,15 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cxrxai.errors import CxrxaiError
-from pages.common import checkpoint_path, get_bundle
+from pages.common import require_bundle
 
 st.title("Model")
-try:
-    bundle = get_bundle(checkpoint_path())
-except CxrxaiError as exc:
-    st.error(f"The model could not be loaded. {exc}")
-    st.stop()
+bundle = require_bundle()
 
 card = bundle.card
 st.subheader(card.name or card.architecture)

@@ -8,15 +8,11 @@ import streamlit as st
 from cxrxai.errors import CxrxaiError
 from cxrxai.render import author_colours, draw_annotations
 from cxrxai.settings import DATA_ENV_VAR, data_root
-from pages.common import checkpoint_path, get_bundle, get_demo_cases, get_image, get_uploaded_image
+from pages.common import get_demo_cases, get_image, get_uploaded_image, require_bundle
 
 st.title("Case review")
 
-try:
-    bundle = get_bundle(checkpoint_path())
-except CxrxaiError as exc:
-    st.error(f"The model could not be loaded. {exc}")
-    st.stop()
+bundle = require_bundle()
 
 root = data_root()
 cases = get_demo_cases(str(root))
