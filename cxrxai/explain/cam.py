@@ -1,0 +1,144 @@
+"""The Grad-CAM family through pytorch-grad-cam, on any named layer.
+
+The default layer comes from the model card; :func:`candidate_layers` lists the layers
+with a spatial output (name, channels, h, w) so a user can pick another ("picking the
+correct layer" is an open point of the LIME vs Grad-CAM study).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from pytorch_grad_cam import (
+    EigenCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from cxrxai.checkpoint import ModelBundle
+from cxrxai.errors import CxrxaiError
+from cxrxai.explain.base import Explainer
+
+
+def find_layer(model: nn.Module, name: str) -> nn.Module:
+    modules = dict(model.named_modules())
+    if name not in modules:
+        raise CxrxaiError(
+            f"Layer '{name}' is not in the model; list candidates with "
+            "cxrxai.explain.cam.candidate_layers(bundle)."
+        )
+    return modules[name]
+
+
+@torch.no_grad()
+def candidate_layers(bundle: ModelBundle) -> list[tuple[str, int, int, int]]:
+    """(name, channels, height, width) of every module with a 4-D output, input to output."""
+    found: list[tuple[str, int, int, int]] = []
+    hooks = []
+
+    def record(name: str):
+        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+            if isinstance(output, torch.Tensor) and output.ndim == 4:
+                found.append((name, *map(int, output.shape[1:])))  # type: ignore[arg-type]
+
+        return hook
+
+    for name, module in bundle.model.named_modules():
+        if name and not list(module.children()):
+            hooks.append(module.register_forward_hook(record(name)))
+    try:
+        height, width = bundle.card.input_size
+        bundle.model(torch.zeros(1, bundle.card.in_channels, height, width, device=bundle.device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found
+
+
+class CamExplainer(Explainer):
+    """Shared body: build the pytorch-grad-cam object on the layer, run, release hooks."""
+
+    cam_class: ClassVar[type[BaseCAM]]
+    needs_gradients = True
+
+    def __init__(self, layer: str | None = None, batch_size: int = 32) -> None:
+        super().__init__(layer=layer, batch_size=batch_size)
+        self.layer = layer
+        self.batch_size = batch_size
+
+    def attribute(
+        self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        layer = find_layer(bundle.model, self.layer or bundle.card.target_layer)
+        cam = self.cam_class(model=bundle.model, target_layers=[layer])
+        if hasattr(cam, "batch_size"):
+            cam.batch_size = self.batch_size
+        try:
+            # Not used as a context manager: its __exit__ swallows IndexError.
+            grayscale = cam(input_tensor=batch, targets=[ClassifierOutputTarget(index)])
+        finally:
+            cam.activations_and_grads.release()
+        return torch.from_numpy(grayscale[0]).to(bundle.device)
+
+
+class GradCamExplainer(CamExplainer):
+    name = "gradcam"
+    description = "Grad-CAM: channel weights = spatially averaged gradients (Selvaraju 2017)"
+    cam_class = GradCAM
+
+
+class GradCamPlusPlusExplainer(CamExplainer):
+    name = "gradcam++"
+    description = "Grad-CAM++: higher-order gradient weights, better for several instances"
+    cam_class = GradCAMPlusPlus
+
+
+class ScoreCamExplainer(CamExplainer):
+    name = "scorecam"
+    description = "Score-CAM: gradient-free, one forward pass per channel (slow)"
+    cam_class = ScoreCAM
+    needs_gradients = False
+
+
+class HiResCamExplainer(CamExplainer):
+    name = "hirescam"
+    description = "HiResCAM: element-wise gradient x activation, faithful to the model"
+    cam_class = HiResCAM
+
+
+class XGradCamExplainer(CamExplainer):
+    name = "xgradcam"
+    description = "XGrad-CAM: axiom-based normalised gradient weights"
+    cam_class = XGradCAM
+
+
+class LayerCamExplainer(CamExplainer):
+    name = "layercam"
+    description = "LayerCAM: positive gradients weight each location"
+    cam_class = LayerCAM
+
+
+class EigenCamExplainer(CamExplainer):
+    name = "eigencam"
+    description = "EigenCAM: first principal component of the activations (class-agnostic)"
+    cam_class = EigenCAM
+    needs_gradients = False
+
+
+CAM_EXPLAINERS: tuple[type[CamExplainer], ...] = (
+    GradCamExplainer,
+    GradCamPlusPlusExplainer,
+    ScoreCamExplainer,
+    HiResCamExplainer,
+    XGradCamExplainer,
+    LayerCamExplainer,
+    EigenCamExplainer,
+)

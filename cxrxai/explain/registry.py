@@ -1,0 +1,25 @@
+"""Explainers by name: what the CLI's ``--methods`` and the UI's method picker list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cxrxai.errors import CxrxaiError
+from cxrxai.explain.base import Explainer
+from cxrxai.explain.cam import CAM_EXPLAINERS
+
+METHODS: dict[str, type[Explainer]] = {cls.name: cls for cls in CAM_EXPLAINERS}
+
+
+def list_methods() -> list[dict[str, Any]]:
+    """name, description, needs_gradients of every registered method."""
+    return [
+        {"name": name, "description": cls.description, "needs_gradients": cls.needs_gradients}
+        for name, cls in METHODS.items()
+    ]
+
+
+def get_explainer(name: str, **params: Any) -> Explainer:
+    if name not in METHODS:
+        raise CxrxaiError(f"Unknown explanation method '{name}'; available: {sorted(METHODS)}")
+    return METHODS[name](**params)

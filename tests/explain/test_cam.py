@@ -1,0 +1,108 @@
+"""Grad-CAM family: one parametrised test over every method (shape, device, hooks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cxrxai.card import ModelCard
+from cxrxai.checkpoint import build_network, load_checkpoint, save_checkpoint
+from cxrxai.errors import CxrxaiError
+from cxrxai.explain import get_explainer, list_methods, resolve_targets
+from cxrxai.explain.cam import CAM_EXPLAINERS, candidate_layers
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    card = ModelCard(
+        architecture="resnet18",
+        labels=["a", "b", "c"],
+        task="multilabel",
+        input_size=(64, 64),
+        in_channels=1,
+        normalisation={"mean": [0.5], "std": [0.25]},
+        target_layer="layer4",
+        thresholds={"a": 0.0, "b": 0.0, "c": 1.0},
+    )
+    torch.manual_seed(0)
+    folder = save_checkpoint(build_network(card), card, tmp_path_factory.mktemp("ckpt"))
+    return load_checkpoint(folder, device=DEVICE)
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.random.default_rng(0).random((90, 70), dtype=np.float32)
+
+
+def _hook_count(model: torch.nn.Module) -> int:
+    return sum(
+        len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks)
+        for m in model.modules()
+    )
+
+
+@pytest.mark.parametrize("method", [cls.name for cls in CAM_EXPLAINERS])
+def test_every_cam_method_shape_device_and_hooks(tiny_bundle, image, method):
+    (heatmap,) = get_explainer(method).explain(tiny_bundle, image, target="b")
+    assert heatmap.shape == image.shape
+    assert heatmap.values.device.type == DEVICE and heatmap.values.dtype == torch.float32
+    assert torch.isfinite(heatmap.values).all()
+    assert heatmap.method == method and heatmap.target_label == "b"
+    assert heatmap.seconds > 0
+    assert _hook_count(tiny_bundle.model) == 0
+
+
+def test_other_layer_by_name(tiny_bundle, image):
+    (a,) = get_explainer("gradcam", layer="layer3").explain(tiny_bundle, image, target=0)
+    (b,) = get_explainer("gradcam").explain(tiny_bundle, image, target=0)
+    assert a.params["layer"] == "layer3" and not torch.allclose(a.values, b.values)
+    with pytest.raises(CxrxaiError, match="Layer 'nope'"):
+        get_explainer("gradcam", layer="nope").explain(tiny_bundle, image, target=0)
+
+
+def test_candidate_layers(tiny_bundle):
+    layers = {name: (c, h, w) for name, c, h, w in candidate_layers(tiny_bundle)}
+    assert layers["layer4.1.conv2"] == (512, 2, 2) and layers["layer3.1.conv2"] == (256, 4, 4)
+
+
+def test_targets(tiny_bundle, image):
+    # multi-label default: every label at or above its threshold (a, b: 0.0; c: 1.0)
+    assert resolve_targets(tiny_bundle, image) == [0, 1]
+    assert resolve_targets(tiny_bundle, image, "c") == [2]
+    with pytest.raises(CxrxaiError, match="not a label"):
+        resolve_targets(tiny_bundle, image, "zebra")
+    with pytest.raises(CxrxaiError, match="out of range"):
+        resolve_targets(tiny_bundle, image, 7)
+    assert len(get_explainer("gradcam").explain(tiny_bundle, image)) == 2
+
+
+def test_registry():
+    names = {m["name"] for m in list_methods()}
+    assert {
+        "gradcam",
+        "gradcam++",
+        "scorecam",
+        "hirescam",
+        "xgradcam",
+        "layercam",
+        "eigencam",
+    } <= names
+    with pytest.raises(CxrxaiError, match="Unknown explanation method"):
+        get_explainer("magic")
+
+
+def test_demo_checkpoint_gradcam_on_real_case(covid_root):
+    from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.settings import DEMO_CHECKPOINT
+
+    bundle = load_checkpoint(DEMO_CHECKPOINT, device=DEVICE)
+    case = next(c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"])
+    image = case.load_image().pixels
+    (heatmap,) = get_explainer("gradcam").explain(bundle, image)
+    assert heatmap.shape == (256, 256)
+    assert 0.0 <= float(heatmap.values.min()) and float(heatmap.values.max()) <= 1.0 + 1e-6
+    # A trained model's map is not flat.
+    assert float(heatmap.values.std()) > 0.05
