@@ -7,8 +7,11 @@ from typing import Any
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain.base import Explainer
 from cxrxai.explain.cam import CAM_EXPLAINERS
+from cxrxai.explain.gradients import GRADIENT_EXPLAINERS
 
-METHODS: dict[str, type[Explainer]] = {cls.name: cls for cls in CAM_EXPLAINERS}
+METHODS: dict[str, type[Explainer]] = {
+    cls.name: cls for cls in (*CAM_EXPLAINERS, *GRADIENT_EXPLAINERS)
+}
 
 
 def list_methods() -> list[dict[str, Any]]:

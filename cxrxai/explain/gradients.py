@@ -1,0 +1,136 @@
+"""Noise-averaged and path-integrated gradient maps.
+
+- ``smoothgrad-cam``: Grad-CAM averaged over n noisy copies of the image (the VinDr
+  study: n = 50, noise sigma 10-20 % of the intensity range), batched through
+  pytorch-grad-cam;
+- ``smoothgrad``: SmoothGrad on the input (captum ``NoiseTunnel`` over ``Saliency``);
+- ``integrated-gradients``: captum ``IntegratedGradients`` from a black image.
+
+Noise is drawn from the explainer's seeded generator, so a seed gives the same map twice.
+"""
+
+from __future__ import annotations
+
+import torch
+from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from cxrxai.checkpoint import ModelBundle
+from cxrxai.explain.base import Explainer
+from cxrxai.explain.cam import find_layer
+
+
+def intensity_std(bundle: ModelBundle, sigma_fraction: float) -> torch.Tensor:
+    """Noise std in normalised units for ``sigma_fraction`` of the [0, 1] intensity range."""
+    std = torch.tensor(bundle.card.normalisation["std"], device=bundle.device)
+    return (sigma_fraction / std).view(1, -1, 1, 1)
+
+
+class SmoothGradCamExplainer(Explainer):
+    name = "smoothgrad-cam"
+    description = "Grad-CAM averaged over n noisy copies (VinDr study: n=50, sigma 10-20 %)"
+    needs_gradients = True
+    stochastic = True
+
+    def __init__(
+        self,
+        n_samples: int = 50,
+        sigma: float = 0.15,
+        layer: str | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        super().__init__(n_samples=n_samples, sigma=sigma, layer=layer, batch_size=batch_size)
+        self.n_samples, self.sigma, self.layer, self.batch_size = (
+            n_samples,
+            sigma,
+            layer,
+            batch_size,
+        )
+
+    def attribute(
+        self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        layer = find_layer(bundle.model, self.layer or bundle.card.target_layer)
+        noise_std = intensity_std(bundle, self.sigma)
+        cam = GradCAM(model=bundle.model, target_layers=[layer])
+        total = torch.zeros(batch.shape[-2:], device=bundle.device)
+        try:
+            done = 0
+            while done < self.n_samples:
+                size = min(self.batch_size, self.n_samples - done)
+                noise = torch.randn((size, *batch.shape[1:]), generator=generator)
+                noisy = batch.expand(size, -1, -1, -1) + noise.to(bundle.device) * noise_std
+                maps = cam(input_tensor=noisy, targets=[ClassifierOutputTarget(index)] * size)
+                total += torch.from_numpy(maps.sum(0)).to(bundle.device)
+                done += size
+        finally:
+            cam.activations_and_grads.release()
+        return total / self.n_samples
+
+
+def _captum_map(attribution: torch.Tensor) -> torch.Tensor:
+    """(1, C, h, w) attribution -> (h, w), channels summed."""
+    return attribution[0].sum(0)
+
+
+class SmoothGradExplainer(Explainer):
+    name = "smoothgrad"
+    description = "SmoothGrad: input-gradient magnitude averaged over noisy copies (captum)"
+    needs_gradients = True
+    stochastic = True
+
+    def __init__(self, n_samples: int = 50, sigma: float = 0.15, batch_size: int = 16) -> None:
+        super().__init__(n_samples=n_samples, sigma=sigma, batch_size=batch_size)
+        self.n_samples, self.sigma, self.batch_size = n_samples, sigma, batch_size
+
+    def attribute(
+        self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        stdev = float(intensity_std(bundle, self.sigma).mean())
+        tunnel = NoiseTunnel(Saliency(bundle.model))
+        # captum draws its noise from the global RNG: fork it and seed from ours.
+        devices = [bundle.device] if bundle.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+            attribution = tunnel.attribute(
+                batch.clone().requires_grad_(True),
+                nt_type="smoothgrad",
+                nt_samples=self.n_samples,
+                nt_samples_batch_size=self.batch_size,
+                stdevs=stdev,
+                target=index,
+            )
+        return _captum_map(attribution)
+
+
+class IntegratedGradientsExplainer(Explainer):
+    name = "integrated-gradients"
+    description = "Integrated Gradients from a black image (captum); signed"
+    needs_gradients = True
+
+    def __init__(self, n_steps: int = 50, batch_size: int = 16) -> None:
+        super().__init__(n_steps=n_steps, batch_size=batch_size)
+        self.n_steps, self.batch_size = n_steps, batch_size
+
+    def attribute(
+        self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        mean = torch.tensor(bundle.card.normalisation["mean"], device=bundle.device)
+        std = torch.tensor(bundle.card.normalisation["std"], device=bundle.device)
+        black = ((0.0 - mean) / std).view(1, -1, 1, 1).expand_as(batch)
+        attribution = IntegratedGradients(bundle.model).attribute(
+            batch,
+            baselines=black,
+            target=index,
+            n_steps=self.n_steps,
+            internal_batch_size=self.batch_size,
+        )
+        return _captum_map(attribution)
+
+
+GRADIENT_EXPLAINERS: tuple[type[Explainer], ...] = (
+    SmoothGradCamExplainer,
+    SmoothGradExplainer,
+    IntegratedGradientsExplainer,
+)
