@@ -38,6 +38,7 @@ class Heatmap:
     params: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     seconds: float = 0.0
+    segments: torch.Tensor | None = None  # (H, W) superpixel ids, for LIME / KernelSHAP
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -94,6 +95,7 @@ class Explainer(ABC):
 
     def __init__(self, **params: Any) -> None:
         self.params = params
+        self.segments: torch.Tensor | None = None  # set by superpixel methods in attribute()
 
     def explain(
         self, bundle: ModelBundle, image: np.ndarray, target: Target = None, seed: int = 0
@@ -105,8 +107,14 @@ class Explainer(ABC):
         for index in resolve_targets(bundle, image, target):
             start = time.perf_counter()
             generator = torch.Generator(device="cpu").manual_seed(seed)
+            self.segments = None
             values = self.attribute(bundle, bundle.preprocess(image), index, generator)
             values = to_image_size(values.detach().to(bundle.device), image.shape)
+            segments = None
+            if self.segments is not None:
+                segments = F.interpolate(
+                    self.segments[None, None].float(), size=image.shape, mode="nearest"
+                )[0, 0].long()
             if bundle.device.type == "cuda":
                 torch.cuda.synchronize(bundle.device)
             heatmaps.append(
@@ -118,6 +126,7 @@ class Explainer(ABC):
                     dict(self.params),
                     seed if self.stochastic else None,
                     time.perf_counter() - start,
+                    segments,
                 )
             )
         return heatmaps
