@@ -8,10 +8,12 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.explain.base import Explainer
 from cxrxai.explain.cam import CAM_EXPLAINERS
 from cxrxai.explain.gradients import GRADIENT_EXPLAINERS
+from cxrxai.explain.lrp import LrpExplainer
 from cxrxai.explain.perturbation import PERTURBATION_EXPLAINERS
 
 METHODS: dict[str, type[Explainer]] = {
-    cls.name: cls for cls in (*CAM_EXPLAINERS, *GRADIENT_EXPLAINERS, *PERTURBATION_EXPLAINERS)
+    cls.name: cls
+    for cls in (*CAM_EXPLAINERS, *GRADIENT_EXPLAINERS, *PERTURBATION_EXPLAINERS, LrpExplainer)
 }
 
 

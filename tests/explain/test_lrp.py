@@ -1,0 +1,128 @@
+"""LRP with zennit on timm models: relevance conservation, exact canonization, hooks.
+
+Conservation is checked with biases excluded from the rules (zennit ``zero_params``):
+then every rule used (Flat, ZPlus, Epsilon, Norm for sums and pooling, Pass for
+activations and unmerged BatchNorm) passes on all incoming relevance except what the
+stabilisers (1e-6) absorb, so input relevance must equal the explained logit to 1e-3
+relative. With biases, relevance is absorbed by them (never created), which is what the
+demo model's figure in docs/benchmarks.md reports.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+import torch
+from zennit.composites import EpsilonPlusFlat
+
+from cxrxai.card import ModelCard
+from cxrxai.checkpoint import ModelBundle
+from cxrxai.explain import get_explainer
+from cxrxai.explain.lrp import InplaceOffCanonizer, canonizers_for, relevance
+
+
+def _randomise_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial BatchNorm statistics, as in a trained model (timm initialises them to
+    identity, which would hide merge errors)."""
+    generator = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.rand(n, generator=generator) * 0.2 - 0.1)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.rand(n, generator=generator) * 0.2 - 0.1)
+    return model
+
+
+def _model(architecture: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return _randomise_batchnorm(timm.create_model(architecture, num_classes=3, in_chans=1)).eval()
+
+
+def _input_relevance(model, x, canonizers) -> tuple[float, float]:
+    composite = EpsilonPlusFlat(zero_params=["bias"], canonizers=canonizers)
+    inputs = x.clone().requires_grad_(True)
+    with composite.context(model) as modified:
+        output = modified(inputs)
+        one_hot = torch.zeros_like(output)
+        one_hot[:, 1] = 1.0
+        (grad,) = torch.autograd.grad(output, inputs, grad_outputs=output * one_hot)
+    return float(grad.sum()), float(output.detach()[0, 1])
+
+
+def _hooks(model: torch.nn.Module) -> int:
+    return sum(
+        len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks)
+        for m in model.modules()
+    )
+
+
+@pytest.mark.parametrize("architecture", ["resnet50", "densenet121"])
+def test_conservation_resnet50_densenet121(architecture):
+    model = _model(architecture)
+    x = torch.randn(1, 1, 96, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = model(x)
+    total, logit = _input_relevance(model, x, canonizers_for(model))
+    assert total == pytest.approx(logit, rel=1e-3)
+    # canonizers undone: same function, no hooks, in-place ReLUs back
+    assert _hooks(model) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before)
+    assert any(getattr(m, "inplace", False) for m in model.modules())
+
+
+def test_resnet50_stock_canonizers_are_not_enough():
+    """Without the timm block canonizer each residual addition doubles relevance."""
+    model = _model("resnet50")
+    x = torch.randn(1, 1, 96, 96, generator=torch.Generator().manual_seed(1))
+    total, logit = _input_relevance(model, x, [InplaceOffCanonizer()])
+    assert abs(total / logit) > 100
+
+
+def test_lite0_canonization_is_exact_and_never_creates_relevance():
+    model = _model("tf_efficientnet_lite0")
+    x = torch.randn(1, 1, 96, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = model(x)
+    instances = [i for c in canonizers_for(model) for i in c.apply(model)]
+    merged = sum(type(i).__name__ == "TimmMergeBatchNorm" for i in instances)
+    summed = sum(hasattr(getattr(i, "module", None), "canonizer_sum") for i in instances)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, rtol=1e-4, atol=1e-4)
+    for instance in reversed(instances):
+        instance.remove()
+    assert merged == 49 and summed == 9  # every BatchNorm merged, every skip through Sum
+    total, logit = _input_relevance(model, x, canonizers_for(model))
+    uncanonized, _ = _input_relevance(model, x, [InplaceOffCanonizer()])
+    # Without the canonizer the 9 skips double relevance (~2^9); with it, relevance is
+    # only lost where a depthwise 3x3 window has no positive contribution (ZPlus).
+    assert abs(uncanonized / logit) > 50
+    assert 0.5 < total / logit <= 1.0 + 1e-3
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before)
+    assert _hooks(model) == 0
+
+
+@pytest.mark.parametrize(
+    "composite", ["epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1"]
+)
+def test_lrp_explainer_composites(composite):
+    model = _model("tf_efficientnet_lite0")
+    card = ModelCard(
+        architecture="tf_efficientnet_lite0",
+        labels=["a", "b", "c"],
+        task="multiclass",
+        input_size=(96, 96),
+        in_channels=1,
+        normalisation={"mean": [0.5], "std": [0.5]},
+        target_layer="bn2",
+    )
+    bundle = ModelBundle(model, card, torch.device("cpu"), "test")
+    image = np.random.default_rng(0).random((120, 100), dtype=np.float32)
+    (heatmap,) = get_explainer("lrp", composite=composite).explain(bundle, image, target=1)
+    assert heatmap.shape == image.shape and torch.isfinite(heatmap.values).all()
+    attribution, _output = relevance(bundle, bundle.preprocess(image), 1, composite)
+    assert attribution.shape == (1, 1, 96, 96) and _hooks(model) == 0
