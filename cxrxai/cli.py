@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--max-steps-per-epoch", type=int, default=None)
     train.add_argument("--threads", type=int, default=None)
+    train.add_argument(
+        "--train-batchnorm",
+        action="store_true",
+        help="update BatchNorm statistics while training (default: frozen)",
+    )
     _add_data_root(train)
     _add_device(train)
 
@@ -124,6 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_steps_per_epoch=args.max_steps_per_epoch,
         threads=args.threads,
         device=args.device,
+        freeze_batchnorm=not args.train_batchnorm,
     )
     description = {
         "dataset": args.dataset,

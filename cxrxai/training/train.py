@@ -71,6 +71,7 @@ class TrainConfig:
     threads: int | None = None
     device: str | None = None
     labels: list[str] = field(default_factory=list)
+    freeze_batchnorm: bool = True
 
 
 @dataclass
@@ -114,6 +115,23 @@ def load_split(
     return LoadedSplit(
         torch.from_numpy(np.stack(images)).unsqueeze(1), targets, [c.case_id for c in cases]
     )
+
+
+def set_train_mode(model: nn.Module, freeze_batchnorm: bool) -> None:
+    """Train mode, with BatchNorm kept in eval mode (its ImageNet statistics) when asked.
+
+    Measured on COVID-QU-Ex: with BatchNorm in train mode, EfficientNet-Lite0's validation
+    accuracy fell to 0.51-0.67 after two epochs while its training loss kept falling and
+    macro-AUC stayed at 0.92-0.96 -- the running statistics did not match the batch
+    statistics the weights were trained with, shifting every logit. Frozen BatchNorm
+    (the usual advice for fine-tuning EfficientNets) trains with exactly the
+    normalisation used at evaluation.
+    """
+    model.train()
+    if freeze_batchnorm:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
@@ -227,7 +245,7 @@ def train(
     best_state: dict[str, torch.Tensor] = {}
     best_epoch, stale, history = 0, 0, []
     for epoch in range(1, config.epochs + 1):
-        model.train()
+        set_train_mode(model, config.freeze_batchnorm)
         order = torch.randperm(len(train_split.images), generator=generator)
         running, seen = 0.0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="batch")
