@@ -88,6 +88,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_device(predict)
 
+    explain = commands.add_parser("explain", help="explanation maps and overlays of one image")
+    explain.add_argument("image", type=Path)
+    explain.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint folder (default: the bundled demo)",
+    )
+    explain.add_argument(
+        "--methods", default="gradcam", help="comma-separated; see 'python -m cxrxai methods'"
+    )
+    explain.add_argument(
+        "--target",
+        default=None,
+        help="label name or output index (default: predicted / above threshold)",
+    )
+    explain.add_argument("--out", type=Path, default=Path("explanations"))
+    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--no-cache", action="store_true", help="do not use the heatmap cache")
+    _add_device(explain)
+
+    commands.add_parser("methods", help="list the explanation methods")
+
     info = commands.add_parser("info", help="metadata of an image (no patient identifiers)")
     info.add_argument("image", type=Path)
     return parser
@@ -170,6 +193,44 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.explain.cache import HeatmapCache
+    from cxrxai.explain.run import explain_image
+    from cxrxai.imageio import read_image
+    from cxrxai.settings import DEMO_CHECKPOINT
+
+    bundle = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, args.device)
+    image = read_image(args.image)
+    target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    written = explain_image(
+        bundle,
+        image.pixels,
+        methods,
+        args.out,
+        target=target,
+        seed=args.seed,
+        cache=None if args.no_cache else HeatmapCache(),
+        stem=args.image.stem,
+    )
+    for heatmap, npz, png in written:
+        print(
+            f"{heatmap.method:>22s}  {heatmap.target_label:<12s} {heatmap.seconds:7.2f} s  "
+            f"{npz}  {png}"
+        )
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from cxrxai.explain.registry import list_methods
+
+    for method in list_methods():
+        gradients = "gradients" if method["needs_gradients"] else "model-agnostic"
+        print(f"{method['name']:>22s}  [{gradients}]  {method['description']}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -185,4 +246,6 @@ COMMANDS = {
     "evaluate-model": cmd_evaluate_model,
     "predict": cmd_predict,
     "info": cmd_info,
+    "explain": cmd_explain,
+    "methods": cmd_methods,
 }

@@ -54,3 +54,36 @@ def draw_annotations(
             contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
             cv2.drawContours(rgb, contours, -1, colour, thickness)
     return rgb
+
+
+def heatmap_colours(values: np.ndarray, signed: bool | None = None) -> np.ndarray:
+    """HxW map -> HxWx3 uint8 RGB. Non-negative maps (CAMs) use ``inferno`` from 0 to their
+    max; signed maps (LRP, SHAP, LIME) a diverging ``RdBu_r`` centred on 0 (red = for the
+    target, blue = against), scaled by the largest magnitude."""
+    from matplotlib import colormaps
+
+    values = np.nan_to_num(np.asarray(values, dtype=np.float32))
+    if signed is None:
+        signed = bool(values.min() < 0)
+    if signed:
+        scale = float(np.abs(values).max()) or 1.0
+        unit = values / (2 * scale) + 0.5
+        cmap = colormaps["RdBu_r"]
+    else:
+        low, high = float(values.min()), float(values.max())
+        unit = (values - low) / ((high - low) or 1.0)
+        cmap = colormaps["inferno"]
+    return (cmap(np.clip(unit, 0, 1))[:, :, :3] * 255).astype(np.uint8)
+
+
+def overlay(
+    pixels: np.ndarray, values: np.ndarray, alpha: float = 0.45, signed: bool | None = None
+) -> np.ndarray:
+    """The X-ray (gray) blended with the coloured heatmap; same geometry as the image."""
+    if pixels.shape != values.shape:
+        raise ValueError(f"image {pixels.shape} and heatmap {values.shape} differ in shape")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    gray = cv2.cvtColor((np.clip(pixels, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    colours = heatmap_colours(values, signed)
+    return cv2.addWeighted(colours, alpha, gray, 1.0 - alpha, 0.0)

@@ -1,0 +1,54 @@
+"""Run several explainers on one image and write their maps and overlays (CLI back end)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from cxrxai.checkpoint import ModelBundle
+from cxrxai.explain.base import Heatmap, Target
+from cxrxai.explain.cache import HeatmapCache
+from cxrxai.explain.registry import get_explainer
+from cxrxai.render import overlay
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text)
+
+
+def explain_image(
+    bundle: ModelBundle,
+    image: np.ndarray,
+    methods: Iterable[str],
+    out_dir: Path,
+    target: Target = None,
+    seed: int = 0,
+    cache: HeatmapCache | None = None,
+    stem: str = "image",
+) -> list[tuple[Heatmap, Path, Path]]:
+    """For each method (and resolved target): ``<stem>_<method>_<label>.npz`` (the map at
+    image resolution, plus superpixels where the method has them) and ``.png`` (overlay).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    explainers = [get_explainer(name) for name in methods]  # unknown names fail up front
+    written = []
+    for explainer in tqdm(explainers, desc="explaining", unit="method"):
+        if cache is not None:
+            heatmaps = cache.explain(explainer, bundle, image, target=target, seed=seed)
+        else:
+            heatmaps = explainer.explain(bundle, image, target=target, seed=seed)
+        for heatmap in heatmaps:
+            base = out_dir / f"{_safe(stem)}_{_safe(heatmap.method)}_{_safe(heatmap.target_label)}"
+            arrays = {"values": heatmap.numpy()}
+            if heatmap.segments is not None:
+                arrays["segments"] = heatmap.segments.cpu().numpy().astype(np.int32)
+            np.savez_compressed(base.with_suffix(".npz"), **arrays)
+            picture = overlay(image, heatmap.numpy())
+            cv2.imwrite(str(base.with_suffix(".png")), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+            written.append((heatmap, base.with_suffix(".npz"), base.with_suffix(".png")))
+    return written

@@ -1,0 +1,88 @@
+"""``python -m cxrxai explain``: maps (npz) and overlays (png) per method, via the cache."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from cxrxai.card import ModelCard
+from cxrxai.checkpoint import build_network, save_checkpoint
+from cxrxai.cli import main
+from cxrxai.render import heatmap_colours, overlay
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    card = ModelCard(
+        architecture="resnet18",
+        labels=["COVID-19", "Normal"],
+        task="multiclass",
+        input_size=(32, 32),
+        in_channels=1,
+        normalisation={"mean": [0.5], "std": [0.25]},
+        target_layer="layer3",
+    )
+    torch.manual_seed(0)
+    return save_checkpoint(build_network(card), card, tmp_path / "ckpt")
+
+
+def test_explain_writes_maps_and_overlays(tmp_path, checkpoint, monkeypatch, capsys):
+    monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "cache"))
+    image = tmp_path / "chest.png"
+    cv2.imwrite(str(image), (np.random.default_rng(0).random((50, 40)) * 255).astype(np.uint8))
+    code = main(
+        [
+            "explain",
+            str(image),
+            "--checkpoint",
+            str(checkpoint),
+            "--methods",
+            "gradcam,lime",
+            "--target",
+            "Normal",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert code == 0
+    for method in ("gradcam", "lime"):
+        with np.load(tmp_path / "out" / f"chest_{method}_Normal.npz") as data:
+            assert data["values"].shape == (50, 40)
+        png = cv2.imread(str(tmp_path / "out" / f"chest_{method}_Normal.png"))
+        assert png.shape == (50, 40, 3)
+    assert list((tmp_path / "cache").rglob("*.npz"))
+    assert "gradcam" in capsys.readouterr().out
+
+
+def test_unknown_method_is_a_clear_error(tmp_path, checkpoint, capsys):
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.zeros((8, 8), np.uint8))
+    assert (
+        main(
+            [
+                "explain",
+                str(image),
+                "--checkpoint",
+                str(checkpoint),
+                "--methods",
+                "gradcam,psychic",
+                "--no-cache",
+            ]
+        )
+        == 2
+    )
+    assert "Unknown explanation method 'psychic'" in capsys.readouterr().err
+
+
+def test_colours_and_overlay():
+    signed = np.array([[-1.0, 0.0, 1.0]], np.float32)
+    rgb = heatmap_colours(signed)
+    assert rgb[0, 2, 0] > rgb[0, 2, 2] and rgb[0, 0, 2] > rgb[0, 0, 0]  # red +, blue -
+    picture = overlay(np.zeros((1, 3), np.float32), signed, alpha=1.0)
+    np.testing.assert_array_equal(picture, rgb)
+    with pytest.raises(ValueError, match="differ in shape"):
+        overlay(np.zeros((2, 3), np.float32), signed)
+    with pytest.raises(ValueError, match="alpha"):
+        overlay(np.zeros((1, 3), np.float32), signed, alpha=2.0)
