@@ -34,8 +34,10 @@ def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
 
 
 def row(name: str, ours: float, reference: float, per: int, reference_name: str) -> None:
-    print(f"| {name} | {ours / per * 1e3:.2f} | {reference / per * 1e3:.2f} | "
-          f"{ours / reference:.2f} | {reference_name} |")
+    print(
+        f"| {name} | {ours / per * 1e3:.2f} | {reference / per * 1e3:.2f} | "
+        f"{ours / reference:.2f} | {reference_name} |"
+    )
 
 
 def main() -> None:
@@ -43,15 +45,18 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="COVID-QU-Ex images to use")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
+    print(
+        f"machine: {platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
+    )
     paths = [c.image_path for c in load_covid_qu_ex(data_root() / "covid-qu-ex" / "Val")][: args.n]
     print("| step | cxrxai ms/image | reference ms/image | ratio | reference |")
     print("|---|---|---|---|---|")
 
     ours = best_of(lambda: [read_image(p) for p in paths])
-    ref = best_of(lambda: [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) / np.float32(255)
-                           for p in paths])
+    ref = best_of(
+        lambda: [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) / np.float32(255) for p in paths]
+    )
     row("read PNG 256x256", ours, ref, len(paths), "cv2.imread + scale")
 
     for name in ("RG1_UNCR", "RG1_J2KR"):
@@ -67,8 +72,13 @@ def main() -> None:
         bundle.model(prepared[0])
         ours = best_of(lambda: [bundle.predict_proba(im) for im in images])
         ref = best_of(lambda: [bundle.model(x) for x in prepared])
-    row("predict, batch 1 (incl. resize + normalise)", ours, ref, len(images),
-        "model(x) on a prepared tensor")
+    row(
+        "predict, batch 1 (incl. resize + normalise)",
+        ours,
+        ref,
+        len(images),
+        "model(x) on a prepared tensor",
+    )
     batch = torch.cat(prepared)
     with torch.no_grad():
         ours = best_of(lambda: bundle.predict_proba(images))
