@@ -41,6 +41,57 @@ def forward_floor(bundle, image01: torch.Tensor, n: int) -> tuple[float, int]:
     return best
 
 
+def bench_image(bundle, image: np.ndarray, record) -> None:
+    """Every measurement for one image (each closure runs at once, inside timed)."""
+    image01 = torch.from_numpy(bundle.preprocess(image)[0, 0].cpu().numpy() * 0.5 + 0.5).to(
+        bundle.device
+    )
+    for name in ("gradcam", "gradcam++", "lrp"):
+        get_explainer(name).explain(bundle, image, target=0)  # warm-up
+        record(f"{name} s", timed(lambda n=name: get_explainer(n).explain(bundle, image, target=0)))
+
+    floor_1000, size = forward_floor(bundle, image01, 1000)
+    record("forward x1000 s (best batch)", floor_1000)
+    record("best batch size", size)
+    lime_s = timed(
+        lambda: get_explainer("lime", num_samples=1000, batch_size=size).explain(
+            bundle, image, target=0, seed=0
+        )
+    )
+    record("cxrxai lime 1000 s", lime_s)
+    record("cxrxai lime / forward floor", lime_s / floor_1000)
+
+    image255 = np.repeat((image01.cpu().numpy() * 255.0)[:, :, None], 3, axis=2)
+
+    def classifier(images: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(images[..., 0] / 255.0).float()
+        return batched_probabilities(bundle, tensor, size).cpu().numpy()
+
+    stock = lime_image.LimeImageExplainer(random_state=0)
+    stock_s = timed(
+        lambda: stock.explain_instance(
+            image255,
+            classifier,
+            labels=(0,),
+            top_labels=None,
+            num_samples=1000,
+            batch_size=size,
+            segmentation_fn=segmenter("quickshift", 0),
+        )
+    )
+    record("stock lime 1000 s", stock_s)
+    record("stock lime / forward floor", stock_s / floor_1000)
+
+    floor_500 = floor_1000 / 2
+    shap_s = timed(
+        lambda: get_explainer("shap", max_evals=500, batch_size=size).explain(
+            bundle, image, target=0
+        )
+    )
+    record("cxrxai shap partition 500 s", shap_s)
+    record("shap / forward floor(500)", shap_s / floor_500)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=2)
@@ -60,56 +111,7 @@ def main() -> None:
         rows.setdefault(name, []).append(value)
 
     for case in cases:
-        image = case.load_image().pixels
-        image01 = torch.from_numpy(bundle.preprocess(image)[0, 0].cpu().numpy() * 0.5 + 0.5).to(
-            bundle.device
-        )
-        for name in ("gradcam", "gradcam++", "lrp"):
-            get_explainer(name).explain(bundle, image, target=0)  # warm-up
-            record(
-                f"{name} s", timed(lambda n=name: get_explainer(n).explain(bundle, image, target=0))
-            )
-
-        floor_1000, size = forward_floor(bundle, image01, 1000)
-        record("forward x1000 s (best batch)", floor_1000)
-        record("best batch size", size)
-        lime_s = timed(
-            lambda: get_explainer("lime", num_samples=1000, batch_size=size).explain(
-                bundle, image, target=0, seed=0
-            )
-        )
-        record("cxrxai lime 1000 s", lime_s)
-        record("cxrxai lime / forward floor", lime_s / floor_1000)
-
-        image255 = np.repeat((image01.cpu().numpy() * 255.0)[:, :, None], 3, axis=2)
-
-        def classifier(images: np.ndarray) -> np.ndarray:
-            tensor = torch.from_numpy(images[..., 0] / 255.0).float()
-            return batched_probabilities(bundle, tensor, size).cpu().numpy()
-
-        stock = lime_image.LimeImageExplainer(random_state=0)
-        stock_s = timed(
-            lambda: stock.explain_instance(
-                image255,
-                classifier,
-                labels=(0,),
-                top_labels=None,
-                num_samples=1000,
-                batch_size=size,
-                segmentation_fn=segmenter("quickshift", 0),
-            )
-        )
-        record("stock lime 1000 s", stock_s)
-        record("stock lime / forward floor", stock_s / floor_1000)
-
-        floor_500 = floor_1000 / 2
-        shap_s = timed(
-            lambda: get_explainer("shap", max_evals=500, batch_size=size).explain(
-                bundle, image, target=0
-            )
-        )
-        record("cxrxai shap partition 500 s", shap_s)
-        record("shap / forward floor(500)", shap_s / floor_500)
+        bench_image(bundle, case.load_image().pixels, record)
 
     print("| measurement | " + " | ".join(c.case_id.split("/")[-1] for c in cases) + " |")
     print("|---|" + "---|" * len(cases))
