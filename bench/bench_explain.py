@@ -19,7 +19,7 @@ from lime import lime_image
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.datasets.covidqu import load_covid_qu_ex
 from cxrxai.explain import get_explainer
-from cxrxai.explain.perturbation import batched_probabilities, segmenter
+from cxrxai.explain.perturbation import batched_probabilities, input_image01, segmenter
 from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
 
@@ -43,9 +43,7 @@ def forward_floor(bundle, image01: torch.Tensor, n: int) -> tuple[float, int]:
 
 def bench_image(bundle, image: np.ndarray, record) -> None:
     """Every measurement for one image (each closure runs at once, inside timed)."""
-    image01 = torch.from_numpy(bundle.preprocess(image)[0, 0].cpu().numpy() * 0.5 + 0.5).to(
-        bundle.device
-    )
+    image01 = input_image01(bundle, bundle.preprocess(image))
     for name in ("gradcam", "gradcam++", "lrp"):
         get_explainer(name).explain(bundle, image, target=0)  # warm-up
         record(f"{name} s", timed(lambda n=name: get_explainer(n).explain(bundle, image, target=0)))
