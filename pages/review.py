@@ -6,9 +6,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cxrxai.errors import CxrxaiError
-from cxrxai.render import author_colours, draw_annotations
+from cxrxai.render import author_colours, draw_annotations, overlay
 from cxrxai.settings import DATA_ENV_VAR, data_root
-from pages.common import get_demo_cases, get_image, get_uploaded_image, require_bundle
+from pages.common import (
+    explain_cached,
+    get_demo_cases,
+    get_image,
+    get_uploaded_image,
+    require_bundle,
+)
 
 st.title("Case review")
 
@@ -28,6 +34,13 @@ with st.sidebar:
     ids = [case.case_id for case in cases]
     case_id = st.selectbox("Case", ids, disabled=upload is not None)
     show_truth = st.toggle("Show ground truth", value=True)
+    methods = st.multiselect(
+        "Explanations",
+        ["gradcam", "gradcam++", "lrp", "smoothgrad-cam", "lime", "shap"],
+        default=["gradcam"],
+        help="LIME and SHAP take tens of seconds on a CPU when not cached",
+    )
+    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
     window: tuple[float, float] | None = None
     if st.toggle("Manual DICOM window", value=False):
         center = st.number_input("Window center", value=15000.0, step=100.0)
@@ -84,3 +97,19 @@ with right:
         + (f", view {meta.view_position}" if meta.view_position else "")
         + (f", window {meta.window[0]:g}/{meta.window[1]:g}" if meta.window else "")
     )
+
+if methods:
+    panels = st.columns(len(methods))
+    target = int(probabilities.argmax())
+    for panel, method in zip(panels, methods, strict=True):
+        with panel, st.spinner(f"Computing {method}…"):
+            try:
+                heatmap = explain_cached(bundle, image.pixels, method, target)
+            except CxrxaiError as exc:
+                st.error(str(exc))
+                continue
+            st.image(
+                overlay(image.pixels, heatmap.numpy(), opacity),
+                width="stretch",
+                caption=f"{method} for {heatmap.target_label} ({heatmap.seconds:.2f} s)",
+            )

@@ -10,6 +10,11 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
+@pytest.fixture(autouse=True)
+def private_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "heatmaps"))
+
+
 def run_app(monkeypatch, **env: str) -> AppTest:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -24,6 +29,8 @@ def test_review_page_shows_a_real_case_and_prediction(monkeypatch, covid_root):
     assert any("COVID-19" in c for c in cases) and any(c.startswith("nih-bbox/") for c in cases)
     assert app.metric[0].label == "Predicted"
     assert app.metric[0].value in ("COVID-19", "Non-COVID", "Normal")
+    images = app.get("imgs")
+    assert len(images) >= 2  # the case and its Grad-CAM panel
     nih = next(c for c in cases if c.startswith("nih-bbox/"))
     app.selectbox[0].select(nih).run()
     assert not app.exception and not app.error
@@ -60,3 +67,12 @@ def test_manual_dicom_window(monkeypatch, tmp_path, window):
     app.number_input[1].set_value(window[1]).run()
     assert not app.exception and not app.error
     assert any("window 10000/4000" in m.value for m in app.markdown)
+
+
+def test_second_method_panel_and_cache(monkeypatch, covid_root, tmp_path):
+    app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent))
+    app.multiselect[0].set_value(["gradcam", "lrp"]).run()
+    assert not app.exception and not app.error
+    captions = " ".join(str(i.proto) for i in app.get("imgs"))
+    assert "gradcam for" in captions and "lrp for" in captions
+    assert list((tmp_path / "heatmaps").rglob("*.npz"))
