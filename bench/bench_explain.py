@@ -3,7 +3,7 @@
 For LIME and SHAP the floor is their model evaluations, so each is reported as
 t(method with N evaluations) / t(N forward passes at the best batch size); LIME is also
 run through the stock ``lime`` package on the same image with a batched classifier_fn.
-Run: ``.venv/bin/python bench/bench_explain.py [--images 2]``; record in docs/benchmarks.md.
+Run: ``.venv/bin/python -m bench.bench_explain [--images 2]``; record in docs/benchmarks.md.
 """
 
 from __future__ import annotations

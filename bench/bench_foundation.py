@@ -1,6 +1,6 @@
 """Foundation speed: image reading and model inference against the reference libraries.
 
-Run: ``.venv/bin/python bench/bench_foundation.py [--n 200]`` (one process, same inputs).
+Run: ``.venv/bin/python -m bench.bench_foundation [--n 200]`` (one process, same inputs).
 Prints seconds per image for cxrxai and for the plain library call it wraps, and the ratio
 (cxrxai / reference; > 1 = our overhead). Record results in docs/benchmarks.md.
 """
