@@ -49,3 +49,31 @@ def rg1_files() -> dict[str, str]:
         assert path is not None, f"{name}.dcm missing: pip install pydicom-data"
         files[name] = str(path)
     return files
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A factory of small random-weight timm resnet18 checkpoints (built offline) for
+    tests of code that only needs *a* model: ``tiny_checkpoint(labels=..., size=...)``."""
+    import torch
+
+    from cxrxai.card import ModelCard
+    from cxrxai.checkpoint import build_network, save_checkpoint
+
+    def make(
+        labels=("a", "b"), size=48, target_layer="layer3", task="multiclass", thresholds=None
+    ) -> Path:
+        card = ModelCard(
+            architecture="resnet18",
+            labels=list(labels),
+            task=task,
+            input_size=(size, size),
+            in_channels=1,
+            normalisation={"mean": [0.5], "std": [0.25]},
+            target_layer=target_layer,
+            thresholds=dict(thresholds or {}),
+        )
+        torch.manual_seed(0)
+        return save_checkpoint(build_network(card), card, tmp_path_factory.mktemp("ckpt"))
+
+    return make

@@ -3,6 +3,7 @@ recomputed here on the shared Val split, they match the card and clear the bar."
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cxrxai.checkpoint import load_checkpoint
@@ -28,11 +29,13 @@ def test_card_describes_the_demo(demo):
 def test_validation_metrics_recomputed_on_val(demo, covid_root):
     cases = load_covid_qu_ex(covid_root / "Val")
     split = load_split(cases, demo.labels, "multiclass", demo.card.input_size[0])
-    metrics = evaluate_split(predict_split(demo.model, split, demo.card, demo.device), split,
-                             demo.card)
+    metrics = evaluate_split(
+        predict_split(demo.model, split, demo.card, demo.device), split, demo.card
+    )
     assert metrics["n"] == 932
     assert metrics["accuracy"] >= 0.90 and metrics["macro_auc"] >= 0.97
     recorded = demo.card.validation_metrics
     assert metrics["accuracy"] == pytest.approx(recorded["accuracy"], abs=2e-3)
     assert metrics["macro_auc"] == pytest.approx(recorded["macro_auc"], abs=2e-3)
-    assert metrics["confusion_matrix"] == pytest.approx(recorded["confusion_matrix"], abs=2)
+    difference = np.abs(np.array(metrics["confusion_matrix"]) - recorded["confusion_matrix"])
+    assert difference.max() <= 2

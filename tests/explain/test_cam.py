@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cxrxai.card import ModelCard
-from cxrxai.checkpoint import build_network, load_checkpoint, save_checkpoint
+from cxrxai.checkpoint import load_checkpoint
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain import get_explainer, list_methods, resolve_targets
 from cxrxai.explain.cam import CAM_EXPLAINERS, candidate_layers
@@ -16,19 +15,14 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory):
-    card = ModelCard(
-        architecture="resnet18",
-        labels=["a", "b", "c"],
-        task="multilabel",
-        input_size=(64, 64),
-        in_channels=1,
-        normalisation={"mean": [0.5], "std": [0.25]},
+def tiny_bundle(tiny_checkpoint):
+    folder = tiny_checkpoint(
+        labels=("a", "b", "c"),
+        size=64,
         target_layer="layer4",
+        task="multilabel",
         thresholds={"a": 0.0, "b": 0.0, "c": 1.0},
     )
-    torch.manual_seed(0)
-    folder = save_checkpoint(build_network(card), card, tmp_path_factory.mktemp("ckpt"))
     return load_checkpoint(folder, device=DEVICE)
 
 

@@ -8,8 +8,7 @@ import pytest
 import torch
 from lime import lime_image
 
-from cxrxai.card import ModelCard
-from cxrxai.checkpoint import build_network, load_checkpoint, save_checkpoint
+from cxrxai.checkpoint import load_checkpoint
 from cxrxai.explain import get_explainer
 from cxrxai.explain.perturbation import _BatchedLime, batched_probabilities, segmenter
 
@@ -17,19 +16,8 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    card = ModelCard(
-        architecture="resnet18",
-        labels=["a", "b"],
-        task="multiclass",
-        input_size=(48, 48),
-        in_channels=1,
-        normalisation={"mean": [0.5], "std": [0.25]},
-        target_layer="layer3",
-    )
-    torch.manual_seed(0)
-    folder = save_checkpoint(build_network(card), card, tmp_path_factory.mktemp("ckpt"))
-    return load_checkpoint(folder, device=DEVICE)
+def bundle(tiny_checkpoint):
+    return load_checkpoint(tiny_checkpoint(size=48), device=DEVICE)
 
 
 @pytest.fixture(scope="module")

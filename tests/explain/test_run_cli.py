@@ -5,27 +5,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from cxrxai.card import ModelCard
-from cxrxai.checkpoint import build_network, save_checkpoint
 from cxrxai.cli import main
 from cxrxai.render import heatmap_colours, overlay
 
 
 @pytest.fixture()
-def checkpoint(tmp_path):
-    card = ModelCard(
-        architecture="resnet18",
-        labels=["COVID-19", "Normal"],
-        task="multiclass",
-        input_size=(32, 32),
-        in_channels=1,
-        normalisation={"mean": [0.5], "std": [0.25]},
-        target_layer="layer3",
-    )
-    torch.manual_seed(0)
-    return save_checkpoint(build_network(card), card, tmp_path / "ckpt")
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint(labels=("COVID-19", "Normal"), size=32)
 
 
 def test_explain_writes_maps_and_overlays(tmp_path, checkpoint, monkeypatch, capsys):
