@@ -23,6 +23,32 @@ def _add_data_root(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint folder (default: the bundled demo)",
+    )
+    _add_device(parser)
+
+
+def _load_bundle(args: argparse.Namespace):  # -> ModelBundle; imported lazily (fast --help)
+    from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.settings import DEMO_CHECKPOINT
+
+    return load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, args.device)
+
+
+def _target(text: str | None) -> int | str | None:
+    """A label name, or an output index when the text is a number."""
+    return int(text) if text is not None and text.isdigit() else text
+
+
+def _methods(text: str) -> list[str]:
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
 
@@ -80,22 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="probabilities of one image")
     predict.add_argument("image", type=Path)
-    predict.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        help="checkpoint folder (default: the bundled demo)",
-    )
-    _add_device(predict)
+    _add_model_args(predict)
 
     explain = commands.add_parser("explain", help="explanation maps and overlays of one image")
     explain.add_argument("image", type=Path)
-    explain.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        help="checkpoint folder (default: the bundled demo)",
-    )
     explain.add_argument(
         "--methods", default="gradcam", help="comma-separated; see 'python -m cxrxai methods'"
     )
@@ -107,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", type=Path, default=Path("explanations"))
     explain.add_argument("--seed", type=int, default=0)
     explain.add_argument("--no-cache", action="store_true", help="do not use the heatmap cache")
-    _add_device(explain)
+    _add_model_args(explain)
 
     commands.add_parser("methods", help="list the explanation methods")
 
@@ -115,7 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
         "sanity", help="cascading model-parameter randomisation check (Adebayo et al.)"
     )
     sanity.add_argument("image", type=Path)
-    sanity.add_argument("--checkpoint", type=Path, default=None)
     sanity.add_argument("--methods", default="gradcam,gradcam++,lrp")
     sanity.add_argument("--target", default=None)
     sanity.add_argument(
@@ -123,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sanity.add_argument("--seed", type=int, default=0)
     sanity.add_argument("--csv", type=Path, help="also write the rows as CSV here")
-    _add_device(sanity)
+    _add_model_args(sanity)
 
     info = commands.add_parser("info", help="metadata of an image (no patient identifiers)")
     info.add_argument("image", type=Path)
@@ -196,11 +209,9 @@ def cmd_evaluate_model(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from cxrxai.checkpoint import load_checkpoint
     from cxrxai.imageio import read_image
-    from cxrxai.settings import DEMO_CHECKPOINT
 
-    bundle = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, args.device)
+    bundle = _load_bundle(args)
     probs = bundle.predict_proba(read_image(args.image).pixels)[0]
     for label, p in sorted(zip(bundle.labels, probs, strict=False), key=lambda item: -item[1]):
         print(f"{label:>24s}  {p:.4f}")
@@ -208,16 +219,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from cxrxai.checkpoint import load_checkpoint
     from cxrxai.explain.cache import HeatmapCache
     from cxrxai.explain.run import explain_image
     from cxrxai.imageio import read_image
-    from cxrxai.settings import DEMO_CHECKPOINT
 
-    bundle = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, args.device)
+    bundle = _load_bundle(args)
     image = read_image(args.image)
-    target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    target = _target(args.target)
+    methods = _methods(args.methods)
     written = explain_image(
         bundle,
         image.pixels,
@@ -240,17 +249,15 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     import csv
     from dataclasses import asdict
 
-    from cxrxai.checkpoint import load_checkpoint
     from cxrxai.explain.base import resolve_targets
     from cxrxai.explain.sanity import cascading_randomisation, verdicts
     from cxrxai.imageio import read_image
-    from cxrxai.settings import DEMO_CHECKPOINT
 
-    bundle = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, args.device)
+    bundle = _load_bundle(args)
     image = read_image(args.image).pixels
-    target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
+    target = _target(args.target)
     (index,) = resolve_targets(bundle, image, target)[:1]
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = _methods(args.methods)
     rows = cascading_randomisation(bundle, image, methods, index, args.seed, args.max_groups)
     print(f"{'method':>22s} {'randomised through':>20s} {'spearman':>9s} {'ssim':>6s}")
     for row in rows:

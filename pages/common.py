@@ -59,3 +59,10 @@ def explain_cached(bundle: ModelBundle, pixels, method: str, target: int) -> Hea
     """One method's map through the disk cache (instant when the case was seen before)."""
     (heatmap,) = HeatmapCache().explain(get_explainer(method), bundle, pixels, target=target)
     return heatmap
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def get_probabilities(_bundle: ModelBundle, weights_sha256: str, pixels) -> list[float]:
+    """The model's probabilities for an image, computed once per (model, image) rather than
+    on every widget change."""
+    return _bundle.predict_proba(pixels)[0].tolist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -12,6 +13,7 @@ from pages.common import (
     explain_cached,
     get_demo_cases,
     get_image,
+    get_probabilities,
     get_uploaded_image,
     require_bundle,
 )
@@ -60,7 +62,7 @@ except CxrxaiError as exc:
     st.error(str(exc))
     st.stop()
 
-probabilities = bundle.predict_proba(image.pixels)[0]
+probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
 left, right = st.columns([3, 2])
 with left:
     st.image(picture, caption=title, width="stretch")

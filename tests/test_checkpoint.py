@@ -141,3 +141,24 @@ def test_torchxrayvision_wrong_file(tmp_path):
     torch.save({"not": torch.zeros(3)}, tmp_path / "w.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
         load_xrv_weights(tmp_path / "w.pt", device="cpu")
+
+
+def test_torchxrayvision_resnet50_round_trip(tmp_path):
+    import torchxrayvision as xrv
+
+    from cxrxai.checkpoint import XRV_NORMALISATION
+
+    card = ModelCard(
+        architecture="resnet50",
+        labels=list(xrv.datasets.default_pathologies),
+        task="multilabel",
+        input_size=(512, 512),
+        in_channels=1,
+        normalisation=dict(XRV_NORMALISATION),
+        target_layer="model.layer4",
+        framework="torchxrayvision",
+    )
+    torch.save(build_network(card).state_dict(), tmp_path / "r50.pt")
+    bundle = load_xrv_weights(tmp_path / "r50.pt", architecture="resnet50", device="cpu")
+    assert bundle.card.input_size == (512, 512)
+    assert bundle.predict_proba(np.zeros((64, 64), np.float32)).shape == (1, 18)
