@@ -8,7 +8,9 @@ for their published DenseNet/ResNet weights), loads the weights strictly and ret
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ WEIGHTS_FILENAME = "weights.safetensors"
 # torchxrayvision scales images to [-1024, 1024]: (x - 0.5) / (1 / 2048) for x in [0, 1].
 XRV_NORMALISATION = {"mean": [0.5], "std": [1.0 / 2048.0]}
 XRV_ARCHITECTURES = ("densenet121", "resnet50")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def build_network(card: ModelCard) -> nn.Module:
@@ -90,6 +93,7 @@ class ModelBundle:
     device: torch.device
     weights_sha256: str
     path: Path | None = None
+    precision: str = "fp32"  # of forward-only batch evaluations (LIME, SHAP, faithfulness)
 
     @property
     def labels(self) -> list[str]:
@@ -118,6 +122,17 @@ class ModelBundle:
     def predict_proba(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """Probabilities (B, n_labels): softmax for multi-class, sigmoid for multi-label."""
         return self.probabilities(self.model(self.preprocess(images))).cpu().numpy()
+
+    @contextlib.contextmanager
+    def batch_inference(self) -> Iterator[None]:
+        """Forward-only evaluations: inference mode, and bf16 autocast when ``precision``
+        is "bf16" (maps stay equivalent: bench/bench_explain.py compares them)."""
+        with torch.inference_mode():
+            if self.precision == "bf16":
+                with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                    yield
+            else:
+                yield
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         if self.card.task == "multiclass":
@@ -203,15 +218,32 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
     model.load_state_dict(state, strict=True)
 
 
-def load_checkpoint(path: Path | str, device: str | torch.device | None = None) -> ModelBundle:
-    """Load a checkpoint folder (or its card / weights file) as an eval-mode bundle."""
+def load_checkpoint(
+    path: Path | str, device: str | torch.device | None = None, precision: str = "auto"
+) -> ModelBundle:
+    """Load a checkpoint folder (or its card / weights file) as an eval-mode bundle.
+
+    ``precision`` of forward-only batch evaluations: "fp32", "bf16", or "auto" (bf16 on a
+    GPU, fp32 on the CPU, where bf16 is slower).
+    """
     card_path, weights_path = resolve_checkpoint_paths(Path(path))
     card = load_card(card_path)
-    return bundle_from_card(card, weights_path, device)
+    return bundle_from_card(card, weights_path, device, precision)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise CheckpointError(f"Unknown precision '{precision}'; use one of {list(PRECISIONS)}.")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
 
 
 def bundle_from_card(
-    card: ModelCard, weights_path: Path, device: str | torch.device | None = None
+    card: ModelCard,
+    weights_path: Path,
+    device: str | torch.device | None = None,
+    precision: str = "auto",
 ) -> ModelBundle:
     model = build_network(card)
     load_weights(model, read_state_dict(weights_path), str(weights_path))
@@ -222,8 +254,19 @@ def bundle_from_card(
             f"'{card.architecture}'. Candidates near the end: {list(named)[-6:]}"
         )
     target = pick_device(str(device) if device is not None else None)
-    model = model.to(target).eval()
-    return ModelBundle(model, card, target, file_sha256(weights_path), weights_path.parent)
+    # Channels-last: measured 1.57x faster forward passes of the demo model on 2 CPU cores.
+    model = model.to(target, memory_format=torch.channels_last).eval()
+    # Explanations need gradients with respect to inputs and activations, never to the
+    # weights: frozen weights skip their gradients in every backward pass.
+    model.requires_grad_(False)
+    return ModelBundle(
+        model,
+        card,
+        target,
+        file_sha256(weights_path),
+        weights_path.parent,
+        resolve_precision(precision, target),
+    )
 
 
 def save_checkpoint(model: nn.Module, card: ModelCard, folder: Path) -> Path:
@@ -243,6 +286,7 @@ def load_xrv_weights(
     architecture: str = "densenet121",
     labels: list[str] | None = None,
     device: str | torch.device | None = None,
+    precision: str = "auto",
 ) -> ModelBundle:
     """A torchxrayvision model from a weights file the user already has (no download).
 
@@ -266,4 +310,4 @@ def load_xrv_weights(
         name=f"torchxrayvision {architecture} ({Path(weights_path).name})",
     )
     card.validate()
-    return bundle_from_card(card, Path(weights_path), device)
+    return bundle_from_card(card, Path(weights_path), device, precision)

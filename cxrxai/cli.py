@@ -31,13 +31,19 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         help="checkpoint folder (default: the bundled demo)",
     )
     _add_device(parser)
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="of batched forward passes (LIME, SHAP, faithfulness); auto = bf16 on a GPU",
+    )
 
 
 def _load_bundle(args: argparse.Namespace):  # -> ModelBundle; imported lazily (fast --help)
     from cxrxai.checkpoint import load_checkpoint
     from cxrxai.settings import DEMO_CHECKPOINT
 
-    return load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, args.device)
+    return load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, args.device, args.precision)
 
 
 def _target(text: str | None) -> int | str | None:

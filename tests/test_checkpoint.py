@@ -162,3 +162,20 @@ def test_torchxrayvision_resnet50_round_trip(tmp_path):
     bundle = load_xrv_weights(tmp_path / "r50.pt", architecture="resnet50", device="cpu")
     assert bundle.card.input_size == (512, 512)
     assert bundle.predict_proba(np.zeros((64, 64), np.float32)).shape == (1, 18)
+
+
+def test_precision_choice_and_bf16_batch_inference(tiny_checkpoint):
+    from cxrxai.checkpoint import resolve_precision
+    from cxrxai.explain.perturbation import batched_probabilities
+
+    folder = tiny_checkpoint()
+    assert load_checkpoint(folder, device="cpu").precision == "fp32"  # auto on the CPU
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    with pytest.raises(CheckpointError, match="Unknown precision 'fp16'"):
+        load_checkpoint(folder, device="cpu", precision="fp16")
+    images = torch.rand(4, 48, 48, generator=torch.Generator().manual_seed(0))
+    fp32 = batched_probabilities(load_checkpoint(folder, device="cpu"), images, 2)
+    bf16 = batched_probabilities(load_checkpoint(folder, "cpu", precision="bf16"), images, 2)
+    assert fp32.dtype == bf16.dtype == torch.float32
+    assert not torch.equal(fp32, bf16)  # autocast really ran
+    assert torch.allclose(fp32, bf16, atol=0.05)

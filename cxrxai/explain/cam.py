@@ -7,6 +7,8 @@ correct layer" is an open point of the LIME vs Grad-CAM study).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
@@ -63,6 +65,31 @@ def candidate_layers(bundle: ModelBundle) -> list[tuple[str, int, int, int]]:
     return found
 
 
+def _gradient_start(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
+    """Forward hook: the layer's output becomes a leaf that requires grad.
+
+    The bundle's weights are frozen, so the backward pass of pytorch-grad-cam runs from
+    the score to this layer only, instead of through the whole network into every
+    weight (measured on the demo model, 2 CPU cores: 0.024 s instead of 0.086 s per
+    Grad-CAM, identical maps). The clone keeps a later in-place op (DenseNet's ReLU after
+    ``norm5``) off the leaf.
+    """
+    return output.detach().requires_grad_(True).clone()
+
+
+@contextlib.contextmanager
+def gradients_from(layer: nn.Module) -> Iterator[None]:
+    """Backward passes start at ``layer`` while inside (see :func:`_gradient_start`).
+
+    Enter before building the pytorch-grad-cam object, so this hook runs before its own.
+    """
+    handle = layer.register_forward_hook(_gradient_start)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 class CamExplainer(Explainer):
     """Shared body: build the pytorch-grad-cam object on the layer, run, release hooks."""
 
@@ -78,6 +105,12 @@ class CamExplainer(Explainer):
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
     ) -> torch.Tensor:
         layer = find_layer(bundle.model, self.layer or bundle.card.target_layer)
+        with gradients_from(layer):
+            return self._cam(bundle, batch, index, layer)
+
+    def _cam(
+        self, bundle: ModelBundle, batch: torch.Tensor, index: int, layer: nn.Module
+    ) -> torch.Tensor:
         cam = self.cam_class(model=bundle.model, target_layers=[layer])
         if hasattr(cam, "batch_size"):
             cam.batch_size = self.batch_size

@@ -18,7 +18,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from cxrxai.checkpoint import ModelBundle
 from cxrxai.explain.base import Explainer
-from cxrxai.explain.cam import find_layer
+from cxrxai.explain.cam import find_layer, gradients_from
 
 
 def intensity_std(bundle: ModelBundle, sigma_fraction: float) -> torch.Tensor:
@@ -53,6 +53,18 @@ class SmoothGradCamExplainer(Explainer):
     ) -> torch.Tensor:
         layer = find_layer(bundle.model, self.layer or bundle.card.target_layer)
         noise_std = intensity_std(bundle, self.sigma)
+        with gradients_from(layer):
+            return self._average(bundle, batch, index, generator, layer, noise_std)
+
+    def _average(
+        self,
+        bundle: ModelBundle,
+        batch: torch.Tensor,
+        index: int,
+        generator: torch.Generator,
+        layer: torch.nn.Module,
+        noise_std: torch.Tensor,
+    ) -> torch.Tensor:
         cam = GradCAM(model=bundle.model, target_layers=[layer])
         total = torch.zeros(batch.shape[-2:], device=bundle.device)
         try:

@@ -26,15 +26,17 @@ def default_batch_size(bundle: ModelBundle) -> int:
     return 256 if bundle.device.type == "cuda" else 16
 
 
-@torch.no_grad()
 def batched_probabilities(
     bundle: ModelBundle, images01: torch.Tensor, batch_size: int
 ) -> torch.Tensor:
-    """(N, h, w) images in [0, 1] at the model's input size -> (N, n_labels) probabilities."""
+    """(N, h, w) images in [0, 1] at the model's input size -> (N, n_labels) float32
+    probabilities, in inference mode (and bf16 autocast when the bundle asks for it)."""
     outputs = []
-    for start in range(0, len(images01), batch_size):
-        chunk = images01[start : start + batch_size].to(bundle.device).unsqueeze(1)
-        outputs.append(bundle.probabilities(bundle.model(normalise(chunk, bundle.card))))
+    with bundle.batch_inference():
+        for start in range(0, len(images01), batch_size):
+            chunk = images01[start : start + batch_size].to(bundle.device).unsqueeze(1)
+            logits = bundle.model(normalise(chunk, bundle.card)).float()
+            outputs.append(bundle.probabilities(logits))
     return torch.cat(outputs)
 
 

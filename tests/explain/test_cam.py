@@ -100,3 +100,27 @@ def test_demo_checkpoint_gradcam_on_real_case(covid_root):
     assert 0.0 <= float(heatmap.values.min()) and float(heatmap.values.max()) <= 1.0 + 1e-6
     # A trained model's map is not flat.
     assert float(heatmap.values.std()) > 0.05
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam"])
+def test_short_backward_gives_stock_maps(tiny_bundle, image, method):
+    """Backward from the score to the layer only (frozen weights) = pytorch-grad-cam's
+    full backward through every weight."""
+    import copy
+
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from cxrxai.explain.cam import find_layer
+    from cxrxai.explain.registry import METHODS
+
+    model = copy.deepcopy(tiny_bundle.model).requires_grad_(True)
+    layer = find_layer(model, tiny_bundle.card.target_layer)
+    batch = tiny_bundle.preprocess(image)
+    cam = METHODS[method].cam_class(model=model, target_layers=[layer])
+    try:
+        stock = cam(input_tensor=batch, targets=[ClassifierOutputTarget(1)])[0]
+    finally:
+        cam.activations_and_grads.release()
+    ours = get_explainer(method).attribute(tiny_bundle, batch, 1, torch.Generator())
+    assert not any(p.requires_grad for p in tiny_bundle.model.parameters())
+    np.testing.assert_allclose(ours.cpu().numpy(), stock, atol=1e-6)
