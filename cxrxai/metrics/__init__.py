@@ -1,0 +1,1 @@
+"""Localisation and faithfulness metrics over batches of heatmaps and masks."""

@@ -1,0 +1,76 @@
+"""Heatmap -> region in every mode, and region -> boxes as the VinDr study's code."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from lime.lime_image import ImageExplanation
+
+from cxrxai.errors import CxrxaiError
+from cxrxai.metrics import regions
+
+
+def test_top_percent_counts_and_ties():
+    heat = torch.arange(100, dtype=torch.float32).view(10, 10)
+    top = regions.top_percent(heat, 10)
+    assert top.sum() == 10 and top.view(-1)[90:].all()
+    flat = torch.zeros(10, 10)
+    flat[0, :3] = 1.0  # three tied maxima, 1 % asked -> all three kept
+    assert regions.top_percent(flat, 1).sum() == 3
+    batch = torch.stack([heat, heat.flip(0)])
+    assert regions.top_percent(batch, 5).flatten(1).sum(1).tolist() == [5, 5]
+    with pytest.raises(CxrxaiError, match="percent"):
+        regions.top_percent(heat, 0)
+
+
+def test_fixed_threshold_is_on_the_min_max_normalised_map():
+    heat = torch.tensor([[10.0, 20.0], [30.0, 50.0]])  # normalised 0, .25, .5, 1
+    assert regions.fixed_threshold(heat, 0.5).tolist() == [[False, False], [True, True]]
+    with pytest.raises(CxrxaiError, match="threshold"):
+        regions.fixed_threshold(heat, 1.5)
+
+
+def test_otsu_fills_external_contours():
+    heat = torch.zeros(32, 32)
+    heat[8:24, 8:24] = 1.0
+    heat[14:18, 14:18] = 0.0  # a hole inside the hot ring
+    out = regions.otsu_filled(heat)
+    assert out[8:24, 8:24].all() and out.sum() == 16 * 16  # hole filled
+    assert not regions.otsu_filled(torch.zeros(8, 8)).any()  # constant map: no region
+
+
+def test_top_superpixels_matches_lime_get_image_and_mask():
+    rng = np.random.default_rng(0)
+    segments = np.repeat(np.repeat(np.arange(16).reshape(4, 4), 8, 0), 8, 1)  # 32x32
+    weights = rng.normal(size=16)
+    explanation = ImageExplanation(np.zeros((32, 32, 3)), segments)
+    explanation.local_exp = {0: sorted(enumerate(weights), key=lambda x: -abs(x[1]))}
+    values = torch.from_numpy(weights[segments]).float()
+    for n in (1, 3, 10, 16):
+        _, expected = explanation.get_image_and_mask(0, positive_only=True, num_features=n)
+        got = regions.top_superpixels(values, torch.from_numpy(segments), n)
+        assert np.array_equal(got.numpy(), expected.astype(bool)), n
+
+
+def test_restrict_and_dispatch():
+    heat = torch.arange(64, dtype=torch.float32).view(8, 8)
+    lungs = torch.zeros(8, 8, dtype=torch.bool)
+    lungs[:, :4] = True
+    out = regions.region(heat, "top-percent", 50, within=lungs)
+    assert not out[:, 4:].any() and out.any()
+    with pytest.raises(CxrxaiError, match="needs superpixels"):
+        regions.region(heat, "top-superpixels", 3)
+    with pytest.raises(CxrxaiError, match="Unknown region mode"):
+        regions.region(heat, "magic", 1)
+
+
+def test_region_boxes_as_vindr_code():
+    mask = np.zeros((64, 64), np.uint8)
+    mask[5:10, 5:20] = 1
+    mask[30:50, 40:45] = 1
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    expected = sorted((x, y, x + w, y + h) for x, y, w, h in map(cv2.boundingRect, contours))
+    assert sorted(regions.region_boxes(torch.from_numpy(mask))) == expected
+    assert sorted(regions.region_boxes(mask)) == [(5, 5, 20, 10), (40, 30, 45, 50)]
