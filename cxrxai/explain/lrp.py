@@ -33,6 +33,9 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.explain.base import Explainer
 
 
+IDENTITY_EPS = 1e-10
+
+
 class InplaceOffCanonizer(Canonizer):
     """Sets ``inplace=False`` on every module that has it, and restores it afterwards."""
 
@@ -89,10 +92,11 @@ class TimmMergeBatchNorm(SequentialMergeBatchNorm):
 
     def register(self, linears: tuple[nn.Module, ...], batch_norm: nn.Module) -> None:
         # zennit leaves eps in place, so the "identity" BatchNorm still divides by
-        # sqrt(1 + eps) (0.05 % per layer, 0.5 % over Lite0); set it to 0 for an exact merge.
+        # sqrt(1 + eps) (0.05 % per layer, 0.5 % over Lite0). Newer torch rejects eps = 0;
+        # 1e-10 is exact too, since 1 + 1e-10 rounds to 1 in float32 (and bf16).
         super().register(linears, batch_norm)
         self.saved_eps = batch_norm.eps
-        batch_norm.eps = 0.0
+        batch_norm.eps = IDENTITY_EPS
 
     def remove(self) -> None:
         super().remove()

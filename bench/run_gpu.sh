@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# GPU measurements on a lent device machine (see docs/benchmarks.md): its image has torch,
+# timm, OpenCV, SciPy and scikit-image; the explanation libraries travel as wheels in
+# .whl/, a subset of COVID-QU-Ex Val in .devdata/ (both ignored by git, never committed).
+# Usage there: bash bench/run_gpu.sh   (logs under $OUT)
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 CXRXAI_DATA=$PWD/.devdata
+export CXRXAI_CACHE=/tmp/heatmap-cache
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)" \
+  | tee -a "$OUT/gpu.txt"
+run() { echo "== $*"; timeout "${STEP_TIMEOUT:-240}" "$@"; }
+case " ${*:-tests explain metrics} " in *" tests "*)
+  run python3 -m pytest -q -p no:cacheprovider tests/explain tests/metrics \
+    tests/test_checkpoint.py 2>&1 | tee "$OUT/tests.log" | tail -5 ;; esac
+case " ${*:-tests explain metrics} " in *" explain "*)
+  run python3 -m bench.bench_explain --images 2 --device cuda 2>&1 | tee "$OUT/bench_explain.log" \
+    | grep -v "it/s" | tail -40 ;; esac
+case " ${*:-tests explain metrics} " in *" metrics "*)
+  run python3 -m bench.bench_metrics --device cuda 2>&1 | tee "$OUT/bench_metrics.log" | tail -20 ;; esac
