@@ -223,20 +223,19 @@ def load_checkpoint(
 ) -> ModelBundle:
     """Load a checkpoint folder (or its card / weights file) as an eval-mode bundle.
 
-    ``precision`` of forward-only batch evaluations: "fp32", "bf16", or "auto" (bf16 on a
-    GPU, fp32 on the CPU, where bf16 is slower).
+    ``precision`` of forward-only batch evaluations: "fp32" ("auto" means fp32) or "bf16",
+    opt-in: measured on an H100, bf16 LIME maps kept a Spearman correlation of 0.99 with
+    fp32, but SHAP Partition maps only 0.89-0.96, below the 0.99 equivalence bar.
     """
     card_path, weights_path = resolve_checkpoint_paths(Path(path))
     card = load_card(card_path)
     return bundle_from_card(card, weights_path, device, precision)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device | None = None) -> str:
     if precision not in PRECISIONS:
         raise CheckpointError(f"Unknown precision '{precision}'; use one of {list(PRECISIONS)}.")
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
+    return "fp32" if precision == "auto" else precision
 
 
 def bundle_from_card(

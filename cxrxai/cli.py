@@ -35,7 +35,8 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
-        help="of batched forward passes (LIME, SHAP, faithfulness); auto = bf16 on a GPU",
+        help="of batched forward passes (LIME, SHAP, faithfulness); auto = fp32 (bf16 is "
+        "faster on a GPU but changes SHAP maps, see docs/benchmarks.md)",
     )
 
 

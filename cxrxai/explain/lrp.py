@@ -32,7 +32,6 @@ from cxrxai.checkpoint import ModelBundle
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain.base import Explainer
 
-
 IDENTITY_EPS = 1e-10
 
 

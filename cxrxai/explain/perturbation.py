@@ -35,9 +35,27 @@ def batched_probabilities(
     with bundle.batch_inference():
         for start in range(0, len(images01), batch_size):
             chunk = images01[start : start + batch_size].to(bundle.device).unsqueeze(1)
-            logits = bundle.model(normalise(chunk, bundle.card)).float()
+            count = len(chunk)
+            if bundle.device.type == "cuda":
+                chunk = _pad_to_bucket(chunk)
+            logits = bundle.model(normalise(chunk, bundle.card))[:count].float()
             outputs.append(bundle.probabilities(logits))
     return torch.cat(outputs)
+
+
+def _pad_to_bucket(chunk: torch.Tensor) -> torch.Tensor:
+    """Pad a GPU batch to the next power of two.
+
+    cuDNN builds execution plans per input shape; SHAP's Partition explainer asks for
+    batches of ever-changing sizes, and planning each new one cost more than the
+    evaluations (measured on an H100: 1.1 s for 500 evaluations against 0.07 s of model
+    time). With buckets a process plans at most log2(batch) + 1 shapes.
+    """
+    bucket = 1 << (len(chunk) - 1).bit_length()
+    if bucket == len(chunk):
+        return chunk
+    padding = chunk[:1].expand(bucket - len(chunk), -1, -1, -1)
+    return torch.cat([chunk, padding])
 
 
 def input_image01(bundle: ModelBundle, batch: torch.Tensor) -> torch.Tensor:
