@@ -7,6 +7,8 @@ Their floor is the model evaluations, so every evaluation goes through
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -177,6 +179,27 @@ def numpy_seed(seed: int) -> Iterator[None]:
         np.random.set_state(state)
 
 
+@functools.lru_cache(maxsize=8)
+def _image_masker_template(spec: str, shape: tuple[int, ...]):  # -> shap.maskers.Image
+    import shap
+
+    return shap.maskers.Image(spec, shape)
+
+
+def image_masker(spec: str, shape: tuple[int, ...]):  # -> shap.maskers.Image
+    """A fresh ``shap.maskers.Image`` sharing a cached partition tree.
+
+    Building the tree is most of the masker's cost (measured on an H100 machine: SHAP with
+    500 evaluations 1.0 s with a new masker per call, 0.49 s with one reused). A shallow
+    copy per call keeps the blur cache private: shap keys it by ``id(x)``, which a new
+    image can reuse.
+    """
+    masker = copy.copy(_image_masker_template(spec, shape))
+    masker.last_xid = None
+    masker._blur_value_cache = None
+    return masker
+
+
 class ShapPartitionExplainer(Explainer):
     name = "shap"
     description = "SHAP Partition explainer with an image masker (blur or inpaint)"
@@ -204,7 +227,7 @@ class ShapPartitionExplainer(Explainer):
                 .numpy()
             )
 
-        masker = shap.maskers.Image(self.masker, image.shape)
+        masker = image_masker(self.masker, image.shape)
         explainer = shap.Explainer(predict, masker, algorithm="partition")
         values = explainer(
             image[None], max_evals=self.max_evals, batch_size=batch_size, silent=True
