@@ -37,6 +37,7 @@ from cxrxai.datasets.covidqu import load_covid_qu_ex
 from cxrxai.explain import get_explainer
 from cxrxai.explain.cam import find_layer
 from cxrxai.explain.perturbation import batched_probabilities, input_image01, segmenter
+from cxrxai.metrics.regions import top_percent
 from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
 Record = Callable[[str, float], None]
@@ -58,6 +59,23 @@ def timed(fn: Callable[[], object], repeats: int = 1) -> float:
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(np.ravel(a), np.ravel(b)).statistic)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+def top10_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of the two maps' top-10 % regions (what the localisation metrics see)."""
+    ra = top_percent(torch.as_tensor(np.asarray(a, np.float32)), 10)
+    rb = top_percent(torch.as_tensor(np.asarray(b, np.float32)), 10)
+    return float((ra & rb).sum() / (ra | rb).sum())
+
+
+def compare(record: Record, what: str, a: np.ndarray, b: np.ndarray) -> None:
+    record(f"{what} Spearman", spearman(a, b))
+    record(f"{what} Pearson", pearson(a, b))
+    record(f"{what} top-10% IoU", top10_iou(a, b))
 
 
 def forward_floor(bundle: ModelBundle, image01: torch.Tensor, n: int) -> tuple[float, int]:
@@ -157,7 +175,7 @@ def bench_image(bundle: ModelBundle, image: np.ndarray, record: Record) -> None:
     ours_lime = lime.attribute(bundle, batch, target, torch.Generator().manual_seed(0))
     record("stock lime 1000 s (batch 10)", stock_lime_s)
     record("speed-up vs stock lime", stock_lime_s / lime_s)
-    record("lime Spearman vs stock", spearman(ours_lime.cpu().numpy(), stock_map))
+    compare(record, "lime vs stock:", ours_lime.cpu().numpy(), stock_map)
 
     floor_500, size_500 = forward_floor(bundle, image01, 500)
     shap_ours = get_explainer("shap", max_evals=500, batch_size=size_500)
@@ -185,7 +203,7 @@ def bench_image(bundle: ModelBundle, image: np.ndarray, record: Record) -> None:
     ours_shap = shap_ours.attribute(bundle, batch, target, torch.Generator())
     record("stock shap partition 500 s", stock_shap_s)
     record("speed-up vs stock shap", stock_shap_s / shap_s)
-    record("shap Spearman vs stock", spearman(ours_shap.cpu().numpy(), stock_shap()))
+    compare(record, "shap vs stock:", ours_shap.cpu().numpy(), stock_shap())
 
     if bundle.device.type == "cuda":
         bf16 = copy.copy(bundle)
@@ -196,7 +214,10 @@ def bench_image(bundle: ModelBundle, image: np.ndarray, record: Record) -> None:
             seconds = timed(lambda e=explainer: e.explain(bf16, image, target=target, seed=0))
             (fast,) = explainer.explain(bf16, image, target=target, seed=0)
             record(f"{name} bf16 s", seconds)
-            record(f"{name} Spearman bf16 vs fp32", spearman(maps[name], fast.numpy()))
+            compare(record, f"{name} bf16 vs fp32:", maps[name], fast.numpy())
+        slic = get_explainer("lime", num_samples=1000, segmentation="slic")
+        slic.explain(bundle, image, target=target)
+        record("lime 1000 (SLIC) s", timed(lambda: slic.explain(bundle, image, target=target)))
         four = (
             get_explainer("gradcam"),
             get_explainer("lime", num_samples=1000),
