@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -144,6 +145,32 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--seed", type=int, default=0)
     sanity.add_argument("--csv", type=Path, help="also write the rows as CSV here")
     _add_model_args(sanity)
+
+    batch = commands.add_parser(
+        "evaluate", help="explanations + localisation metrics for every case of a split"
+    )
+    batch.add_argument("--dataset", default="covid-qu-ex", help="covid-qu-ex, nih or manifest")
+    batch.add_argument("--split", default="Val", help="split name, folder or manifest")
+    batch.add_argument("--methods", default="gradcam,gradcam++,lime,shap,lrp")
+    batch.add_argument(
+        "--db", type=Path, default=Path("results/evaluation.sqlite"), help="results database"
+    )
+    batch.add_argument("--csv", type=Path, help="also export the rows as CSV here")
+    batch.add_argument("--classes", default=None, help="only cases of these comma-separated labels")
+    batch.add_argument("--limit", type=int, default=None, help="first N cases per class")
+    batch.add_argument("--within-lungs", action="store_true", help="restrict regions to the lungs")
+    batch.add_argument("--empty", choices=("nan", "zero"), default="nan", help="empty-mask mode")
+    batch.add_argument("--faithfulness", action="store_true", help="deletion/insertion too")
+    batch.add_argument("--seed", type=int, default=0)
+    batch.add_argument("--no-cache", action="store_true", help="do not use the heatmap cache")
+    _add_data_root(batch)
+    _add_model_args(batch)
+
+    report = commands.add_parser("report", help="tables and figures from an evaluation database")
+    report.add_argument("--db", type=Path, default=Path("results/evaluation.sqlite"))
+    report.add_argument("--out", type=Path, default=Path("results/report"))
+    report.add_argument("--mode", default="top-percent", help="region mode of the main table")
+    report.add_argument("--value", type=float, default=10.0, help="its value (p, t or N)")
 
     info = commands.add_parser("info", help="metadata of an image (no patient identifiers)")
     info.add_argument("image", type=Path)
@@ -304,7 +331,80 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from cxrxai.evaluation.evaluate import Settings, evaluate_cases
+    from cxrxai.evaluation.store import LOCALISATION, export_csv, open_results, settings_json
+    from cxrxai.explain.cache import HeatmapCache
+    from cxrxai.explain.registry import get_explainer
+
+    methods = _methods(args.methods)
+    for name in methods:
+        get_explainer(name)  # unknown names fail before any work
+    root = data_root(args.data_root)
+    cases = _cases_for(args.dataset, args.split, root, args.limit)
+    if args.classes:
+        wanted = set(_methods(args.classes))
+        cases = [c for c in cases if wanted & set(c.labels)]
+    bundle = _load_bundle(args)
+    db = open_results(args.db)
+    db["runs"].insert(
+        {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "checkpoint": str(bundle.path),
+            "checkpoint_sha256": bundle.weights_sha256,
+            "data": str(root),
+            "split": args.split,
+            "methods": ",".join(methods),
+            "settings": settings_json(
+                within_lungs=args.within_lungs, empty=args.empty, seed=args.seed
+            ),
+        }
+    )
+    settings = Settings(
+        empty=args.empty,
+        within_lungs=args.within_lungs,
+        faithfulness=args.faithfulness,
+        seed=args.seed,
+    )
+    summary = evaluate_cases(
+        bundle,
+        cases,
+        methods,
+        db,
+        settings,
+        cache=None if args.no_cache else HeatmapCache(),
+        progress=lambda items: tqdm(items, desc="cases", unit="case"),
+    )
+    print(
+        f"{summary.units_done} case x method units computed, {summary.units_skipped} already "
+        f"in {args.db}"
+    )
+    if summary.cases_without_target:
+        print(
+            f"{len(summary.cases_without_target)} case(s) skipped: none of their labels is an "
+            f"output of this model (e.g. {summary.cases_without_target[0]})"
+        )
+    if args.csv:
+        print(f"{export_csv(db, LOCALISATION, args.csv)} rows written to {args.csv}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from cxrxai.evaluation.report import write_report
+    from cxrxai.evaluation.store import open_results
+
+    if not args.db.is_file():
+        raise CxrxaiError(f"Results database '{args.db}' not found; run 'evaluate' first.")
+    path = write_report(open_results(args.db), args.out, args.mode, args.value)
+    print(f"report written to {path}")
+    return 0
+
+
 COMMANDS = {
+    "evaluate": cmd_evaluate,
+    "report": cmd_report,
     "train": cmd_train,
     "evaluate-model": cmd_evaluate_model,
     "predict": cmd_predict,

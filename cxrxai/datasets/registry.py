@@ -8,7 +8,7 @@ from pathlib import Path
 from cxrxai.cases import Case
 from cxrxai.errors import DatasetError
 
-DATASETS = ("covid-qu-ex", "manifest")
+DATASETS = ("covid-qu-ex", "nih", "manifest")
 
 
 def load_split_cases(
@@ -21,6 +21,11 @@ def load_split_cases(
         path = Path(split)
         split_dir = path if path.is_dir() else root / "covid-qu-ex" / split
         cases = load_covid_qu_ex(split_dir)
+    elif dataset == "nih":
+        from cxrxai.datasets.nih import load_nih_bbox
+
+        path = Path(split)
+        cases = load_nih_bbox(path if path.is_dir() else root / "nih-bbox")
     elif dataset == "manifest":
         from cxrxai.datasets.manifest import load_manifest
 

@@ -1,0 +1,1 @@
+"""Batch evaluation of explanations over a dataset, its results database and reports."""

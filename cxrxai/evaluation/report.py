@@ -1,0 +1,189 @@
+"""Reports from a results database: tables with bootstrap CIs and figures.
+
+- per method x class: mean of every metric with its 95 % bootstrap CI (1,000 resamples of
+  cases, seeded), at one region setting;
+- the LIME vs Grad-CAM study's table layout (mIoU, Dice, mean distance per method);
+- box IoU per finding (datasets with boxes, e.g. NIH);
+- IoU versus p (top-p % regions) per method and class, as plotly HTML and a PNG
+  (matplotlib renders the PNG: plotly's PNG export needs a Chrome the tool cannot assume).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from cxrxai.errors import CxrxaiError
+from cxrxai.evaluation.store import LOCALISATION
+from cxrxai.metrics.bootstrap import Estimate, bootstrap_mean
+from cxrxai.metrics.registry import METRICS
+
+TABLE_METRICS = ("iou", "dice", "mean_distance", "hd95", "hausdorff", "hit", "relevance_mass")
+
+
+@dataclass
+class Cell:
+    method: str
+    target: str
+    metric: str
+    estimate: Estimate
+
+
+def _rows(db: sqlite_utils.Database, where: str, params: list) -> list[dict]:
+    if LOCALISATION not in db.table_names():
+        raise CxrxaiError("This database holds no evaluation results; run 'evaluate' first.")
+    return list(db[LOCALISATION].rows_where(where, params))
+
+
+def method_class_table(
+    db: sqlite_utils.Database,
+    mode: str = "top-percent",
+    value: float = 10.0,
+    metrics: tuple[str, ...] = TABLE_METRICS,
+    correct_only: bool = False,
+    seed: int = 0,
+) -> list[Cell]:
+    """Every (method, target class, metric) estimate at one region setting."""
+    where = "mode = ? and value = ?" + (" and correct = 1" if correct_only else "")
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in _rows(db, where, [mode, value]):
+        groups[(row["method"], row["target"])].append(row)
+    cells = []
+    for (method, target), rows in sorted(groups.items()):
+        for metric in metrics:
+            values = [np.nan if r[metric] is None else r[metric] for r in rows]
+            cells.append(Cell(method, target, metric, bootstrap_mean(values, seed=seed)))
+    return cells
+
+
+def _format(estimate: Estimate, digits: int = 3) -> str:
+    if estimate.n == 0:
+        return "n/a"
+    return f"{estimate.mean:.{digits}f} [{estimate.low:.{digits}f}, {estimate.high:.{digits}f}]"
+
+
+def markdown_table(cells: list[Cell]) -> str:
+    """Rows method x class, columns metrics: 'mean [low, high]' and the case count."""
+    metrics = list(dict.fromkeys(c.metric for c in cells))
+    by_row: dict[tuple[str, str], dict[str, Estimate]] = defaultdict(dict)
+    for c in cells:
+        by_row[(c.method, c.target)][c.metric] = c.estimate
+    header = ["method", "class", "n"] + [
+        f"{METRICS[m].label.split(' (')[0]} ({'↑' if METRICS[m].higher_is_better else '↓'})"
+        for m in metrics
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (method, target), estimates in by_row.items():
+        n = max(e.n for e in estimates.values())
+        lines.append(
+            "| "
+            + " | ".join([method, target, str(n)] + [_format(estimates[m]) for m in metrics])
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def iou_versus_p(
+    db: sqlite_utils.Database, metric: str = "iou", seed: int = 0
+) -> dict[tuple[str, str], list[tuple[float, Estimate]]]:
+    """(method, class) -> [(p, estimate)] over the top-p % region settings."""
+    groups: dict[tuple[str, str, float], list[float]] = defaultdict(list)
+    for row in _rows(db, "mode = ?", ["top-percent"]):
+        value = np.nan if row[metric] is None else row[metric]
+        groups[(row["method"], row["target"], row["value"])].append(value)
+    curves: dict[tuple[str, str], list[tuple[float, Estimate]]] = defaultdict(list)
+    for (method, target, p), values in sorted(groups.items()):
+        curves[(method, target)].append((p, bootstrap_mean(values, seed=seed)))
+    return dict(curves)
+
+
+def box_iou_by_finding(
+    db: sqlite_utils.Database, mode: str = "top-percent", value: float = 5.0, seed: int = 0
+) -> list[Cell]:
+    """Box IoU (mean over radiologists) per method and finding, where boxes exist."""
+    return [
+        c
+        for c in method_class_table(
+            db, mode, value, ("box_iou_mean", "box_iou_max", "box_iou_pairs_mean"), seed=seed
+        )
+        if c.estimate.n > 0
+    ]
+
+
+def save_iou_curves(
+    curves: dict[tuple[str, str], list[tuple[float, Estimate]]], out_stem: Path, metric: str = "iou"
+) -> list[Path]:
+    """IoU-versus-p figure as interactive HTML (plotly) and PNG (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import plotly.graph_objects as go
+
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    label = METRICS[metric].label
+    figure = go.Figure()
+    fig, axis = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for (method, target), points in curves.items():
+        ps = [p for p, _ in points]
+        means = [e.mean for _, e in points]
+        low = [e.mean - e.low for _, e in points]
+        high = [e.high - e.mean for _, e in points]
+        name = f"{method} · {target}"
+        figure.add_trace(
+            go.Scatter(
+                x=ps,
+                y=means,
+                mode="lines+markers",
+                name=name,
+                error_y={"type": "data", "symmetric": False, "array": high, "arrayminus": low},
+            )
+        )
+        axis.errorbar(ps, means, yerr=[low, high], marker="o", capsize=3, label=name)
+    figure.update_layout(
+        xaxis_title="top p % of the heatmap",
+        yaxis_title=f"mean {label} (95 % CI)",
+        template="plotly_white",
+    )
+    axis.set_xlabel("top p % of the heatmap")
+    axis.set_ylabel(f"mean {label} (95 % CI)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    fig.tight_layout()
+    html, png = out_stem.with_suffix(".html"), out_stem.with_suffix(".png")
+    figure.write_html(html, include_plotlyjs="cdn")
+    fig.savefig(png)
+    plt.close(fig)
+    return [html, png]
+
+
+def write_report(
+    db: sqlite_utils.Database, out_dir: Path, mode: str = "top-percent", value: float = 10.0
+) -> Path:
+    """report.md with the tables, plus the figures, into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = [f"# Localisation report\n\nRegion: {mode} {value:g}. Cells: mean [95 % bootstrap CI]."]
+    parts.append("## Every case\n\n" + markdown_table(method_class_table(db, mode, value)))
+    parts.append(
+        "## Correctly classified cases only\n\n"
+        + markdown_table(method_class_table(db, mode, value, correct_only=True))
+    )
+    otsu = method_class_table(db, "otsu", 0.0)
+    if any(c.estimate.n for c in otsu):
+        parts.append("## Otsu threshold, contours filled (CheXlocalize)\n\n" + markdown_table(otsu))
+    boxes = box_iou_by_finding(db)
+    if boxes:
+        parts.append("## Box IoU per finding (top 5 %)\n\n" + markdown_table(boxes))
+    curves = iou_versus_p(db)
+    if curves:
+        save_iou_curves(curves, out_dir / "iou_vs_p")
+        parts.append(
+            "## IoU versus p\n\n![IoU versus p](iou_vs_p.png)\n\n[interactive](iou_vs_p.html)"
+        )
+    path = out_dir / "report.md"
+    path.write_text("\n\n".join(parts) + "\n")
+    return path

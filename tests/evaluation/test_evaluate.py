@@ -1,0 +1,109 @@
+"""Batch evaluation: rows, resuming after an interruption, NaN as NULL, CSV, real data."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from cxrxai.cases import Annotation, Case
+from cxrxai.checkpoint import load_checkpoint
+from cxrxai.evaluation import store
+from cxrxai.evaluation.evaluate import DEFAULT_REGIONS, Settings, evaluate_cases
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_checkpoint):
+    return load_checkpoint(tiny_checkpoint(labels=("sick", "well"), size=32), device=DEVICE)
+
+
+@pytest.fixture()
+def cases(tmp_path):
+    rng = np.random.default_rng(0)
+    made = []
+    for i in range(3):
+        path = tmp_path / f"x{i}.png"
+        cv2.imwrite(str(path), (rng.random((40, 40)) * 255).astype(np.uint8))
+        mask = np.zeros((40, 40), bool)
+        mask[5:20, 5:25] = True
+        annotations = [
+            Annotation("mask", "sick", "reader", mask_loader=lambda m=mask: m),
+            Annotation("box", "sick", "R1", box=(4, 4, 26, 21)),
+            Annotation("box", "sick", "R2", box=(0, 0, 10, 10)),
+        ]
+        made.append(Case(f"toy/{i}", path, ["sick"], annotations, "toy", "test"))
+    made.append(Case("toy/neg", tmp_path / "x0.png", ["well"], [], "toy", "test"))
+    made.append(Case("toy/other", tmp_path / "x0.png", ["unknown finding"], [], "toy", "test"))
+    return made
+
+
+def test_rows_per_case_method_setting(bundle, cases, tmp_path):
+    db = store.open_results(tmp_path / "r.sqlite")
+    summary = evaluate_cases(bundle, cases, ["gradcam", "lrp"], db)
+    assert summary.units_done == 8 and summary.cases_without_target == ["toy/other"]
+    assert db[store.LOCALISATION].count == 8 * len(DEFAULT_REGIONS)
+    row = next(db[store.LOCALISATION].rows_where("case_id = 'toy/0' and mode = 'top-percent'"))
+    assert row["target"] == "sick" and row["n_raters"] == 2 and row["unit"] == "px"
+    assert row["iou"] is not None and row["box_iou_mean"] is not None
+    # the negative case has an empty truth: IoU is NULL (NaN), never 0
+    negative = list(db[store.LOCALISATION].rows_where("case_id = 'toy/neg'"))
+    assert negative and all(r["iou"] is None and r["hit"] is None for r in negative)
+    assert store.export_csv(db, store.LOCALISATION, tmp_path / "r.csv") == 8 * len(DEFAULT_REGIONS)
+
+
+def test_resume_after_interruption(bundle, cases, tmp_path, monkeypatch):
+    db = store.open_results(tmp_path / "r.sqlite")
+    real_write = store.write_unit
+    calls = {"n": 0}
+
+    def failing_write(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the user stops the run in the middle
+        real_write(*args)
+
+    monkeypatch.setattr(store, "write_unit", failing_write)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_cases(bundle, cases, ["gradcam", "lrp"], db)
+    assert len(store.done_units(db, bundle.weights_sha256)) == 2
+    monkeypatch.setattr(store, "write_unit", real_write)
+    summary = evaluate_cases(bundle, cases, ["gradcam", "lrp"], db)
+    assert summary.units_skipped == 2 and summary.units_done == 6
+    assert db[store.LOCALISATION].count == 8 * len(DEFAULT_REGIONS)  # nothing twice
+
+
+def test_superpixel_regions_for_lime_and_faithfulness(bundle, cases, tmp_path):
+    db = store.open_results(tmp_path / "r.sqlite")
+    settings = Settings(faithfulness=True, method_params={"lime": {"num_samples": 40}})
+    evaluate_cases(bundle, cases[:1], ["lime"], db, settings)
+    modes = {r["mode"] for r in db[store.LOCALISATION].rows}
+    assert "top-superpixels" in modes
+    (faith,) = list(db[store.FAITHFULNESS].rows)
+    assert 0.0 <= faith["deletion_auc"] <= 1.0 and "blur21" in faith["pixel_importance"]
+
+
+def test_real_cases_match_an_independent_iou(covid_root, tmp_path):
+    from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.explain import get_explainer
+    from cxrxai.settings import DEMO_CHECKPOINT
+
+    demo = load_checkpoint(DEMO_CHECKPOINT, device=DEVICE)
+    cases = [c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"]][:2]
+    db = store.open_results(tmp_path / "real.sqlite")
+    evaluate_cases(demo, cases, ["gradcam"], db)
+    for case in cases:
+        row = next(
+            db[store.LOCALISATION].rows_where(
+                "case_id = ? and mode = 'top-percent' and value = 10", [case.case_id]
+            )
+        )
+        image = case.load_image().pixels
+        heat = get_explainer("gradcam").explain(demo, image, target="COVID-19")[0].numpy()
+        region = heat >= np.sort(heat.ravel())[::-1][round(heat.size * 0.1) - 1]
+        truth = case.findings()[0].load_mask()
+        expected = (region & truth).sum() / (region | truth).sum()
+        assert row["iou"] == pytest.approx(expected, abs=1e-6)
+        assert row["correct"] in (0, 1) and 0.0 <= row["probability"] <= 1.0

@@ -1,0 +1,85 @@
+"""Reports: bootstrap tables from hand-made rows, figures, the CLI end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from cxrxai.cli import main
+from cxrxai.evaluation import report, store
+
+
+def _row(case: str, method: str, p: float, iou: float | None) -> dict:
+    return {
+        "checkpoint_sha256": "x",
+        "case_id": case,
+        "method": method,
+        "target": "COVID-19",
+        "mode": "top-percent",
+        "value": p,
+        "iou": iou,
+        "dice": None if iou is None else 2 * iou / (1 + iou),
+        "correct": 1,
+    }
+
+
+@pytest.fixture()
+def db(tmp_path):
+    db = store.open_results(tmp_path / "r.sqlite")
+    rows = [
+        _row(f"c{i}", m, p, v)
+        for i, v in enumerate([0.2, 0.4, None])
+        for m in ("a", "b")
+        for p in (5.0, 10.0)
+    ]
+    store.write_unit(db, rows, [])
+    return db
+
+
+def test_table_means_skip_missing_values(db):
+    cells = report.method_class_table(db, "top-percent", 10.0, metrics=("iou", "dice"))
+    iou_a = next(c for c in cells if c.method == "a" and c.metric == "iou").estimate
+    assert iou_a.mean == pytest.approx(0.3) and iou_a.n == 2 and iou_a.n_missing == 1
+    table = report.markdown_table(cells)
+    assert "| a | COVID-19 | 2 | 0.300 [" in table and "IoU (↑)" in table
+
+
+def test_curves_and_report_files(db, tmp_path):
+    curves = report.iou_versus_p(db)
+    assert [p for p, _ in curves[("a", "COVID-19")]] == [5.0, 10.0]
+    path = report.write_report(db, tmp_path / "out")
+    assert (tmp_path / "out" / "iou_vs_p.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "iou_vs_p.html").is_file()
+    assert "## IoU versus p" in path.read_text()
+
+
+def test_cli_evaluate_then_report(covid_root, tmp_path, capsys):
+    db_path = tmp_path / "e.sqlite"
+    args = [
+        "evaluate",
+        "--split",
+        str(covid_root / "Val"),
+        "--classes",
+        "COVID-19",
+        "--limit",
+        "1",
+        "--methods",
+        "gradcam",
+        "--db",
+        str(db_path),
+        "--no-cache",
+        "--csv",
+        str(tmp_path / "e.csv"),
+    ]
+    assert main(args) == 0
+    assert "1 case x method units computed" in capsys.readouterr().out
+    assert main(args) == 0  # resumed: nothing recomputed
+    assert "0 case x method units computed, 1 already" in capsys.readouterr().out
+    assert main(["report", "--db", str(db_path), "--out", str(tmp_path / "rep")]) == 0
+    assert "gradcam | COVID-19" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_cli_clear_errors(tmp_path, capsys):
+    assert main(["report", "--db", str(tmp_path / "none.sqlite")]) == 2
+    assert "run 'evaluate' first" in capsys.readouterr().err
+    assert main(["evaluate", "--methods", "gradcam,nope", "--db", str(tmp_path / "x.sqlite")]) == 2
+    assert "nope" in capsys.readouterr().err
