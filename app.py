@@ -10,6 +10,7 @@ st.set_page_config(page_title="cxrxai — chest X-ray explanation review", layou
 navigation = st.navigation(
     [
         st.Page("pages/review.py", title="Review", icon=":material/radiology:", default=True),
+        st.Page("pages/cases.py", title="Cases", icon=":material/table_view:"),
         st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
     ]
 )

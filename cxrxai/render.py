@@ -56,10 +56,15 @@ def draw_annotations(
     return rgb
 
 
-def heatmap_colours(values: np.ndarray, signed: bool | None = None) -> np.ndarray:
-    """HxW map -> HxWx3 uint8 RGB. Non-negative maps (CAMs) use ``inferno`` from 0 to their
-    max; signed maps (LRP, SHAP, LIME) a diverging ``RdBu_r`` centred on 0 (red = for the
-    target, blue = against), scaled by the largest magnitude."""
+COLORMAPS = ("inferno", "jet", "viridis", "magma", "gray")
+
+
+def heatmap_colours(
+    values: np.ndarray, signed: bool | None = None, colormap: str = "inferno"
+) -> np.ndarray:
+    """HxW map -> HxWx3 uint8 RGB. Non-negative maps (CAMs) use ``colormap`` from their min
+    to their max; signed maps (LRP, SHAP, LIME) a diverging ``RdBu_r`` centred on 0 (red =
+    for the target, blue = against), scaled by the largest magnitude."""
     from matplotlib import colormaps
 
     values = np.nan_to_num(np.asarray(values, dtype=np.float32))
@@ -72,12 +77,16 @@ def heatmap_colours(values: np.ndarray, signed: bool | None = None) -> np.ndarra
     else:
         low, high = float(values.min()), float(values.max())
         unit = (values - low) / ((high - low) or 1.0)
-        cmap = colormaps["inferno"]
+        cmap = colormaps[colormap]
     return (cmap(np.clip(unit, 0, 1))[:, :, :3] * 255).astype(np.uint8)
 
 
 def overlay(
-    pixels: np.ndarray, values: np.ndarray, alpha: float = 0.45, signed: bool | None = None
+    pixels: np.ndarray,
+    values: np.ndarray,
+    alpha: float = 0.45,
+    signed: bool | None = None,
+    colormap: str = "inferno",
 ) -> np.ndarray:
     """The X-ray (gray) blended with the coloured heatmap; same geometry as the image."""
     if pixels.shape != values.shape:
@@ -85,5 +94,23 @@ def overlay(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     gray = cv2.cvtColor((np.clip(pixels, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
-    colours = heatmap_colours(values, signed)
+    colours = heatmap_colours(values, signed, colormap)
     return cv2.addWeighted(colours, alpha, gray, 1.0 - alpha, 0.0)
+
+
+def draw_region(
+    rgb: np.ndarray,
+    region: np.ndarray,
+    boxes: list[tuple[int, int, int, int]] = (),  # type: ignore[assignment]
+    colour: tuple[int, int, int] = (0, 255, 120),
+) -> np.ndarray:
+    """A copy of ``rgb`` with the region's outline and its boxes (x0, y0, x1, y1) drawn."""
+    out = rgb.copy()
+    thickness = max(1, round(max(region.shape) / 300))
+    contours, _ = cv2.findContours(
+        region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    cv2.drawContours(out, contours, -1, colour, thickness)
+    for x0, y0, x1, y1 in boxes:
+        cv2.rectangle(out, (x0, y0), (x1, y1), (255, 255, 0), thickness)
+    return out

@@ -1,4 +1,5 @@
-"""Review one case: the X-ray with its annotations and the model's probabilities."""
+"""Review one case: the X-ray with its annotations, explanation panels side by side, live
+localisation metrics, a radiologist's own box, and the deletion curve on demand."""
 
 from __future__ import annotations
 
@@ -6,8 +7,14 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from cxrxai.cases import Annotation
 from cxrxai.errors import CxrxaiError
-from cxrxai.render import author_colours, draw_annotations, overlay
+from cxrxai.evaluation.evaluate import region_setting_metrics
+from cxrxai.explain.registry import METHODS
+from cxrxai.metrics.faithfulness import deletion_insertion
+from cxrxai.metrics.regions import REGION_MODES
+from cxrxai.metrics.registry import describe
+from cxrxai.render import COLORMAPS, author_colours, draw_annotations, draw_region, overlay
 from cxrxai.settings import DATA_ENV_VAR, data_root
 from pages.common import (
     explain_cached,
@@ -19,11 +26,9 @@ from pages.common import (
 )
 
 st.title("Case review")
-
 bundle = require_bundle()
-
 root = data_root()
-cases = get_demo_cases(str(root))
+all_cases = get_demo_cases(str(root)) + st.session_state.get("extra_cases", [])
 if not root.exists():
     st.info(
         f"No dataset found at `{root}`: showing the sample chest DICOM from pydicom-data. "
@@ -31,43 +36,104 @@ if not root.exists():
         "real cases."
     )
 
+REGION_VALUES = {  # slider (min, max, default, step) per region mode
+    "top-percent": (1.0, 50.0, 10.0, 1.0),
+    "threshold": (0.05, 0.95, 0.5, 0.05),
+    "otsu": None,
+    "top-superpixels": (1.0, 20.0, 5.0, 1.0),
+}
+
 with st.sidebar:
     upload = st.file_uploader("Open an X-ray (PNG, JPEG or DICOM)", type=None)
-    ids = [case.case_id for case in cases]
-    case_id = st.selectbox("Case", ids, disabled=upload is not None)
+    classes = sorted({label for c in all_cases for label in c.labels})
+    chosen_class = st.selectbox(
+        "Class", ["all", *classes], key="class_filter", disabled=upload is not None
+    )
+    cases = [c for c in all_cases if chosen_class == "all" or chosen_class in c.labels]
+    ids = [c.case_id for c in cases]
+    if st.session_state.get("case_id") not in ids:
+        st.session_state["case_id"] = ids[0]
+    previous, following = st.columns(2)
+    position = ids.index(st.session_state["case_id"])
+    if previous.button("◀ Previous", width="stretch"):
+        st.session_state["case_id"] = ids[(position - 1) % len(ids)]
+    if following.button("Next ▶", width="stretch"):
+        st.session_state["case_id"] = ids[(position + 1) % len(ids)]
+    case_id = st.selectbox("Case", ids, key="case_id", disabled=upload is not None)
     show_truth = st.toggle("Show ground truth", value=True)
     methods = st.multiselect(
         "Explanations",
-        ["gradcam", "gradcam++", "lrp", "smoothgrad-cam", "lime", "shap"],
-        default=["gradcam"],
+        list(METHODS),
+        default=["gradcam", "lrp"],
         help="LIME and SHAP take tens of seconds on a CPU when not cached",
     )
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
-    window: tuple[float, float] | None = None
-    if st.toggle("Manual DICOM window", value=False):
-        center = st.number_input("Window center", value=15000.0, step=100.0)
-        width = st.number_input("Window width", min_value=1.0, value=30000.0, step=100.0)
-        window = (center, width)
+    colormap = st.selectbox("Colormap (non-negative maps)", COLORMAPS)
+    st.subheader("Region from the heatmap")
+    mode = st.selectbox("Region mode", REGION_MODES)
+    limits = REGION_VALUES[mode]
+    value = st.slider("Region value", *limits) if limits else 0.0
+    show_region = st.toggle("Draw the region and its boxes", value=True)
+    within_lungs = st.toggle("Only inside the lungs (when a lung mask exists)", value=False)
+    zero_empty = st.toggle(
+        "Count a miss on an empty mask as 0",
+        value=False,
+        help="Default (off) is CheXlocalize's: IoU is n/a unless both masks are non-empty",
+    )
 
 case = next(c for c in cases if c.case_id == case_id)
 try:
     if upload is not None:
-        image = get_uploaded_image(upload.getvalue(), upload.name, window)
+        base_image = get_uploaded_image(upload.getvalue(), upload.name, None)
         annotations, title = [], upload.name
     else:
-        image = get_image(str(case.image_path), window)
-        annotations, title = case.annotations, case.case_id
-    picture = draw_annotations(image.pixels, annotations if show_truth else [])
+        base_image = get_image(str(case.image_path))
+        annotations, title = list(case.annotations), case.case_id
 except CxrxaiError as exc:
     st.error(str(exc))
     st.stop()
 
+with st.sidebar:
+    presets = list(base_image.meta.window_presets)
+    window = None
+    if base_image.modality_values is not None:
+        st.subheader("Window")
+        options = ["file default", *[f"{c:g} / {w:g}" for c, w in presets], "manual"]
+        choice = st.selectbox("Window level / width", options)
+        if choice == "manual":
+            center = st.number_input(
+                "Level (center)", value=float(np.median(base_image.modality_values))
+            )
+            width = st.number_input(
+                "Width", min_value=1.0, value=float(np.ptp(base_image.modality_values) or 1.0)
+            )
+            window = (center, width)
+        elif choice != "file default":
+            window = presets[options.index(choice) - 1]
+    with st.expander("Draw your own box"):
+        height, width_px = base_image.meta.shape
+        x0, x1 = st.slider("x range", 0, width_px, (width_px // 4, width_px // 2))
+        y0, y1 = st.slider("y range", 0, height, (height // 4, height // 2))
+        author = st.text_input("Your name", max_chars=60)
+        use_own = st.toggle("Score the explanations against my box", value=False)
+
+image = base_image if window is None else base_image.with_window(window)
 probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
+predicted = int(probabilities.argmax())
+target_label = st.sidebar.selectbox(
+    "Explain the label", bundle.labels, index=predicted, help="default: the predicted label"
+)
+target = bundle.labels.index(target_label)
+if use_own:
+    own = Annotation("box", target_label, (author or "me").strip(), box=(x0, y0, x1, y1))
+    annotations = [a for a in annotations if a.role != "finding"] + [own]
+
 left, right = st.columns([3, 2])
 with left:
+    picture = draw_annotations(image.pixels, annotations if show_truth else [])
     st.image(picture, caption=title, width="stretch")
     if show_truth and annotations:
-        legend = ", ".join(f"{author}" for author in author_colours(annotations))
+        legend = ", ".join(author_colours(annotations))
         st.caption(f"Annotations by: {legend}. Masks as outlines, boxes per radiologist.")
 with right:
     order = probabilities.argsort()
@@ -87,8 +153,7 @@ with right:
         title=f"{bundle.card.name or 'model'} ({bundle.card.task})",
     )
     st.plotly_chart(figure, width="stretch")
-    predicted = bundle.labels[int(probabilities.argmax())]
-    st.metric("Predicted", predicted, help="argmax of the softmax (multi-class model)")
+    st.metric("Predicted", bundle.labels[predicted], help=f"{bundle.card.task} model")
     if upload is None and case.labels:
         st.write(f"**Reference label(s):** {', '.join(case.labels)}")
     meta = image.meta
@@ -100,18 +165,55 @@ with right:
         + (f", window {meta.window[0]:g}/{meta.window[1]:g}" if meta.window else "")
     )
 
+lungs = None
+if within_lungs and upload is None and case.anatomy("lungs") is not None:
+    lungs = case.anatomy("lungs").to_mask(image.pixels.shape)
+spacing = image.meta.pixel_spacing_mm
+unit = "mm" if spacing else "px"
+has_truth = any(a.role == "finding" and a.label == target_label for a in annotations)
 if methods:
     panels = st.columns(len(methods))
-    target = int(probabilities.argmax())
     for panel, method in zip(panels, methods, strict=True):
-        with panel, st.spinner(f"Computing {method}…"):
+        with panel:
             try:
-                heatmap = explain_cached(bundle, image.pixels, method, target)
+                with st.spinner(f"Computing {method}…"):
+                    heatmap = explain_cached(bundle, image.pixels, method, target)
+                region, boxes, row = region_setting_metrics(
+                    heatmap,
+                    annotations,
+                    target_label,
+                    mode,
+                    value,
+                    "zero" if zero_empty else "nan",
+                    lungs,
+                    spacing,
+                )
             except CxrxaiError as exc:
                 st.error(str(exc))
                 continue
-            st.image(
-                overlay(image.pixels, heatmap.numpy(), opacity),
-                width="stretch",
-                caption=f"{method} for {heatmap.target_label} ({heatmap.seconds:.2f} s)",
-            )
+            shown = overlay(image.pixels, heatmap.numpy(), opacity, colormap=colormap)
+            if show_region:
+                shown = draw_region(shown, region, boxes)
+            st.image(shown, width="stretch", caption=f"{method} for {heatmap.target_label}")
+            st.caption(f"computed in {heatmap.seconds:.2f} s · region {int(region.sum())} px")
+            if has_truth:
+                st.dataframe(describe(row, unit), hide_index=True, width="stretch")
+            else:
+                st.caption(f"No annotation of '{target_label}' on this case: no overlap metrics.")
+            if st.button("Deletion / insertion curve", key=f"curve-{method}"):
+                with st.spinner("Re-predicting perturbed images…"):
+                    curves = deletion_insertion(bundle, image.pixels, heatmap.values, target)
+                chart = go.Figure()
+                chart.add_scatter(x=curves.fractions, y=curves.deletion, name="deletion")
+                chart.add_scatter(x=curves.fractions, y=curves.insertion, name="insertion")
+                chart.update_layout(
+                    height=240,
+                    margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                    xaxis_title="fraction of pixels",
+                    yaxis_title=f"P({target_label})",
+                    title=(
+                        f"AUC deletion {curves.deletion_auc:.3f} (↓) · "
+                        f"insertion {curves.insertion_auc:.3f} (↑)"
+                    ),
+                )
+                st.plotly_chart(chart, width="stretch")

@@ -15,6 +15,11 @@ def private_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "heatmaps"))
 
 
+def widget(widgets, label: str):
+    """The widget with this label (pages change order; labels are what users see)."""
+    return next(w for w in widgets if w.label == label)
+
+
 def run_app(monkeypatch, **env: str) -> AppTest:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -25,21 +30,20 @@ def run_app(monkeypatch, **env: str) -> AppTest:
 def test_review_page_shows_a_real_case_and_prediction(monkeypatch, covid_root):
     app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent))
     assert not app.exception and not app.error
-    cases = app.selectbox[0].options
+    cases = widget(app.selectbox, "Case").options
     assert any("COVID-19" in c for c in cases) and any(c.startswith("nih-bbox/") for c in cases)
     assert app.metric[0].label == "Predicted"
     assert app.metric[0].value in ("COVID-19", "Non-COVID", "Normal")
-    images = app.get("image")
-    assert len(images) >= 2  # the case and its Grad-CAM panel
+    assert len(app.get("image")) == 3  # the case, its Grad-CAM and LRP panels
     nih = next(c for c in cases if c.startswith("nih-bbox/"))
-    app.selectbox[0].select(nih).run()
+    widget(app.selectbox, "Case").select(nih).run()
     assert not app.exception and not app.error
 
 
 def test_opens_on_sample_dicom_without_data(monkeypatch, tmp_path):
     app = run_app(monkeypatch, CXRXAI_DATA=str(tmp_path / "no-data-here"))
     assert not app.exception
-    assert app.selectbox[0].options == ["pydicom-data/RG1_UNCR"]
+    assert widget(app.selectbox, "Case").options == ["pydicom-data/RG1_UNCR"]
     assert "CXRXAI_DATA" in app.info[0].value
     assert app.metric[0].value in ("COVID-19", "Non-COVID", "Normal")
 
@@ -62,16 +66,80 @@ def test_model_page_shows_the_card(monkeypatch, covid_root):
 @pytest.mark.parametrize("window", [(10000.0, 4000.0)])
 def test_manual_dicom_window(monkeypatch, tmp_path, window):
     app = run_app(monkeypatch, CXRXAI_DATA=str(tmp_path / "none"))
-    app.toggle[1].set_value(True).run()
-    app.number_input[0].set_value(window[0]).run()
-    app.number_input[1].set_value(window[1]).run()
+    widget(app.selectbox, "Window level / width").select("manual").run()
+    widget(app.number_input, "Level (center)").set_value(window[0]).run()
+    widget(app.number_input, "Width").set_value(window[1]).run()
     assert not app.exception and not app.error
     assert any("window 10000/4000" in m.value for m in app.markdown)
 
 
-def test_second_method_panel_and_cache(monkeypatch, covid_root, tmp_path):
+def test_methods_panels_and_cache(monkeypatch, covid_root, tmp_path):
     app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent))
-    app.multiselect[0].set_value(["gradcam", "lrp"]).run()
+    app.multiselect[0].set_value(["gradcam", "gradcam++", "lrp"]).run()
     assert not app.exception and not app.error
-    assert len(app.get("image")) == 3  # the case, Grad-CAM and LRP panels
-    assert len(list((tmp_path / "heatmaps").rglob("*.npz"))) == 2  # one cached map each
+    assert len(app.get("image")) == 4  # the case and three panels
+    assert len(list((tmp_path / "heatmaps").rglob("*.npz"))) == 3  # one cached map each
+
+
+def _metric_values(app) -> list[str]:
+    return [str(v) for frame in app.dataframe for v in frame.value["value"]]
+
+
+def test_metrics_follow_the_region_slider_without_recomputing(monkeypatch, covid_root, tmp_path):
+    app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent))
+    widget(app.selectbox, "Class").select("COVID-19").run()
+    assert len(app.dataframe) == 2  # a metrics table under each panel
+    before = _metric_values(app)
+    assert any(v != "n/a" for v in before)
+    cached = sorted((tmp_path / "heatmaps").rglob("*.npz"))
+    widget(app.slider, "Region value").set_value(30.0).run()
+    assert not app.exception and not app.error
+    assert _metric_values(app) != before
+    assert sorted((tmp_path / "heatmaps").rglob("*.npz")) == cached  # no new explanation
+    widget(app.selectbox, "Region mode").select("otsu").run()
+    assert not app.exception and len(app.dataframe) == 2
+
+
+def test_next_case_own_box_and_deletion_curve(monkeypatch, covid_root):
+    app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent))
+    widget(app.selectbox, "Class").select("Normal").run()
+    first = widget(app.selectbox, "Case").value
+    assert len(app.dataframe) == 0  # a Normal case has no infection annotation
+    widget(app.button, "Next ▶").click().run()
+    assert widget(app.selectbox, "Case").value != first
+    widget(app.toggle, "Score the explanations against my box").set_value(True).run()
+    assert not app.exception and len(app.dataframe) == 2  # scored against the drawn box
+    app.button(key="curve-gradcam").click().run()
+    assert not app.exception and not app.error
+    assert any("AUC deletion" in str(chart.proto.spec) for chart in app.get("plotly_chart"))
+
+
+def test_cases_page_empty_state(monkeypatch, tmp_path):
+    app = run_app(monkeypatch, CXRXAI_RESULTS=str(tmp_path / "none.sqlite"))
+    app.switch_page("pages/cases.py").run()
+    assert not app.exception
+    assert "python -m cxrxai evaluate" in app.info[0].value
+
+
+def test_cases_page_table_plots_and_open_in_review(monkeypatch, covid_root, tmp_path):
+    from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.evaluation.evaluate import evaluate_cases
+    from cxrxai.evaluation.store import open_results
+    from cxrxai.settings import DEMO_CHECKPOINT
+
+    cases = [c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"]]
+    picked = cases[-2:]  # not among the demo cases
+    db_path = tmp_path / "results.sqlite"
+    evaluate_cases(load_checkpoint(DEMO_CHECKPOINT), picked, ["gradcam"], open_results(db_path))
+    app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent), CXRXAI_RESULTS=str(db_path))
+    app.switch_page("pages/cases.py").run()
+    assert not app.exception and not app.error
+    assert len(app.dataframe[0].value) == 2
+    assert len(app.get("plotly_chart")) == 2  # box plot and IoU-versus-p
+    widget(app.radio, "Prediction").set_value("incorrect").run()
+    assert not app.exception
+    widget(app.radio, "Prediction").set_value("all").run()
+    app.button(key="pick-0").click().run()
+    assert not app.exception and not app.error
+    assert widget(app.selectbox, "Case").value in {c.case_id for c in picked}

@@ -47,3 +47,19 @@ def limit_cases(cases: list[Case], limit_per_class: int | None) -> list[Case]:
             counts[key] += 1
             kept.append(case)
     return kept
+
+
+def find_case(dataset: str, split: str, case_id: str, root: Path) -> Case | None:
+    """One case by id (the Cases page opening a result in the Review page); ``dataset``
+    is a case's ``dataset`` field. None when it cannot be found under ``root``."""
+    key = {"nih-bbox": "nih"}.get(dataset, dataset)
+    if key not in DATASETS or key == "manifest":
+        return None
+    try:
+        cases = load_split_cases(key, split, root)
+    except DatasetError:
+        return None
+    for case in cases:
+        if case.case_id == case_id:
+            return case
+    return None

@@ -18,7 +18,7 @@ import numpy as np
 import sqlite_utils
 import torch
 
-from cxrxai.cases import Case
+from cxrxai.cases import Annotation, Case
 from cxrxai.checkpoint import ModelBundle
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import store
@@ -59,12 +59,15 @@ class Summary:
     cases_without_target: list[str] = field(default_factory=list)
 
 
-def truth_for(case: Case, label: str, shape: tuple[int, int]) -> tuple[np.ndarray, dict]:
-    """The union mask of the case's ``label`` findings and their boxes per author."""
+def truth_for(
+    annotations: Iterable[Annotation], label: str, shape: tuple[int, int]
+) -> tuple[np.ndarray, dict]:
+    """The union mask of the ``label`` findings among ``annotations`` and their boxes per
+    author."""
     mask = np.zeros(shape, dtype=bool)
     boxes: dict[str, list] = {}
-    for annotation in case.findings():
-        if annotation.label != label:
+    for annotation in annotations:
+        if annotation.role != "finding" or annotation.label != label:
             continue
         mask |= annotation.to_mask(shape)
         if annotation.kind == "box" and annotation.box is not None:
@@ -104,6 +107,32 @@ def score_heatmap(
             row |= aggregate_box_iou(region_boxes(regions[i]), boxes)
         rows.append(row)
     return rows
+
+
+def region_setting_metrics(
+    heatmap: Heatmap,
+    annotations: Iterable[Annotation],
+    label: str,
+    mode: str,
+    value: float,
+    empty: str = "nan",
+    lungs: np.ndarray | None = None,
+    spacing: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]], dict[str, Any]]:
+    """For one region setting (the Review page's sliders): the region, its boxes and every
+    metric against the ``label`` findings. Recomputes no explanation."""
+    shape = heatmap.shape
+    truth, boxes = truth_for(annotations, label, shape)
+    within = torch.from_numpy(lungs).to(heatmap.values.device) if lungs is not None else None
+    chosen = region(heatmap.values.float(), mode, value, heatmap.segments, within)
+    settings = Settings(regions=((mode, value),), empty=empty)
+    (row,) = [
+        r
+        for r in score_heatmap(heatmap, truth, boxes, settings, lungs, spacing)
+        if r["mode"] == mode and r["value"] == value
+    ]
+    row["n_truth_pixels"] = int(truth.sum())
+    return chosen.cpu().numpy(), region_boxes(chosen), row
 
 
 def _number(value: torch.Tensor) -> float | None:
@@ -148,7 +177,7 @@ def evaluate_cases(
             for label in targets:
                 index = bundle.labels.index(label)
                 heatmap = _explain(explainers[method], bundle, image, index, settings, cache)
-                truth, boxes = truth_for(case, label, image.shape)
+                truth, boxes = truth_for(case.annotations, label, image.shape)
                 base = _unit_row(bundle, case, method, label, probs, index)
                 for row in score_heatmap(heatmap, truth, boxes, settings, lungs, spacing):
                     localisation.append(

@@ -114,48 +114,66 @@ def box_iou_by_finding(
     ]
 
 
-def save_iou_curves(
-    curves: dict[tuple[str, str], list[tuple[float, Estimate]]], out_stem: Path, metric: str = "iou"
-) -> list[Path]:
-    """IoU-versus-p figure as interactive HTML (plotly) and PNG (matplotlib)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def iou_curve_figure(
+    curves: dict[tuple[str, str], list[tuple[float, Estimate]]], metric: str = "iou"
+):
+    """Plotly figure of a metric versus p, one line per (method, class), 95 % CI bars."""
     import plotly.graph_objects as go
 
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
     label = METRICS[metric].label
     figure = go.Figure()
-    fig, axis = plt.subplots(figsize=(7, 4.5), dpi=120)
     for (method, target), points in curves.items():
-        ps = [p for p, _ in points]
-        means = [e.mean for _, e in points]
-        low = [e.mean - e.low for _, e in points]
-        high = [e.high - e.mean for _, e in points]
-        name = f"{method} · {target}"
         figure.add_trace(
             go.Scatter(
-                x=ps,
-                y=means,
+                x=[p for p, _ in points],
+                y=[e.mean for _, e in points],
                 mode="lines+markers",
-                name=name,
-                error_y={"type": "data", "symmetric": False, "array": high, "arrayminus": low},
+                name=f"{method} · {target}",
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [e.high - e.mean for _, e in points],
+                    "arrayminus": [e.mean - e.low for _, e in points],
+                },
             )
         )
-        axis.errorbar(ps, means, yerr=[low, high], marker="o", capsize=3, label=name)
     figure.update_layout(
         xaxis_title="top p % of the heatmap",
         yaxis_title=f"mean {label} (95 % CI)",
         template="plotly_white",
     )
+    return figure
+
+
+def save_iou_curves(
+    curves: dict[tuple[str, str], list[tuple[float, Estimate]]], out_stem: Path, metric: str = "iou"
+) -> list[Path]:
+    """The figure as interactive HTML (plotly) and PNG (matplotlib, same data)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    fig, axis = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for (method, target), points in curves.items():
+        means = [e.mean for _, e in points]
+        errors = [[e.mean - e.low for _, e in points], [e.high - e.mean for _, e in points]]
+        axis.errorbar(
+            [p for p, _ in points],
+            means,
+            yerr=errors,
+            marker="o",
+            capsize=3,
+            label=f"{method} · {target}",
+        )
     axis.set_xlabel("top p % of the heatmap")
-    axis.set_ylabel(f"mean {label} (95 % CI)")
+    axis.set_ylabel(f"mean {METRICS[metric].label} (95 % CI)")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     fig.tight_layout()
     html, png = out_stem.with_suffix(".html"), out_stem.with_suffix(".png")
-    figure.write_html(html, include_plotlyjs="cdn")
+    iou_curve_figure(curves, metric).write_html(html, include_plotlyjs="cdn")
     fig.savefig(png)
     plt.close(fig)
     return [html, png]

@@ -67,3 +67,18 @@ def localisation_metrics(
     }
     out.update(distances(regions, truth, spacing or (1.0, 1.0)))
     return out
+
+
+def describe(values: dict[str, float | None], unit: str = "px") -> list[dict[str, str]]:
+    """Rows for a metrics panel: label, value (or "n/a" for a missing one), direction."""
+    rows = []
+    for name, info in METRICS.items():
+        if name not in values:
+            continue
+        value = values[name]
+        shown = "n/a" if value is None else f"{value:.3f}"
+        if info.unit and value is not None:
+            shown += f" {unit}"
+        arrow = "↑" if info.higher_is_better else "↓"
+        rows.append({"metric": info.label, "value": shown, "better": f"{arrow} {info.direction}"})
+    return rows

@@ -59,10 +59,26 @@ def _hooks(model: torch.nn.Module) -> int:
     )
 
 
+def _real_xray(size: int = 96) -> torch.Tensor:
+    """The real CR chest radiograph of pydicom-data, resized and standardised."""
+    import cv2
+    from pydicom.data import get_testdata_file
+
+    from cxrxai.imageio import read_image
+
+    pixels = read_image(get_testdata_file("RG1_UNCR.dcm")).pixels
+    small = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy((small - small.mean()) / small.std()).float()[None, None]
+
+
 @pytest.mark.parametrize("architecture", ["resnet50", "densenet121"])
-def test_conservation_resnet50_densenet121(architecture):
+@pytest.mark.parametrize("source", ["noise", "real-xray"])
+def test_conservation_resnet50_densenet121(architecture, source):
     model = _model(architecture)
-    x = torch.randn(1, 1, 96, 96, generator=torch.Generator().manual_seed(1))
+    if source == "noise":
+        x = torch.randn(1, 1, 96, 96, generator=torch.Generator().manual_seed(1))
+    else:
+        x = _real_xray()
     with torch.no_grad():
         before = model(x)
     total, logit = _input_relevance(model, x, canonizers_for(model))

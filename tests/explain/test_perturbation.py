@@ -36,6 +36,7 @@ def image():
         ("lime", {"num_samples": 60}),
         ("lime", {"num_samples": 60, "segmentation": "slic"}),
         ("shap", {"max_evals": 60}),
+        ("shap", {"max_evals": 60, "masker": "inpaint_telea"}),
         ("kernel-shap", {"nsamples": 60, "n_segments": 12}),
     ],
 )
@@ -87,3 +88,11 @@ def test_kernel_shap_efficiency(bundle, image):
     off = means[torch.searchsorted(segments.unique(), segments)]
     probs = batched_probabilities(bundle, torch.stack([image01, off]), 2)[:, 1]
     assert float(per_segment.sum()) == pytest.approx(float(probs[0] - probs[1]), abs=1e-3)
+
+
+def test_shap_maskers_blur_and_inpaint_differ(bundle, image):
+    (blur,) = get_explainer("shap", max_evals=60).explain(bundle, image, target="b")
+    (inpaint,) = get_explainer("shap", max_evals=60, masker="inpaint_ns").explain(
+        bundle, image, target="b"
+    )
+    assert not torch.allclose(blur.values, inpaint.values)

@@ -1,0 +1,98 @@
+"""What the researcher's Cases page shows: filtered result rows, summaries and the
+qualitative picks SHAMSUL used per class (best IoU, highest probability, a multi-label
+case), all read from the batch evaluation's database."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from cxrxai.evaluation.store import LOCALISATION
+from cxrxai.settings import REPO_ROOT
+
+RESULTS_ENV_VAR = "CXRXAI_RESULTS"
+
+
+def default_results_path() -> Path:
+    """$CXRXAI_RESULTS, else results/evaluation.sqlite in the repository."""
+    env = os.environ.get(RESULTS_ENV_VAR)
+    return Path(env) if env else REPO_ROOT / "results" / "evaluation.sqlite"
+
+
+@dataclass
+class Filters:
+    mode: str = "top-percent"
+    value: float = 10.0
+    classes: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    correct: bool | None = None  # None = both
+    iou_min: float = 0.0
+    iou_max: float = 1.0
+    include_missing_iou: bool = True
+
+
+def region_settings(db: sqlite_utils.Database) -> list[tuple[str, float]]:
+    rows = db.execute(f"select distinct mode, value from {LOCALISATION} order by mode, value")
+    return [(r[0], float(r[1])) for r in rows.fetchall()]
+
+
+def distinct(db: sqlite_utils.Database, column: str) -> list[str]:
+    if column not in {"method", "target", "dataset"}:
+        raise ValueError(f"not a browsable column: {column}")
+    rows = db.execute(f"select distinct {column} from {LOCALISATION} order by {column}")
+    return [r[0] for r in rows.fetchall()]
+
+
+def filtered_rows(db: sqlite_utils.Database, filters: Filters) -> list[dict[str, Any]]:
+    """Rows at one region setting, filtered; parameters are bound, never pasted into SQL."""
+    where = ["mode = ?", "value = ?"]
+    params: list[Any] = [filters.mode, filters.value]
+    if filters.classes:
+        where.append(f"target in ({', '.join('?' * len(filters.classes))})")
+        params += list(filters.classes)
+    if filters.methods:
+        where.append(f"method in ({', '.join('?' * len(filters.methods))})")
+        params += list(filters.methods)
+    if filters.correct is not None:
+        where.append("correct = ?")
+        params.append(int(filters.correct))
+    iou = "(iou between ? and ?)"
+    where.append(f"({iou} or iou is null)" if filters.include_missing_iou else iou)
+    params += [filters.iou_min, filters.iou_max]
+    return list(db[LOCALISATION].rows_where(" and ".join(where), params, order_by="case_id"))
+
+
+@dataclass
+class Pick:
+    kind: str  # "best IoU", "highest probability", "multi-label"
+    target: str
+    case_id: str
+    dataset: str
+    split: str
+    detail: str
+
+
+def qualitative_picks(rows: list[dict[str, Any]]) -> list[Pick]:
+    """Per class: the case with the best IoU (over methods), the most confident correct
+    prediction, and a case with several labels when there is one."""
+    picks: list[Pick] = []
+    for target in sorted({r["target"] for r in rows}):
+        mine = [r for r in rows if r["target"] == target]
+        scored = [r for r in mine if r["iou"] is not None]
+        if scored:
+            best = max(scored, key=lambda r: r["iou"])
+            picks.append(_pick("best IoU", best, f"IoU {best['iou']:.3f} ({best['method']})"))
+        confident = max(mine, key=lambda r: (r["correct"] or 0, r["probability"] or 0.0))
+        picks.append(_pick("highest probability", confident, f"p = {confident['probability']:.3f}"))
+        multi = next((r for r in mine if ";" in (r["case_labels"] or "")), None)
+        if multi is not None:
+            picks.append(_pick("multi-label", multi, multi["case_labels"].replace(";", ", ")))
+    return picks
+
+
+def _pick(kind: str, row: dict[str, Any], detail: str) -> Pick:
+    return Pick(kind, row["target"], row["case_id"], row["dataset"], row["split"], detail)

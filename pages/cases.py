@@ -1,0 +1,99 @@
+"""Researcher's view: every case x method of a batch evaluation, filtered and summarised,
+with the qualitative picks one click away from the Review page."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+from cxrxai.datasets.registry import find_case
+from cxrxai.evaluation import browse
+from cxrxai.evaluation.report import iou_curve_figure, iou_versus_p
+from cxrxai.evaluation.store import open_results
+from cxrxai.settings import data_root
+
+st.title("Cases")
+path = browse.default_results_path()
+if not path.is_file():
+    st.info(
+        f"No evaluation results at `{path}` yet. Compute them with\n\n"
+        "`python -m cxrxai evaluate --split Val --methods gradcam,gradcam++,lrp`\n\n"
+        f"or point `{browse.RESULTS_ENV_VAR}` at a results database."
+    )
+    st.stop()
+db = open_results(path)
+settings = browse.region_settings(db)
+if not settings:
+    st.info(f"`{path}` holds no results yet.")
+    st.stop()
+
+with st.sidebar:
+    labels = [f"{mode} {value:g}" for mode, value in settings]
+    default = labels.index("top-percent 10") if "top-percent 10" in labels else 0
+    mode, value = settings[labels.index(st.selectbox("Region setting", labels, index=default))]
+    classes = st.multiselect("Class", browse.distinct(db, "target"))
+    methods = st.multiselect("Method", browse.distinct(db, "method"))
+    correctness = st.radio("Prediction", ["all", "correct", "incorrect"], horizontal=True)
+    iou_min, iou_max = st.slider("IoU range", 0.0, 1.0, (0.0, 1.0), 0.01)
+    missing = st.toggle("Include cases without an IoU", value=True)
+
+filters = browse.Filters(
+    mode,
+    value,
+    tuple(classes),
+    tuple(methods),
+    {"all": None, "correct": True, "incorrect": False}[correctness],
+    iou_min,
+    iou_max,
+    missing,
+)
+rows = browse.filtered_rows(db, filters)
+st.caption(f"{len(rows)} rows · {path}")
+columns = [
+    "case_id",
+    "target",
+    "method",
+    "correct",
+    "probability",
+    "iou",
+    "dice",
+    "mean_distance",
+    "hd95",
+    "hit",
+    "box_iou_mean",
+]
+table = [{c: r[c] for c in columns} for r in rows]
+st.dataframe(table, hide_index=True, width="stretch")
+st.download_button(
+    "Download the filtered table (CSV)",
+    "\n".join(
+        [",".join(columns)]
+        + [",".join("" if r[c] is None else str(r[c]) for c in columns) for r in table]
+    ),
+    file_name="cases.csv",
+    mime="text/csv",
+)
+
+scored = [r for r in rows if r["iou"] is not None]
+if scored:
+    st.subheader(f"IoU per class and method ({mode} {value:g})")
+    figure = px.box(scored, x="target", y="iou", color="method", points="outliers")
+    st.plotly_chart(figure, width="stretch")
+curves = iou_versus_p(db)
+if curves:
+    st.subheader("IoU versus p")
+    st.plotly_chart(iou_curve_figure(curves), width="stretch")
+
+st.subheader("Qualitative picks per class")
+for i, pick in enumerate(browse.qualitative_picks(rows)):
+    text, action = st.columns([4, 1])
+    text.write(f"**{pick.target}** · {pick.kind}: `{pick.case_id}` — {pick.detail}")
+    if action.button("Open in Review", key=f"pick-{i}"):
+        case = find_case(pick.dataset, pick.split, pick.case_id, data_root())
+        if case is None:
+            st.error(f"Case '{pick.case_id}' was not found under {data_root()}.")
+        else:
+            st.session_state["extra_cases"] = [case]
+            st.session_state["class_filter"] = "all"
+            st.session_state["case_id"] = case.case_id
+            st.switch_page("pages/review.py")

@@ -1,0 +1,64 @@
+"""The Cases page's library side: filters, settings, qualitative picks."""
+
+from __future__ import annotations
+
+import pytest
+
+from cxrxai.evaluation import browse, store
+
+
+def _row(case: str, method: str, iou: float | None, p: float, correct: int, labels: str) -> dict:
+    return {
+        "checkpoint_sha256": "x",
+        "case_id": case,
+        "dataset": "covid-qu-ex",
+        "split": "Val",
+        "case_labels": labels,
+        "method": method,
+        "target": labels.split(";")[0],
+        "mode": "top-percent",
+        "value": 10.0,
+        "iou": iou,
+        "probability": p,
+        "correct": correct,
+    }
+
+
+@pytest.fixture()
+def db(tmp_path):
+    db = store.open_results(tmp_path / "r.sqlite")
+    rows = [
+        _row("a", "gradcam", 0.30, 0.90, 1, "COVID-19"),
+        _row("a", "lime", 0.50, 0.90, 1, "COVID-19"),
+        _row("b", "gradcam", None, 0.99, 1, "COVID-19;Pneumonia"),
+        _row("c", "gradcam", 0.10, 0.40, 0, "COVID-19"),
+    ]
+    store.write_unit(db, rows, [])
+    return db
+
+
+def test_filters(db):
+    every = browse.filtered_rows(db, browse.Filters())
+    assert len(every) == 4
+    assert {r["case_id"] for r in browse.filtered_rows(db, browse.Filters(methods=("lime",)))} == {
+        "a"
+    }
+    wrong = browse.filtered_rows(db, browse.Filters(correct=False))
+    assert [r["case_id"] for r in wrong] == ["c"]
+    ranged = browse.filtered_rows(
+        db, browse.Filters(iou_min=0.2, iou_max=0.4, include_missing_iou=False)
+    )
+    assert [(r["case_id"], r["method"]) for r in ranged] == [("a", "gradcam")]
+    assert browse.region_settings(db) == [("top-percent", 10.0)]
+    assert browse.distinct(db, "method") == ["gradcam", "lime"]
+    with pytest.raises(ValueError):
+        browse.distinct(db, "iou; drop table runs")
+
+
+def test_qualitative_picks(db):
+    picks = {
+        p.kind: p for p in browse.qualitative_picks(browse.filtered_rows(db, browse.Filters()))
+    }
+    assert picks["best IoU"].case_id == "a" and "lime" in picks["best IoU"].detail
+    assert picks["highest probability"].case_id == "b"
+    assert picks["multi-label"].case_id == "b" and "Pneumonia" in picks["multi-label"].detail
