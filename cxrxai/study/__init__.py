@@ -1,0 +1,1 @@
+"""The clinician trust study: store, protocol, rating service and analysis."""

@@ -1,0 +1,186 @@
+"""The study's analysis: ratings per method and class with bootstrap CIs, inter-rater
+agreement (Krippendorff's alpha for ordinal data via the ``krippendorff`` package, and
+ICC(2,1)), trust against localisation metrics, and exports."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+from scipy.stats import spearmanr
+
+from cxrxai.metrics.bootstrap import bootstrap_mean
+from cxrxai.study.service import SCORES, progress
+
+EXPORT_COLUMNS = (
+    "rater",
+    "case_id",
+    "target",
+    "method",
+    "shown_as",
+    "trust",
+    "localisation",
+    "usefulness",
+    "agrees_with_model",
+    "comment",
+    "seconds_on_case",
+    "display",
+    "started_at",
+    "submitted_at",
+    "app_version",
+    "checkpoint_sha256",
+)
+
+
+def ratings(
+    db: sqlite_utils.Database, study_id: int, real_names: bool = False
+) -> list[dict[str, Any]]:
+    """All ratings of a study; raters by pseudonym unless ``real_names``."""
+    who = "r.name" if real_names else "r.pseudonym"
+    cursor = db.execute(
+        f"select {who} as rater, g.* from ratings g join raters r on r.id = g.rater_id "
+        "where g.study_id = ? order by g.id",
+        [study_id],
+    )
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def summary(rows: list[dict[str, Any]], by: str = "method", seed: int = 0) -> list[dict]:
+    """Mean (95 % bootstrap CI over ratings) and median of each score per ``by`` value."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[row[by]].append(row)
+    out = []
+    for key, members in sorted(groups.items()):
+        entry: dict[str, Any] = {by: key, "n": len(members)}
+        for score in SCORES:
+            values = np.array([m[score] for m in members], dtype=float)
+            estimate = bootstrap_mean(values, seed=seed)
+            entry[f"{score}_mean"] = estimate.mean
+            entry[f"{score}_ci"] = (estimate.low, estimate.high)
+            entry[f"{score}_median"] = float(np.median(values))
+        out.append(entry)
+    return out
+
+
+def _matrix(rows: list[dict[str, Any]], score: str) -> np.ndarray:
+    """raters x units (unit = case x method) with NaN where a rater did not rate."""
+    raters = sorted({r["rater"] for r in rows})
+    units = sorted({(r["case_id"], r["method"]) for r in rows})
+    matrix = np.full((len(raters), len(units)), np.nan)
+    for r in rows:
+        matrix[raters.index(r["rater"]), units.index((r["case_id"], r["method"]))] = r[score]
+    return matrix
+
+
+def krippendorff_alpha(rows: list[dict[str, Any]], score: str = "trust") -> float:
+    """Krippendorff's alpha, ordinal, over units rated by at least two raters."""
+    import krippendorff
+
+    matrix = _matrix(rows, score)
+    pairable = (~np.isnan(matrix)).sum(axis=0) >= 2
+    if matrix.shape[0] < 2 or pairable.sum() < 1:
+        return float("nan")
+    return float(
+        krippendorff.alpha(
+            reliability_data=matrix[:, pairable],
+            level_of_measurement="ordinal",
+            value_domain=[1, 2, 3, 4, 5],
+        )
+    )
+
+
+def icc_2_1(rows: list[dict[str, Any]], score: str = "trust") -> float:
+    """ICC(2,1) (Shrout & Fleiss: two-way random effects, absolute agreement, one rater)
+    over the units every rater rated.
+
+    Written here from the ANOVA mean squares: the well-kept implementations (pingouin,
+    statsmodels) would add a large dependency for one formula.
+    """
+    matrix = _matrix(rows, score)
+    complete = matrix[:, ~np.isnan(matrix).any(axis=0)].T  # units x raters
+    n, k = complete.shape
+    if n < 2 or k < 2:
+        return float("nan")
+    grand = complete.mean()
+    ms_rows = k * ((complete.mean(axis=1) - grand) ** 2).sum() / (n - 1)
+    ms_cols = n * ((complete.mean(axis=0) - grand) ** 2).sum() / (k - 1)
+    residual = complete - complete.mean(axis=1, keepdims=True) - complete.mean(axis=0) + grand
+    ms_error = (residual**2).sum() / ((n - 1) * (k - 1))
+    denominator = ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n
+    return float((ms_rows - ms_error) / denominator) if denominator else float("nan")
+
+
+def trust_vs_metric(
+    rows: list[dict[str, Any]],
+    metric: dict[tuple[str, str], float],
+    score: str = "trust",
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Spearman correlation between a score and a localisation metric of the same
+    (case, method), with a bootstrap 95 % CI over ratings."""
+    pairs = np.array(
+        [
+            (r[score], metric[(r["case_id"], r["method"])])
+            for r in rows
+            if metric.get((r["case_id"], r["method"])) is not None
+        ],
+        dtype=float,
+    )
+    if len(pairs) < 3:
+        return {"rho": float("nan"), "low": float("nan"), "high": float("nan"), "n": len(pairs)}
+    rho = float(spearmanr(pairs[:, 0], pairs[:, 1]).statistic)
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(resamples):
+        pick = pairs[rng.integers(0, len(pairs), len(pairs))]
+        if np.ptp(pick[:, 0]) > 0 and np.ptp(pick[:, 1]) > 0:
+            samples.append(spearmanr(pick[:, 0], pick[:, 1]).statistic)
+    low, high = np.quantile(samples, [0.025, 0.975]) if samples else (np.nan, np.nan)
+    return {"rho": rho, "low": float(low), "high": float(high), "n": len(pairs)}
+
+
+def export(
+    db: sqlite_utils.Database, study_id: int, out_dir: Path, real_names: bool = False
+) -> list[Path]:
+    """ratings.csv / .json, progress.csv, summary_by_method.json into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = ratings(db, study_id, real_names)
+    written = []
+    path = out_dir / "ratings.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    written.append(path)
+    path = out_dir / "ratings.json"
+    path.write_text(json.dumps([{c: r[c] for c in EXPORT_COLUMNS} for r in rows], indent=1))
+    written.append(path)
+    path = out_dir / "progress.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["rater", "done", "total"])
+        writer.writeheader()
+        writer.writerows(progress(db, study_id))
+    written.append(path)
+    path = out_dir / "summary_by_method.json"
+    path.write_text(
+        json.dumps(
+            {
+                "by_method": summary(rows, "method"),
+                "by_class": summary(rows, "target"),
+                "krippendorff_alpha_trust": krippendorff_alpha(rows),
+                "icc_2_1_trust": icc_2_1(rows),
+            },
+            indent=1,
+            default=float,
+        )
+    )
+    written.append(path)
+    return written

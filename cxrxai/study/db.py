@@ -1,0 +1,166 @@
+"""The study database: SQLite through sqlite-utils, versioned with its Migrations.
+
+WAL mode so raters read while others write; one connection per session or thread (the
+callers open their own with :func:`connect`); every write of the service runs inside
+``db.atomic()``. Schema: docs/study-schema.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from cxrxai.errors import CxrxaiError
+
+migrations = Migrations("cxrxai-study")
+
+
+@migrations(name="m001_initial")
+def _initial(db: sqlite_utils.Database) -> None:
+    db["settings"].create({"key": str, "value": str}, pk="key")
+    db["studies"].create(
+        {
+            "id": int,
+            "code": str,
+            "name": str,
+            "mode": str,  # "blinded" or "open"
+            "methods": str,  # JSON list
+            "seed": int,
+            "instructions": str,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["studies"].create_index(["code"], unique=True)
+    db["study_cases"].create(
+        {
+            "study_id": int,
+            "position": int,
+            "case_id": str,
+            "dataset": str,
+            "split": str,
+            "target": str,
+        },
+        pk=("study_id", "position"),
+        foreign_keys=[("study_id", "studies", "id")],
+    )
+    db["raters"].create(
+        {"id": int, "study_id": int, "name": str, "token_hash": str, "created_at": str},
+        pk="id",
+        foreign_keys=[("study_id", "studies", "id")],
+    )
+    db["raters"].create_index(["study_id", "name"], unique=True)
+    db["assignments"].create(
+        {
+            "id": int,
+            "study_id": int,
+            "rater_id": int,
+            "position": int,
+            "case_id": str,
+            "dataset": str,
+            "split": str,
+            "target": str,
+            "methods_order": str,  # JSON: real method names in display order
+        },
+        pk="id",
+        foreign_keys=[("study_id", "studies", "id"), ("rater_id", "raters", "id")],
+    )
+    db["assignments"].create_index(["rater_id", "position"], unique=True)
+    db["ratings"].create(
+        {
+            "id": int,
+            "assignment_id": int,
+            "rater_id": int,
+            "study_id": int,
+            "case_id": str,
+            "method": str,  # the real method, also when the rater saw only a letter
+            "shown_as": str,  # "A", "B", ... (blinded) or the method name (open)
+            "target": str,
+            "trust": int,
+            "localisation": int,
+            "usefulness": int,
+            "agrees_with_model": int,  # 1 yes, 0 no
+            "comment": str,
+            "display": str,  # JSON: opacity, threshold, panels shown
+            "seconds_on_case": float,
+            "started_at": str,
+            "submitted_at": str,
+            "app_version": str,
+            "checkpoint_sha256": str,
+        },
+        pk="id",
+        foreign_keys=[("assignment_id", "assignments", "id"), ("rater_id", "raters", "id")],
+    )
+    # one rating per panel: a double click or a resubmit after a reload cannot add another
+    db["ratings"].create_index(["assignment_id", "method"], unique=True)
+    db["audit"].create({"id": int, "at": str, "actor": str, "action": str, "detail": str}, pk="id")
+    # append-only: the log cannot be edited or deleted through SQL
+    db.execute(
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    )
+
+
+@migrations(name="m002_pseudonyms")
+def _pseudonyms(db: sqlite_utils.Database) -> None:
+    """Exports name raters by a stable pseudonym (R01, R02, ... per study)."""
+    db["raters"].add_column("pseudonym", str)
+    counters: dict[int, int] = {}
+    for row in list(db["raters"].rows_where(order_by="id")):
+        counters[row["study_id"]] = counters.get(row["study_id"], 0) + 1
+        db["raters"].update(row["id"], {"pseudonym": f"R{counters[row['study_id']]:02d}"})
+
+
+def connect(path: Path | str) -> sqlite_utils.Database:
+    """A connection of its own (one per session or thread), WAL mode, schema migrated in
+    place (safe to rerun; rows are kept)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+        db = sqlite_utils.Database(conn)
+        db.execute("PRAGMA busy_timeout = 30000")
+        db.enable_wal()
+        db.execute("PRAGMA foreign_keys = ON")
+        # One process migrates at a time: the write lock is taken before the pending
+        # migrations are read (sqlite-utils nests its per-migration transactions inside).
+        with write_transaction(db):
+            migrations.apply(db)
+    except sqlite3.DatabaseError as exc:
+        raise CxrxaiError(
+            f"Study database '{path}' could not be opened ({exc}). Is it a cxrxai study "
+            "database? Pass another file with --study-db or $CXRXAI_STUDY_DB."
+        ) from exc
+    return db
+
+
+@contextlib.contextmanager
+def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """``db.atomic()`` that takes the write lock up front (BEGIN IMMEDIATE).
+
+    A deferred transaction that reads first and writes second fails at once with
+    "database is locked" when another connection wrote in between (SQLite cannot wait
+    there without risking a deadlock); an immediate one waits its turn (busy_timeout).
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        with db.atomic():  # nested: a savepoint, as sqlite-utils' own writes are
+            yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")

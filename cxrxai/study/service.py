@@ -1,0 +1,350 @@
+"""Study operations: admin password, study set-up, rater sign-in, assignments, ratings.
+
+Every write runs in one immediate transaction (:func:`write_transaction`) and appends to
+the audit log in the same transaction.
+Input is validated here, so the UI and the CLI give the same clear messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from cxrxai import __version__
+from cxrxai.errors import CxrxaiError
+from cxrxai.study.db import write_transaction
+from cxrxai.study.protocol import rater_plan, shown_labels
+
+MAX_COMMENT_CHARS = 5000
+MAX_NAME_CHARS = 60
+LIKERT = (1, 2, 3, 4, 5)
+SCORES = ("trust", "localisation", "usefulness")
+PBKDF2_ITERATIONS = 200_000
+
+
+class StudyError(CxrxaiError):
+    """A request the study refuses (bad input, wrong code, forged id, no permission)."""
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+
+
+def _audit(db: sqlite_utils.Database, actor: str, action: str, **detail: Any) -> None:
+    db["audit"].insert(
+        {"at": _now(), "actor": actor, "action": action, "detail": json.dumps(detail)}
+    )
+
+
+# -- admin ---------------------------------------------------------------------------
+
+
+def _hash_password(password: str, salt: bytes) -> str:
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PBKDF2_ITERATIONS)
+    return f"pbkdf2_sha256${PBKDF2_ITERATIONS}${salt.hex()}${digest.hex()}"
+
+
+def admin_password_set(db: sqlite_utils.Database) -> bool:
+    return db["settings"].count_where("key = 'admin_password'") > 0
+
+
+def set_admin_password(db: sqlite_utils.Database, password: str) -> None:
+    """First start only: store a salted PBKDF2 hash (never the password, never logged)."""
+    if len(password) < 8:
+        raise StudyError("The admin password needs at least 8 characters.")
+    with write_transaction(db):
+        if admin_password_set(db):
+            raise StudyError("The admin password is already set.")
+        stored = _hash_password(password, secrets.token_bytes(16))
+        db["settings"].insert({"key": "admin_password", "value": stored})
+        _audit(db, "admin", "set_admin_password")
+
+
+def check_admin(db: sqlite_utils.Database, password: str) -> None:
+    rows = list(db["settings"].rows_where("key = 'admin_password'"))
+    if not rows:
+        raise StudyError("No admin password yet: set one first.")
+    _, iterations, salt, digest = rows[0]["value"].split("$")
+    candidate = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), bytes.fromhex(salt), int(iterations)
+    ).hex()
+    if not hmac.compare_digest(candidate, digest):
+        raise StudyError("Wrong admin password.")
+
+
+# -- set-up ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseRef:
+    case_id: str
+    dataset: str
+    split: str
+    target: str
+
+
+def create_study(
+    db: sqlite_utils.Database,
+    admin_password: str,
+    name: str,
+    cases: list[CaseRef],
+    methods: list[str],
+    blinded: bool = True,
+    seed: int = 0,
+    instructions: str = "",
+) -> str:
+    """A new study; returns its code (what raters type to join)."""
+    check_admin(db, admin_password)
+    if not cases:
+        raise StudyError("A study needs at least one case.")
+    if len(methods) < 1 or len(set(methods)) != len(methods):
+        raise StudyError(f"Methods must be distinct and at least one, got {methods}.")
+    code = secrets.token_hex(3).upper()
+    with write_transaction(db):
+        study_id = (
+            db["studies"]
+            .insert(
+                {
+                    "code": code,
+                    "name": name.strip()[:200] or "study",
+                    "mode": "blinded" if blinded else "open",
+                    "methods": json.dumps(methods),
+                    "seed": int(seed),
+                    "instructions": instructions[:MAX_COMMENT_CHARS],
+                    "created_at": _now(),
+                }
+            )
+            .last_pk
+        )
+        db["study_cases"].insert_all(
+            [{"study_id": study_id, "position": i, **c.__dict__} for i, c in enumerate(cases)]
+        )
+        _audit(db, "admin", "create_study", study=code, cases=len(cases), methods=methods)
+    return code
+
+
+def study_by_code(db: sqlite_utils.Database, code: str) -> dict[str, Any]:
+    rows = list(db["studies"].rows_where("code = ?", [code.strip().upper()]))
+    if not rows:
+        raise StudyError("No study has this code; check the code you were given.")
+    study = rows[0]
+    study["methods"] = json.loads(study["methods"])
+    return study
+
+
+# -- raters ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rater:
+    id: int
+    study_id: int
+    name: str
+    token: str  # secret: goes in the rater's personal link, stored hashed
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def join(db: sqlite_utils.Database, code: str, name: str) -> Rater:
+    """A new rater in the study with their assignments; their token resumes later.
+
+    A name already taken in the study is refused (nobody can rate as someone else):
+    the owner resumes with :func:`resume` and their token.
+    """
+    name = " ".join(name.split())
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise StudyError(f"Enter your name (1 to {MAX_NAME_CHARS} characters).")
+    study = study_by_code(db, code)
+    token = secrets.token_urlsafe(16)
+    try:
+        with write_transaction(db):
+            index = db["raters"].count_where("study_id = ?", [study["id"]])
+            rater_id = (
+                db["raters"]
+                .insert(
+                    {
+                        "study_id": study["id"],
+                        "name": name,
+                        "token_hash": _token_hash(token),
+                        "created_at": _now(),
+                        "pseudonym": f"R{index + 1:02d}",
+                    }
+                )
+                .last_pk
+            )
+            cases = list(
+                db["study_cases"].rows_where("study_id = ?", [study["id"]], order_by="position")
+            )
+            plan = rater_plan(len(cases), study["methods"], study["seed"], index)
+            db["assignments"].insert_all(
+                [
+                    {
+                        "study_id": study["id"],
+                        "rater_id": rater_id,
+                        "position": i,
+                        "case_id": cases[case]["case_id"],
+                        "dataset": cases[case]["dataset"],
+                        "split": cases[case]["split"],
+                        "target": cases[case]["target"],
+                        "methods_order": json.dumps(order),
+                    }
+                    for i, (case, order) in enumerate(plan)
+                ]
+            )
+            _audit(db, f"rater:{rater_id}", "join", study=study["code"])
+    except sqlite3.IntegrityError as exc:
+        raise StudyError(
+            f"The name '{name}' is already taken in this study. If it is you, open your "
+            "personal link to resume; otherwise add an initial."
+        ) from exc
+    return Rater(rater_id, study["id"], name, token)
+
+
+def resume(db: sqlite_utils.Database, token: str) -> Rater:
+    rows = list(db["raters"].rows_where("token_hash = ?", [_token_hash(token or "")]))
+    if not rows:
+        raise StudyError("This personal link is not valid; sign in with the study code.")
+    row = rows[0]
+    return Rater(row["id"], row["study_id"], row["name"], token)
+
+
+# -- rating ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Assignment:
+    id: int
+    position: int
+    total: int
+    case_id: str
+    dataset: str
+    split: str
+    target: str
+    methods: list[str]  # real names, display order
+    shown_as: list[str]  # what the rater sees
+    blinded: bool
+
+
+def next_assignment(db: sqlite_utils.Database, rater: Rater) -> Assignment | None:
+    """The rater's first assignment without ratings (None when all are done)."""
+    study = db["studies"].get(rater.study_id)
+    blinded = study["mode"] == "blinded"
+    total = db["assignments"].count_where("rater_id = ?", [rater.id])
+    rows = db.execute(
+        "select * from assignments a where a.rater_id = ? and not exists "
+        "(select 1 from ratings r where r.assignment_id = a.id) order by a.position limit 1",
+        [rater.id],
+    ).fetchall()
+    if not rows:
+        return None
+    columns = [d[0] for d in db.execute("select * from assignments limit 0").description]
+    row = dict(zip(columns, rows[0], strict=True))
+    order = json.loads(row["methods_order"])
+    return Assignment(
+        row["id"],
+        row["position"],
+        total,
+        row["case_id"],
+        row["dataset"],
+        row["split"],
+        row["target"],
+        order,
+        shown_labels(order, blinded),
+        blinded,
+    )
+
+
+def _likert(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in LIKERT:
+        raise StudyError(f"{what} must be a whole number from 1 to 5, got {value!r}.")
+    return value
+
+
+def submit(
+    db: sqlite_utils.Database,
+    rater: Rater,
+    assignment_id: int,
+    scores: dict[str, dict[str, int]],
+    agrees_with_model: bool | None,
+    comment: str = "",
+    seconds_on_case: float = 0.0,
+    display: dict[str, Any] | None = None,
+    started_at: str | None = None,
+    checkpoint_sha256: str = "",
+) -> int:
+    """Store one assignment's ratings (one row per panel); returns the rows stored.
+
+    ``scores``: shown label ("A" or the method name) -> {"trust", "localisation",
+    "usefulness"} 1-5. A resubmission of an already rated assignment stores nothing and
+    returns 0 (a double click or a reload after submitting).
+    """
+    resume(db, rater.token)  # the token must be the rater's own
+    rows = list(db["assignments"].rows_where("id = ? and rater_id = ?", [assignment_id, rater.id]))
+    if not rows:
+        raise StudyError("This assignment is not yours.")
+    assignment = rows[0]
+    study = db["studies"].get(assignment["study_id"])
+    order = json.loads(assignment["methods_order"])
+    labels = shown_labels(order, study["mode"] == "blinded")
+    if set(scores) != set(labels):
+        raise StudyError(f"Rate every panel: expected {labels}, got {sorted(scores)}.")
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
+        raise StudyError(f"The comment is limited to {MAX_COMMENT_CHARS} characters.")
+    if agrees_with_model not in (True, False, None):
+        raise StudyError("Agreement with the model must be yes, no or not given.")
+    if not 0 <= float(seconds_on_case) < 86400:
+        raise StudyError("Time on case is out of range.")
+    records = []
+    for label, method in zip(labels, order, strict=True):
+        given = scores[label]
+        records.append(
+            {
+                "assignment_id": assignment_id,
+                "rater_id": rater.id,
+                "study_id": assignment["study_id"],
+                "case_id": assignment["case_id"],
+                "method": method,
+                "shown_as": label,
+                "target": assignment["target"],
+                **{s: _likert(given.get(s), f"{s.capitalize()} for panel {label}") for s in SCORES},
+                "agrees_with_model": None if agrees_with_model is None else int(agrees_with_model),
+                "comment": comment,
+                "display": json.dumps(display or {}),
+                "seconds_on_case": float(seconds_on_case),
+                "started_at": started_at or _now(),
+                "submitted_at": _now(),
+                "app_version": __version__,
+                "checkpoint_sha256": checkpoint_sha256,
+            }
+        )
+    try:
+        with write_transaction(db):
+            db["ratings"].insert_all(records)
+            _audit(db, f"rater:{rater.id}", "rate", assignment=assignment_id, panels=len(records))
+    except sqlite3.IntegrityError:
+        return 0  # already rated: keep the first submission
+    return len(records)
+
+
+def progress(db: sqlite_utils.Database, study_id: int) -> list[dict[str, Any]]:
+    """Per rater (pseudonym): assignments done and total."""
+    return [
+        {"rater": r[0], "done": r[1], "total": r[2]}
+        for r in db.execute(
+            "select r.pseudonym, count(distinct g.assignment_id), "
+            "(select count(*) from assignments a where a.rater_id = r.id) "
+            "from raters r left join ratings g on g.rater_id = r.id "
+            "where r.study_id = ? group by r.id order by r.pseudonym",
+            [study_id],
+        ).fetchall()
+    ]

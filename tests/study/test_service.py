@@ -1,0 +1,195 @@
+"""Trust study: admin, set-up, counterbalancing, validation, idempotence, migrations.
+
+Every test uses a temporary database, never the user's.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sqlite3
+
+import pytest
+
+from cxrxai.study import service
+from cxrxai.study.db import connect, migrations
+from cxrxai.study.protocol import rater_plan
+from cxrxai.study.service import CaseRef, StudyError
+
+PASSWORD = "correct horse"
+METHODS = ["gradcam", "lime", "shap", "lrp"]
+
+
+def make_cases(n: int = 8) -> list[CaseRef]:
+    return [CaseRef(f"case-{i}", "covid-qu-ex", "Val", "COVID-19") for i in range(n)]
+
+
+@pytest.fixture()
+def db(tmp_path):
+    db = connect(tmp_path / "study.sqlite")
+    service.set_admin_password(db, PASSWORD)
+    return db
+
+
+@pytest.fixture()
+def code(db):
+    return service.create_study(db, PASSWORD, "pilot", make_cases(), METHODS, seed=3)
+
+
+def full_scores(assignment, value: int = 4) -> dict:
+    return {label: {s: value for s in service.SCORES} for label in assignment.shown_as}
+
+
+def test_admin_password_is_salted_and_never_stored_plainly(db, tmp_path):
+    with pytest.raises(StudyError, match="already set"):
+        service.set_admin_password(db, "another password")
+    with pytest.raises(StudyError, match="Wrong admin password"):
+        service.check_admin(db, "wrong one")
+    service.check_admin(db, PASSWORD)
+    stored = next(db["settings"].rows_where("key = 'admin_password'"))["value"]
+    assert stored.startswith("pbkdf2_sha256$") and PASSWORD not in stored
+    db.conn.commit()
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("study.sqlite*"))
+    assert PASSWORD.encode() not in raw
+    with pytest.raises(StudyError, match="Wrong admin password"):
+        service.create_study(db, "nope", "x", make_cases(), METHODS)
+
+
+def test_counterbalanced_and_reproducible():
+    counts = collections.Counter()
+    for rater in range(4):
+        plan = rater_plan(8, METHODS, seed=3, rater_index=rater)
+        assert sorted(case for case, _ in plan) == list(range(8))  # every case once
+        for _, order in plan:
+            counts.update((m, position) for position, m in enumerate(order))
+        assert plan == rater_plan(8, METHODS, seed=3, rater_index=rater)
+    # each method equally often in each position
+    assert set(counts.values()) == {8}
+    assert rater_plan(8, METHODS, 3, 0) != rater_plan(8, METHODS, 4, 0)
+
+
+def test_rating_flow_blinded_and_resume(db, code):
+    rater = service.join(db, code, "Dr Ada")
+    first = service.next_assignment(db, rater)
+    assert first.total == 8 and first.shown_as == ["A", "B", "C", "D"] and first.blinded
+    assert sorted(first.methods) == sorted(METHODS)
+    stored = service.submit(
+        db, rater, first.id, full_scores(first), True, "fine", 12.5, {"opacity": 0.4}
+    )
+    assert stored == 4
+    # a double click / resubmit after reload stores nothing more
+    assert service.submit(db, rater, first.id, full_scores(first, 2), True) == 0
+    assert db["ratings"].count == 4
+    assert {r["trust"] for r in db["ratings"].rows} == {4}  # the first submission kept
+    again = service.resume(db, rater.token)  # a browser reload with the personal link
+    assert service.next_assignment(db, again).position == 1
+    rows = list(db["ratings"].rows)
+    assert {r["method"] for r in rows} == set(METHODS) and {r["shown_as"] for r in rows} == set(
+        "ABCD"
+    )
+    assert service.progress(db, rater.study_id) == [{"rater": "R01", "done": 1, "total": 8}]
+
+
+def test_nobody_rates_as_someone_else(db, code):
+    ada = service.join(db, code, "Dr Ada")
+    with pytest.raises(StudyError, match="already taken"):
+        service.join(db, code, "Dr  Ada")  # same name, other spacing
+    bob = service.join(db, code, "Dr Bob")
+    ada_task = service.next_assignment(db, ada)
+    with pytest.raises(StudyError, match="not yours"):
+        service.submit(db, bob, ada_task.id, full_scores(ada_task), None)
+    forged = service.Rater(ada.id, ada.study_id, ada.name, token="guessed")
+    with pytest.raises(StudyError, match="not valid"):
+        service.submit(db, forged, ada_task.id, full_scores(ada_task), None)
+    with pytest.raises(StudyError, match="not yours"):
+        service.submit(db, ada, 99999, full_scores(ada_task), None)
+    with pytest.raises(StudyError, match="No study has this code"):
+        service.join(db, "ZZZZZZ", "Eve")
+
+
+@pytest.mark.parametrize(
+    ("scores", "message"),
+    [
+        ({"trust": 6, "localisation": 3, "usefulness": 3}, "from 1 to 5"),
+        ({"trust": 0, "localisation": 3, "usefulness": 3}, "from 1 to 5"),
+        ({"trust": 2.5, "localisation": 3, "usefulness": 3}, "from 1 to 5"),
+        ({"trust": "5", "localisation": 3, "usefulness": 3}, "from 1 to 5"),
+        ({"trust": True, "localisation": 3, "usefulness": 3}, "from 1 to 5"),
+        ({"localisation": 3, "usefulness": 3}, "from 1 to 5"),  # missing field
+    ],
+)
+def test_bad_scores_are_refused(db, code, scores, message):
+    rater = service.join(db, code, "Dr Ada")
+    task = service.next_assignment(db, rater)
+    bad = full_scores(task)
+    bad["A"] = scores
+    with pytest.raises(StudyError, match=message):
+        service.submit(db, rater, task.id, bad, True)
+    partial = full_scores(task)
+    del partial["B"]
+    with pytest.raises(StudyError, match="Rate every panel"):
+        service.submit(db, rater, task.id, partial, True)
+    assert db["ratings"].count == 0  # nothing half-stored
+
+
+def test_long_and_hostile_text(db, code):
+    rater = service.join(db, code, "Dr Ada")
+    task = service.next_assignment(db, rater)
+    with pytest.raises(StudyError, match="limited to 5000"):
+        service.submit(db, rater, task.id, full_scores(task), True, "x" * 100_000)
+    hostile = "<script>alert(1)</script>'); DROP TABLE ratings; --"
+    service.submit(db, rater, task.id, full_scores(task), True, hostile)
+    assert {r["comment"] for r in db["ratings"].rows} == {hostile}  # stored as data
+    assert "ratings" in db.table_names()
+    with pytest.raises(StudyError, match="name"):
+        service.join(db, code, "n" * 500)
+    evil = service.join(db, code, "<b>Robert'); DROP TABLE raters;--</b>")
+    assert service.resume(db, evil.token).name.startswith("<b>Robert")
+
+
+def test_audit_log_is_append_only(db, code):
+    actions = [r["action"] for r in db["audit"].rows]
+    assert actions == ["set_admin_password", "create_study"]
+    assert all(PASSWORD not in r["detail"] for r in db["audit"].rows)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("update audit set actor = 'x'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("delete from audit")
+
+
+def test_older_schema_is_migrated_in_place(tmp_path):
+    import sqlite_utils
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite_utils.Database(path)
+    migrations.apply(old, stop_before="m002_pseudonyms")  # a database from version 1
+    old["studies"].insert(
+        {
+            "id": 1,
+            "code": "ABC123",
+            "name": "old",
+            "mode": "open",
+            "methods": json.dumps(["gradcam"]),
+            "seed": 0,
+            "instructions": "",
+            "created_at": "2026-01-01",
+        }
+    )
+    old["raters"].insert_all(
+        [
+            {"id": 1, "study_id": 1, "name": "A", "token_hash": "x", "created_at": "t"},
+            {"id": 2, "study_id": 1, "name": "B", "token_hash": "y", "created_at": "t"},
+        ]
+    )
+    old.conn.close()
+    db = connect(path)
+    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_pseudonyms"]
+    assert [(r["name"], r["pseudonym"]) for r in db["raters"].rows] == [("A", "R01"), ("B", "R02")]
+    assert connect(path)["raters"].count == 2  # rerunning is safe
+
+
+def test_not_a_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "notes.sqlite"
+    path.write_text("these are my notes, not a database " * 100)
+    with pytest.raises(service.CxrxaiError, match="could not be opened"):
+        connect(path)
