@@ -166,6 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_root(batch)
     _add_model_args(batch)
 
+    study = commands.add_parser("study", help="trust study: progress, analysis and export")
+    study.add_argument("action", choices=("progress", "analyse", "export"))
+    study.add_argument("--code", required=True, help="the study code")
+    study.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help="study database (default: $CXRXAI_STUDY_DB, else results/study.sqlite)",
+    )
+    study.add_argument("--out", type=Path, default=Path("results/study-export"))
+    study.add_argument("--real-names", action="store_true", help="export names, not pseudonyms")
+    study.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="evaluation database: relate trust to IoU (top 10 %%) per case x method",
+    )
+
     report = commands.add_parser("report", help="tables and figures from an evaluation database")
     report.add_argument("--db", type=Path, default=Path("results/evaluation.sqlite"))
     report.add_argument("--out", type=Path, default=Path("results/report"))
@@ -391,6 +409,55 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from cxrxai.study import analysis, service
+    from cxrxai.study.db import connect, default_study_path
+
+    path = args.db or default_study_path()
+    if not Path(path).is_file():
+        raise CxrxaiError(
+            f"Study database '{path}' not found; create a study on the Study admin page first."
+        )
+    db = connect(path)
+    study = service.study_by_code(db, args.code)
+    if args.action == "progress":
+        for row in service.progress(db, study["id"]):
+            print(f"{row['rater']}: {row['done']}/{row['total']}")
+        return 0
+    if args.action == "export":
+        for written in analysis.export(db, study["id"], args.out, args.real_names):
+            print(written)
+        return 0
+    rows = analysis.ratings(db, study["id"])
+    print(f"{len(rows)} ratings in study {study['code']} ({study['mode']})")
+    for by in ("method", "target"):
+        for entry in analysis.summary(rows, by):
+            print(
+                f"{by} {entry[by]}: n={entry['n']} "
+                + ", ".join(
+                    f"{s} {entry[s + '_mean']:.2f} [{entry[s + '_ci'][0]:.2f}, "
+                    f"{entry[s + '_ci'][1]:.2f}] median {entry[s + '_median']:.1f}"
+                    for s in service.SCORES
+                )
+            )
+    print(f"Krippendorff's alpha (trust, ordinal): {analysis.krippendorff_alpha(rows):.3f}")
+    print(f"ICC(2,1) (trust): {analysis.icc_2_1(rows):.3f}")
+    if args.results:
+        from cxrxai.evaluation.store import open_results
+
+        results = open_results(args.results)
+        iou = {
+            (r["case_id"], r["method"]): r["iou"]
+            for r in results["localisation"].rows_where("mode = 'top-percent' and value = 10")
+        }
+        rho = analysis.trust_vs_metric(rows, iou)
+        print(
+            f"Spearman(trust, IoU top 10 %): {rho['rho']:.3f} "
+            f"[{rho['low']:.3f}, {rho['high']:.3f}], n={rho['n']}"
+        )
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from cxrxai.evaluation.report import write_report
     from cxrxai.evaluation.store import open_results
@@ -405,6 +472,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 COMMANDS = {
     "evaluate": cmd_evaluate,
     "report": cmd_report,
+    "study": cmd_study,
     "train": cmd_train,
     "evaluate-model": cmd_evaluate_model,
     "predict": cmd_predict,

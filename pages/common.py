@@ -66,3 +66,22 @@ def get_probabilities(_bundle: ModelBundle, weights_sha256: str, pixels) -> list
     """The model's probabilities for an image, computed once per (model, image) rather than
     on every widget change."""
     return _bundle.predict_proba(pixels)[0].tolist()
+
+
+def study_db():  # -> sqlite_utils.Database, one connection per browser session
+    """The study database (``$CXRXAI_STUDY_DB``), connected once per session."""
+    from cxrxai.study.db import connect, default_study_path
+
+    path = str(default_study_path())
+    if st.session_state.get("study_db_path") != path:
+        st.session_state["study_db"] = connect(path)
+        st.session_state["study_db_path"] = path
+    return st.session_state["study_db"]
+
+
+def case_from_ref(dataset: str, split: str, case_id: str) -> Case | None:
+    """A case named by a study or an evaluation row, read from the data path."""
+    from cxrxai.datasets.registry import find_case
+
+    demo = next((c for c in get_demo_cases(str(data_root())) if c.case_id == case_id), None)
+    return demo or find_case(dataset, split, case_id, data_root())

@@ -85,8 +85,8 @@ def krippendorff_alpha(rows: list[dict[str, Any]], score: str = "trust") -> floa
 
     matrix = _matrix(rows, score)
     pairable = (~np.isnan(matrix)).sum(axis=0) >= 2
-    if matrix.shape[0] < 2 or pairable.sum() < 1:
-        return float("nan")
+    if matrix.shape[0] < 2 or pairable.sum() < 1 or np.nanstd(matrix[:, pairable]) == 0:
+        return float("nan")  # no pairs, or no variation at all: alpha is undefined
     return float(
         krippendorff.alpha(
             reliability_data=matrix[:, pairable],

@@ -18,6 +18,17 @@ from sqlite_utils.migrations import Migrations
 from cxrxai.errors import CxrxaiError
 
 migrations = Migrations("cxrxai-study")
+STUDY_DB_ENV_VAR = "CXRXAI_STUDY_DB"
+
+
+def default_study_path() -> Path:
+    """$CXRXAI_STUDY_DB, else results/study.sqlite in the repository."""
+    import os
+
+    from cxrxai.settings import REPO_ROOT
+
+    env = os.environ.get(STUDY_DB_ENV_VAR)
+    return Path(env) if env else REPO_ROOT / "results" / "study.sqlite"
 
 
 @migrations(name="m001_initial")

@@ -1,0 +1,114 @@
+"""The rater's view of the trust study: sign in, rate each assignment, move on."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from cxrxai.errors import CxrxaiError
+from cxrxai.render import overlay
+from cxrxai.study import service
+from pages.common import case_from_ref, explain_cached, get_image, require_bundle, study_db
+
+st.title("Explanation study")
+try:
+    db = study_db()
+except CxrxaiError as exc:
+    st.error(str(exc))
+    st.stop()
+
+token = st.query_params.get("rater")
+rater = None
+if token:
+    try:
+        rater = service.resume(db, token)
+    except service.StudyError as exc:
+        st.error(str(exc))
+        st.query_params.clear()
+if rater is None:
+    with st.form("sign-in"):
+        st.write("Sign in with your name and the study code you were given.")
+        name = st.text_input("Your name", max_chars=service.MAX_NAME_CHARS)
+        code = st.text_input("Study code", max_chars=12)
+        if st.form_submit_button("Start"):
+            try:
+                rater = service.join(db, code, name)
+            except service.StudyError as exc:
+                st.error(str(exc))
+            else:
+                st.query_params["rater"] = rater.token
+                st.rerun()
+    st.stop()
+
+study = db["studies"].get(rater.study_id)
+st.caption("Signed in as")
+st.text(rater.name)  # shown as text: never interpreted as markdown or HTML
+st.caption("Keep this page's address: it is your personal link to resume after a reload.")
+if study["instructions"]:
+    with st.expander("Instructions", expanded=False):
+        st.text(study["instructions"])
+
+task = service.next_assignment(db, rater)
+if task is None:
+    st.success("All assignments are rated. Thank you!")
+    st.stop()
+st.progress(task.position / task.total, text=f"Case {task.position + 1} of {task.total}")
+started = st.session_state.setdefault(f"started-{task.id}", time.time())
+
+case = case_from_ref(task.dataset, task.split, task.case_id)
+if case is None:
+    st.error(f"Case '{task.case_id}' is not available on this machine; tell the study admin.")
+    st.stop()
+bundle = require_bundle()
+image = get_image(str(case.image_path))
+target = bundle.labels.index(task.target) if task.target in bundle.labels else None
+probabilities = bundle.predict_proba(image.pixels)[0]
+predicted = bundle.labels[int(probabilities.argmax())]
+st.write(
+    f"**Model's diagnosis:** {predicted} (p = {probabilities.max():.2f}). "
+    f"**Explained label:** {task.target}"
+)
+opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
+
+scores: dict[str, dict[str, int | None]] = {}
+with st.form(f"rate-{task.id}"):
+    columns = st.columns(len(task.methods))
+    for column, method, label in zip(columns, task.methods, task.shown_as, strict=True):
+        with column:
+            heatmap = explain_cached(bundle, image.pixels, method, target or 0)
+            st.image(overlay(image.pixels, heatmap.numpy(), opacity), caption=f"Panel {label}")
+            scores[label] = {
+                score: st.radio(
+                    f"{score.capitalize()} ({label})",
+                    service.LIKERT,
+                    index=None,
+                    horizontal=True,
+                    key=f"{task.id}-{label}-{score}",
+                )
+                for score in service.SCORES
+            }
+    agrees = st.radio(
+        "Do you agree with the model's diagnosis?", ["yes", "no"], index=None, horizontal=True
+    )
+    comment = st.text_area("Comment (optional)", max_chars=service.MAX_COMMENT_CHARS)
+    if st.form_submit_button("Submit ratings"):
+        try:
+            stored = service.submit(
+                db,
+                rater,
+                task.id,
+                scores,  # type: ignore[arg-type]
+                None if agrees is None else agrees == "yes",
+                comment,
+                time.time() - started,
+                {"opacity": opacity, "panels": task.shown_as},
+                checkpoint_sha256=bundle.weights_sha256,
+            )
+        except service.StudyError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["last_saved"] = task.position + 1 if stored else None
+            st.rerun()
+if st.session_state.get("last_saved"):
+    st.success(f"Ratings for case {st.session_state['last_saved']} saved.")

@@ -1,0 +1,127 @@
+"""Study administration: admin password, study set-up, progress, analysis and export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import streamlit as st
+
+from cxrxai.errors import CxrxaiError
+from cxrxai.explain.registry import METHODS
+from cxrxai.settings import data_root
+from cxrxai.study import analysis, service
+from pages.common import get_demo_cases, require_bundle, study_db
+
+st.title("Study administration")
+try:
+    db = study_db()
+except CxrxaiError as exc:
+    st.error(str(exc))
+    st.stop()
+
+if not service.admin_password_set(db):
+    with st.form("first-start"):
+        st.write("First start: choose the admin password (stored only as a salted hash).")
+        first = st.text_input("Admin password", type="password")
+        second = st.text_input("Repeat it", type="password")
+        if st.form_submit_button("Set password"):
+            if first != second:
+                st.error("The two passwords differ.")
+            else:
+                try:
+                    service.set_admin_password(db, first)
+                except service.StudyError as exc:
+                    st.error(str(exc))
+                else:
+                    st.rerun()
+    st.stop()
+
+if not st.session_state.get("admin_password"):
+    with st.form("admin-login"):
+        password = st.text_input("Admin password", type="password")
+        if st.form_submit_button("Sign in"):
+            try:
+                service.check_admin(db, password)
+            except service.StudyError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["admin_password"] = password
+                st.rerun()
+    st.stop()
+password = st.session_state["admin_password"]
+
+bundle = require_bundle()
+with st.expander("Create a study", expanded=db["studies"].count == 0):
+    cases = [c for c in get_demo_cases(str(data_root())) if set(c.labels) & set(bundle.labels)]
+    with st.form("create"):
+        name = st.text_input("Study name", value="Trust in explanations")
+        chosen = st.multiselect(
+            "Cases", [c.case_id for c in cases], default=[c.case_id for c in cases]
+        )
+        methods = st.multiselect("Methods", list(METHODS), default=["gradcam", "lime", "lrp"])
+        blinded = st.toggle("Blinded (methods shown as A, B, C…; no metrics)", value=True)
+        seed = st.number_input("Seed", min_value=0, value=0, step=1)
+        instructions = st.text_area(
+            "Instructions for raters",
+            value="Rate how much you trust each explanation, whether it marks the right "
+            "region, and how useful it would be (1 = not at all, 5 = fully).",
+        )
+        if st.form_submit_button("Create"):
+            refs = [
+                service.CaseRef(
+                    c.case_id,
+                    c.dataset,
+                    c.split,
+                    next(label for label in c.labels if label in bundle.labels),
+                )
+                for c in cases
+                if c.case_id in chosen
+            ]
+            try:
+                code = service.create_study(
+                    db, password, name, refs, methods, blinded, int(seed), instructions
+                )
+            except service.StudyError as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"Study created. Raters join with the code {code}.")
+
+studies = list(db["studies"].rows_where(order_by="id desc"))
+if not studies:
+    st.info("No study yet.")
+    st.stop()
+labels = [f"{s['name']} ({s['code']}, {s['mode']})" for s in studies]
+study = studies[labels.index(st.selectbox("Study", labels))]
+st.write(
+    "Invite raters on your network: start the app with "
+    "`streamlit run app.py --server.address 0.0.0.0`, send them "
+    f"`http://<this machine>:8501/study` and the code **{study['code']}**."
+)
+st.subheader("Progress")
+st.dataframe(service.progress(db, study["id"]), hide_index=True)
+rows = analysis.ratings(db, study["id"])
+if not rows:
+    st.info("No ratings yet.")
+    st.stop()
+st.subheader("Ratings per method")
+st.dataframe(analysis.summary(rows, "method"), hide_index=True)
+st.subheader("Ratings per class")
+st.dataframe(analysis.summary(rows, "target"), hide_index=True)
+left, right = st.columns(2)
+left.metric("Krippendorff's alpha (trust, ordinal)", f"{analysis.krippendorff_alpha(rows):.3f}")
+right.metric("ICC(2,1) (trust)", f"{analysis.icc_2_1(rows):.3f}")
+real_names = st.toggle("Export real names instead of pseudonyms", value=False)
+export_rows = analysis.ratings(db, study["id"], real_names)
+buffer = io.StringIO()
+writer = csv.DictWriter(buffer, fieldnames=analysis.EXPORT_COLUMNS, extrasaction="ignore")
+writer.writeheader()
+writer.writerows(export_rows)
+st.download_button("Ratings (CSV)", buffer.getvalue(), "ratings.csv", "text/csv")
+st.download_button(
+    "Ratings (JSON)",
+    json.dumps([{c: r[c] for c in analysis.EXPORT_COLUMNS} for r in export_rows], indent=1),
+    "ratings.json",
+    "application/json",
+)

@@ -1,0 +1,88 @@
+"""The Study and Study admin pages through AppTest, on temporary study databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cxrxai.study import service
+from cxrxai.study.db import connect
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PASSWORD = "admin password"
+
+
+def widget(widgets, label: str):
+    return next(w for w in widgets if w.label == label)
+
+
+@pytest.fixture(autouse=True)
+def private_files(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "heatmaps"))
+    monkeypatch.setenv("CXRXAI_STUDY_DB", str(tmp_path / "study.sqlite"))
+
+
+def page(path: str, **params: str) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=180)
+    for key, value in params.items():
+        app.query_params[key] = value
+    app.run()
+    app.switch_page(path).run()
+    return app
+
+
+def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path):
+    monkeypatch.setenv("CXRXAI_DATA", str(covid_root.parent))
+    app = page("pages/study_admin.py")
+    assert not app.exception
+    widget(app.text_input, "Admin password").input(PASSWORD)
+    widget(app.text_input, "Repeat it").input(PASSWORD)
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    widget(app.text_input, "Admin password").input("wrong password")
+    app.button[0].click().run()
+    assert "Wrong admin password" in app.error[0].value
+    widget(app.text_input, "Admin password").input(PASSWORD)
+    app.button[0].click().run()
+    widget(app.multiselect, "Methods").set_value(["gradcam", "lrp"])
+    widget(app.button, "Create").click().run()
+    assert not app.exception and not app.error
+    assert "Raters join with the code" in app.success[0].value
+    db = connect(tmp_path / "study.sqlite")
+    assert db["studies"].count == 1 and db["study_cases"].count > 0
+
+
+def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
+    monkeypatch.setenv("CXRXAI_DATA", str(covid_root.parent))
+    db = connect(tmp_path / "study.sqlite")
+    service.set_admin_password(db, PASSWORD)
+    from cxrxai.demo import demo_cases
+
+    refs = [
+        service.CaseRef(c.case_id, c.dataset, c.split, c.labels[0])
+        for c in demo_cases(covid_root.parent)
+        if c.labels == ["COVID-19"]
+    ][:2]
+    code = service.create_study(db, PASSWORD, "s", refs, ["gradcam", "lrp"], blinded=True)
+    app = page("pages/study.py")
+    widget(app.text_input, "Your name").input("<b>Dr Ada</b>")
+    widget(app.text_input, "Study code").input(code)
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    token = app.query_params["rater"]
+    assert {r.label for r in app.radio} >= {"Trust (A)", "Usefulness (B)"}  # blinded labels
+    assert not any("gradcam" in str(m.value) for m in app.markdown)
+    app.button[0].click().run()  # submit with nothing rated
+    assert "whole number from 1 to 5" in app.error[0].value
+    for radio in app.radio:
+        radio.set_value(4 if radio.label != "Do you agree with the model's diagnosis?" else "yes")
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    assert "saved" in app.success[0].value
+    assert db["ratings"].count == 2
+    resumed = page("pages/study.py", rater=token)  # a reload with the personal link
+    assert not resumed.exception
+    assert "Case 2 of 2" in str(resumed.get("progress")[0].proto)
+    assert "<b>Dr Ada</b>" in [t.value for t in resumed.text]  # shown escaped, as text
