@@ -117,7 +117,7 @@ with st.sidebar:
         author = st.text_input("Your name", max_chars=60)
         use_own = st.toggle("Score the explanations against my box", value=False)
 
-image = base_image if window is None else base_image.with_window(window)
+image = base_image if window is None else base_image.with_window(*window)
 probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
 predicted = int(probabilities.argmax())
 target_label = st.sidebar.selectbox(
