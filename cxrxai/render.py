@@ -43,6 +43,8 @@ def draw_annotations(
     colours = author_colours(annotations)
     for annotation in annotations:
         colour = colours[annotation.author or "unknown"]
+        if annotation.role == "anatomy":  # lung fields etc.: thin and muted, not a finding
+            colour = ANATOMY_COLOUR
         if annotation.kind == "box" and annotation.box is not None:
             x0, y0, x1, y1 = (round(v) for v in annotation.box)
             cv2.rectangle(rgb, (x0, y0), (x1, y1), colour, thickness)
@@ -56,6 +58,7 @@ def draw_annotations(
     return rgb
 
 
+ANATOMY_COLOUR = (90, 160, 210)
 COLORMAPS = ("inferno", "jet", "viridis", "magma", "gray")
 
 

@@ -197,7 +197,7 @@ if methods:
             st.image(shown, width="stretch", caption=f"{method} for {heatmap.target_label}")
             st.caption(f"computed in {heatmap.seconds:.2f} s · region {int(region.sum())} px")
             if has_truth:
-                st.dataframe(describe(row, unit), hide_index=True, width="stretch")
+                st.table(describe(row, unit))
             else:
                 st.caption(f"No annotation of '{target_label}' on this case: no overlap metrics.")
             if st.button("Deletion / insertion curve", key=f"curve-{method}"):

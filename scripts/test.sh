@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh requirements-dev.txt
+bash scripts/ensure_chromium.sh
 .venv/bin/python -m ruff check cxrxai tests pages app.py bench
 exec .venv/bin/python -m pytest "$@"

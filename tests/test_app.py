@@ -82,13 +82,13 @@ def test_methods_panels_and_cache(monkeypatch, covid_root, tmp_path):
 
 
 def _metric_values(app) -> list[str]:
-    return [str(v) for frame in app.dataframe for v in frame.value["value"]]
+    return [str(v) for table in app.table for v in table.value["value"]]
 
 
 def test_metrics_follow_the_region_slider_without_recomputing(monkeypatch, covid_root, tmp_path):
     app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent))
     widget(app.selectbox, "Class").select("COVID-19").run()
-    assert len(app.dataframe) == 2  # a metrics table under each panel
+    assert len(app.table) == 2  # a metrics table under each panel
     before = _metric_values(app)
     assert any(v != "n/a" for v in before)
     cached = sorted((tmp_path / "heatmaps").rglob("*.npz"))
@@ -97,18 +97,18 @@ def test_metrics_follow_the_region_slider_without_recomputing(monkeypatch, covid
     assert _metric_values(app) != before
     assert sorted((tmp_path / "heatmaps").rglob("*.npz")) == cached  # no new explanation
     widget(app.selectbox, "Region mode").select("otsu").run()
-    assert not app.exception and len(app.dataframe) == 2
+    assert not app.exception and len(app.table) == 2
 
 
 def test_next_case_own_box_and_deletion_curve(monkeypatch, covid_root):
     app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent))
     widget(app.selectbox, "Class").select("Normal").run()
     first = widget(app.selectbox, "Case").value
-    assert len(app.dataframe) == 0  # a Normal case has no infection annotation
+    assert len(app.table) == 0  # a Normal case has no infection annotation
     widget(app.button, "Next ▶").click().run()
     assert widget(app.selectbox, "Case").value != first
     widget(app.toggle, "Score the explanations against my box").set_value(True).run()
-    assert not app.exception and len(app.dataframe) == 2  # scored against the drawn box
+    assert not app.exception and len(app.table) == 2  # scored against the drawn box
     app.button(key="curve-gradcam").click().run()
     assert not app.exception and not app.error
     assert any("AUC deletion" in str(chart.proto.spec) for chart in app.get("plotly_chart"))

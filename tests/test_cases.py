@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cxrxai.cases import Annotation, Case
-from cxrxai.render import author_colours, draw_annotations
+from cxrxai.render import ANATOMY_COLOUR, author_colours, draw_annotations
 
 
 def test_box_to_mask_known_area():
@@ -57,5 +57,5 @@ def test_case_helpers_and_render():
     picture = draw_annotations(np.zeros((16, 16), np.float32), case.annotations, line_px=1)
     assert picture.shape == (16, 16, 3) and picture.dtype == np.uint8
     assert tuple(picture[1, 1]) == colours["R1"]
-    assert tuple(picture[4, 8]) == colours["src"]  # mask outline
+    assert tuple(picture[4, 8]) == ANATOMY_COLOUR  # anatomy outline, muted
     assert tuple(picture[8, 8]) == (0, 0, 0)  # inside the mask stays visible

@@ -1,0 +1,170 @@
+"""End to end in a real browser: Debian's Chromium driven by Playwright against the app
+started on a free port. Opens a case, switches methods, moves the region threshold and
+checks that the metric values on the page change; saves screenshots (to
+$CXRXAI_SCREENSHOTS when set, else the test's temporary folder) and prints timings.
+
+Never skipped in CI: scripts/test.sh installs chromium where it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(covid_root, tmp_path):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CXRXAI_DATA": str(covid_root.parent),
+        "CXRXAI_CACHE": str(tmp_path / "heatmaps"),
+        "CXRXAI_STUDY_DB": str(tmp_path / "study.sqlite"),
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail(f"the app did not start: {process.stderr.read().decode()[-2000:]}")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def _metric_texts(page) -> list[str]:
+    return page.locator("table").all_inner_texts()
+
+
+def _wait_for_metrics(page, count: int, timeout_ms: int = 180_000) -> None:
+    page.wait_for_function(
+        f"document.querySelectorAll('table').length >= {count}", timeout=timeout_ms
+    )
+    _wait_until_settled(page)
+
+
+def _wait_until_settled(page, timeout_ms: int = 120_000) -> None:
+    """Until Streamlit has no element left from the previous run (it marks them stale)."""
+    page.wait_for_function(
+        "document.querySelectorAll('[data-stale=\"true\"]').length === 0", timeout=timeout_ms
+    )
+    page.wait_for_timeout(300)
+
+
+def test_review_in_a_real_browser(server, tmp_path):
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure_chromium.sh")
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("CXRXAI_SCREENSHOTS", tmp_path / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1500, "height": 2100},
+        )
+        page = context.new_page()
+        start = time.perf_counter()
+        page.goto(server)
+        page.get_by_text("Case review").first.wait_for(timeout=120_000)
+        _wait_for_metrics(page, 2)  # Grad-CAM and LRP panels with their metrics
+        first_open = time.perf_counter() - start
+        page.screenshot(path=shots / "review-first-open.png", full_page=True)
+        before = _metric_texts(page)
+        assert any("IoU" in t for t in before)
+
+        # switch methods: add Grad-CAM++ in the multiselect
+        methods = page.get_by_role("combobox", name="Explanations")
+        methods.click()
+        page.keyboard.type("gradcam++")
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        _wait_for_metrics(page, 3)
+        page.wait_for_timeout(1500)
+        assert len(_metric_texts(page)) == 3
+
+        # move the region threshold: the metrics change, no explanation is recomputed
+        cached = sorted((tmp_path / "heatmaps").rglob("*.npz"))
+        slider = page.get_by_role("slider", name="Region value")
+        slider.focus()
+        start = time.perf_counter()
+        for _ in range(10):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "(old) => Array.from(document.querySelectorAll('table')).map(t => t.innerText)"
+            ".join('|') !== old",
+            arg="|".join(_metric_texts(page)),
+            timeout=60_000,
+        )
+        _wait_until_settled(page)
+        slider_update = time.perf_counter() - start
+        after = _metric_texts(page)
+        assert after != before[: len(after)] and any("IoU" in t for t in after)
+        assert sorted((tmp_path / "heatmaps").rglob("*.npz")) == cached
+        page.screenshot(path=shots / "review-threshold-moved.png", full_page=True)
+
+        # reopen the case: every explanation comes from the cache
+        start = time.perf_counter()
+        page.reload()
+        _wait_for_metrics(page, 2)
+        cached_open = time.perf_counter() - start
+        page.screenshot(path=shots / "review-cached.png", full_page=True)
+        context.close()
+    print(
+        f"\nbrowser timings: first open {first_open:.2f} s (explanations computed), "
+        f"reopen with cached explanations {cached_open:.2f} s, "
+        f"slider to updated metrics {slider_update:.2f} s"
+    )
