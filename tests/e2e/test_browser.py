@@ -8,12 +8,14 @@ Never skipped in CI: scripts/test.sh installs chromium where it is missing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,12 +39,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def server(covid_root, tmp_path):
+@contextlib.contextmanager
+def running_app(data: Path, tmp_path: Path) -> Iterator[str]:
+    """The dashboard on a free port (its own cache and study files); yields its URL."""
     port = _free_port()
     env = {
         **os.environ,
-        "CXRXAI_DATA": str(covid_root.parent),
+        "CXRXAI_DATA": str(data),
         "CXRXAI_CACHE": str(tmp_path / "heatmaps"),
         "CXRXAI_STUDY_DB": str(tmp_path / "study.sqlite"),
     }
@@ -77,9 +80,43 @@ def server(covid_root, tmp_path):
     else:
         process.kill()
         pytest.fail(f"the app did not start: {process.stderr.read().decode()[-2000:]}")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def browser_page(tmp_path: Path) -> Iterator:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure_chromium.sh")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1500, "height": 2100},
+        )
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+
+
+@pytest.fixture()
+def server(covid_root, tmp_path):
+    with running_app(covid_root.parent, tmp_path) as url:
+        yield url
+
+
+def _screenshots(tmp_path: Path) -> Path:
+    shots = Path(os.environ.get("CXRXAI_SCREENSHOTS", tmp_path / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
 
 
 def _metric_texts(page) -> list[str]:
@@ -102,21 +139,8 @@ def _wait_until_settled(page, timeout_ms: int = 120_000) -> None:
 
 
 def test_review_in_a_real_browser(server, tmp_path):
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure_chromium.sh")
-    from playwright.sync_api import sync_playwright
-
-    shots = Path(os.environ.get("CXRXAI_SCREENSHOTS", tmp_path / "shots"))
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=FLAGS,
-            viewport={"width": 1500, "height": 2100},
-        )
-        page = context.new_page()
+    shots = _screenshots(tmp_path)
+    with browser_page(tmp_path) as page:
         start = time.perf_counter()
         page.goto(server)
         page.get_by_text("Case review").first.wait_for(timeout=120_000)
@@ -162,9 +186,22 @@ def test_review_in_a_real_browser(server, tmp_path):
         _wait_for_metrics(page, 2)
         cached_open = time.perf_counter() - start
         page.screenshot(path=shots / "review-cached.png", full_page=True)
-        context.close()
     print(
         f"\nbrowser timings: first open {first_open:.2f} s (explanations computed), "
         f"reopen with cached explanations {cached_open:.2f} s, "
         f"slider to updated metrics {slider_update:.2f} s"
     )
+
+
+def test_sample_dicom_with_a_drawn_box(tmp_path):
+    """No data path: the app opens on pydicom-data's chest radiograph; a radiologist's own
+    box gives metrics (this screenshot carries no image from ../shared/data)."""
+    shots = _screenshots(tmp_path)
+    with running_app(tmp_path / "no-data", tmp_path) as url, browser_page(tmp_path) as page:
+        page.goto(url)
+        page.get_by_text("showing the sample chest DICOM").wait_for(timeout=120_000)
+        page.get_by_text("Draw your own box").click()
+        page.get_by_text("Score the explanations against my box").click()
+        _wait_for_metrics(page, 2)
+        assert any("IoU" in t for t in _metric_texts(page))
+        page.screenshot(path=shots / "review-sample-dicom.png", full_page=True)
