@@ -184,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluation database: relate trust to IoU (top 10 %%) per case x method",
     )
 
+    precompute = commands.add_parser(
+        "precompute-demo", help="cache the demo cases' default explanations (run.sh does it)"
+    )
+    precompute.add_argument("--methods", default="gradcam,lrp")
+    _add_data_root(precompute)
+
     report = commands.add_parser("report", help="tables and figures from an evaluation database")
     report.add_argument("--db", type=Path, default=Path("results/evaluation.sqlite"))
     report.add_argument("--out", type=Path, default=Path("results/report"))
@@ -458,6 +464,20 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_precompute_demo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from cxrxai.demo import precompute_demo
+
+    count = precompute_demo(
+        tuple(_methods(args.methods)),
+        data_root(args.data_root),
+        lambda items: tqdm(items, desc="demo cases", unit="case"),
+    )
+    print(f"{count} explanation(s) computed and cached")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from cxrxai.evaluation.report import write_report
     from cxrxai.evaluation.store import open_results
@@ -473,6 +493,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "report": cmd_report,
     "study": cmd_study,
+    "precompute-demo": cmd_precompute_demo,
     "train": cmd_train,
     "evaluate-model": cmd_evaluate_model,
     "predict": cmd_predict,

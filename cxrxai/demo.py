@@ -47,3 +47,27 @@ def sample_dicom_case() -> Case:
 
         raise DatasetError("pydicom-data is not installed: pip install -r requirements.txt")
     return Case("pydicom-data/RG1_UNCR", Path(path), dataset="pydicom-data")
+
+
+DEMO_METHODS = ("gradcam", "lrp")  # the Review page's default panels
+
+
+def precompute_demo(
+    methods: tuple[str, ...] = DEMO_METHODS, root=None, progress=lambda items: items
+) -> int:
+    """Cache the default explanations of every demo case for its predicted label (what the
+    Review page opens on), so the demo shows them at once. Returns the maps computed."""
+    from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.explain.cache import HeatmapCache
+    from cxrxai.explain.registry import get_explainer
+    from cxrxai.settings import DEMO_CHECKPOINT
+
+    bundle = load_checkpoint(DEMO_CHECKPOINT)
+    cache = HeatmapCache()
+    before = sum(1 for _ in cache.directory.rglob("*.npz")) if cache.directory.exists() else 0
+    for case in progress(demo_cases(root)):
+        pixels = case.load_image().pixels
+        target = int(bundle.predict_proba(pixels)[0].argmax())
+        for method in methods:
+            cache.explain(get_explainer(method), bundle, pixels, target=target)
+    return sum(1 for _ in cache.directory.rglob("*.npz")) - before

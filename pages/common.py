@@ -22,7 +22,9 @@ CHECKPOINT_ENV_VAR = "CXRXAI_CHECKPOINT"
 
 
 def checkpoint_path() -> str:
-    return os.environ.get(CHECKPOINT_ENV_VAR) or str(DEMO_CHECKPOINT)
+    """This session's choice (Model page), else $CXRXAI_CHECKPOINT, else the demo."""
+    chosen = st.session_state.get("checkpoint_path")
+    return chosen or os.environ.get(CHECKPOINT_ENV_VAR) or str(DEMO_CHECKPOINT)
 
 
 @st.cache_resource(show_spinner="Loading the model…")

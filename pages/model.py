@@ -5,9 +5,26 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.common import require_bundle
+from cxrxai.checkpoint import load_checkpoint
+from cxrxai.errors import CxrxaiError
+from cxrxai.explain.cam import candidate_layers
+from pages.common import checkpoint_path, require_bundle
 
 st.title("Model")
+with st.expander("Load another checkpoint"):
+    st.caption(
+        "A folder holding weights.safetensors and model_card.json (see the README). "
+        "Only load checkpoints you trust."
+    )
+    path = st.text_input("Checkpoint folder", value=checkpoint_path())
+    if st.button("Load"):
+        try:
+            load_checkpoint(path, device="cpu")  # validate before switching the session
+        except CxrxaiError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["checkpoint_path"] = path
+            st.success(f"Loaded {path}; every page now uses it in this session.")
 bundle = require_bundle()
 
 card = bundle.card
@@ -35,3 +52,22 @@ if metrics:
         )
 with st.expander("Training details"):
     st.json({k: v for k, v in card.training.items() if k != "history"})
+with st.expander("Layers for CAM methods"):
+    st.caption(
+        "Every layer with a spatial output, input to output. Pass a name as the CAM layer "
+        "(`--methods gradcam` with `layer=...` in the library) to compare layers."
+    )
+    st.dataframe(
+        [
+            {
+                "layer": name,
+                "channels": c,
+                "height": h,
+                "width": w,
+                "card default": "✓" if name == card.target_layer else "",
+            }
+            for name, c, h, w in candidate_layers(bundle)
+        ],
+        hide_index=True,
+        width="stretch",
+    )

@@ -4,4 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh requirements.txt
+# First start: cache the demo cases' explanations so the dashboard shows them at once.
+CACHE_DIR="${CXRXAI_CACHE:-cache/heatmaps}"
+if [ -z "$(find "$CACHE_DIR" -name '*.npz' -print -quit 2>/dev/null)" ]; then
+    .venv/bin/python -m cxrxai precompute-demo || echo "(precomputing failed; the dashboard computes maps on demand)"
+fi
 exec .venv/bin/python -m streamlit run app.py --browser.gatherUsageStats false "$@"

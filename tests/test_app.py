@@ -143,3 +143,18 @@ def test_cases_page_table_plots_and_open_in_review(monkeypatch, covid_root, tmp_
     app.button(key="pick-0").click().run()
     assert not app.exception and not app.error
     assert widget(app.selectbox, "Case").value in {c.case_id for c in picked}
+
+
+def test_model_page_layers_and_loading_another_checkpoint(monkeypatch, tmp_path, tiny_checkpoint):
+    app = run_app(monkeypatch, CXRXAI_DATA=str(tmp_path / "none"))
+    app.switch_page("pages/model.py").run()
+    layers = app.dataframe[-1].value
+    assert "conv_head" in set(layers["layer"]) or len(layers) > 10
+    widget(app.text_input, "Checkpoint folder").input(str(tmp_path / "missing")).run()
+    widget(app.button, "Load").click().run()
+    assert "not found" in app.error[0].value and not app.exception
+    folder = tiny_checkpoint(labels=("x", "y"), size=32)
+    widget(app.text_input, "Checkpoint folder").input(str(folder)).run()
+    widget(app.button, "Load").click().run()
+    assert not app.exception and "Loaded" in app.success[0].value
+    assert "x, y" in " ".join(m.value for m in app.markdown)

@@ -36,3 +36,12 @@ def test_bad_checkpoint_is_one_clear_line(tmp_path, capsys):
 def test_bad_dataset_is_one_clear_line(tmp_path, capsys):
     code = main(["evaluate-model", "--checkpoint", str(tmp_path), "--dataset", "mnist"])
     assert code == 2
+
+
+def test_precompute_demo_fills_the_cache_once(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "cache"))
+    args = ["precompute-demo", "--methods", "gradcam", "--data-root", str(tmp_path / "none")]
+    assert main(args) == 0  # no data: the sample DICOM case
+    assert "1 explanation(s) computed" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "0 explanation(s) computed" in capsys.readouterr().out
