@@ -71,12 +71,17 @@ def get_probabilities(_bundle: ModelBundle, weights_sha256: str, pixels) -> list
 
 
 def study_db():  # -> sqlite_utils.Database, one connection per browser session
-    """The study database (``$CXRXAI_STUDY_DB``), connected once per session."""
+    """The study database (``$CXRXAI_STUDY_DB``), connected once per session; a clear
+    message on the page and a stop when it cannot be opened."""
     from cxrxai.study.db import connect, default_study_path
 
     path = str(default_study_path())
     if st.session_state.get("study_db_path") != path:
-        st.session_state["study_db"] = connect(path)
+        try:
+            st.session_state["study_db"] = connect(path)
+        except CxrxaiError as exc:
+            st.error(str(exc))
+            st.stop()
         st.session_state["study_db_path"] = path
     return st.session_state["study_db"]
 

@@ -6,17 +6,12 @@ import time
 
 import streamlit as st
 
-from cxrxai.errors import CxrxaiError
 from cxrxai.render import overlay
 from cxrxai.study import service
 from pages.common import case_from_ref, explain_cached, get_image, require_bundle, study_db
 
 st.title("Explanation study")
-try:
-    db = study_db()
-except CxrxaiError as exc:
-    st.error(str(exc))
-    st.stop()
+db = study_db()
 
 token = st.query_params.get("rater")
 rater = None

@@ -8,18 +8,13 @@ import json
 
 import streamlit as st
 
-from cxrxai.errors import CxrxaiError
 from cxrxai.explain.registry import METHODS
 from cxrxai.settings import data_root
 from cxrxai.study import analysis, service
 from pages.common import get_demo_cases, require_bundle, study_db
 
 st.title("Study administration")
-try:
-    db = study_db()
-except CxrxaiError as exc:
-    st.error(str(exc))
-    st.stop()
+db = study_db()
 
 if not service.admin_password_set(db):
     with st.form("first-start"):
