@@ -92,3 +92,18 @@ def case_from_ref(dataset: str, split: str, case_id: str) -> Case | None:
 
     demo = next((c for c in get_demo_cases(str(data_root())) if c.case_id == case_id), None)
     return demo or find_case(dataset, split, case_id, data_root())
+
+
+def evaluation_picks():  # -> list[cxrxai.study.service.CaseRef]
+    """The batch evaluation's qualitative picks as study cases (none without results)."""
+    from cxrxai.evaluation import browse
+    from cxrxai.evaluation.store import open_results
+    from cxrxai.study.service import CaseRef
+
+    path = browse.default_results_path()
+    if not path.is_file():
+        return []
+    rows = browse.filtered_rows(open_results(path), browse.Filters())
+    picks = browse.qualitative_picks(rows)
+    unique = {p.case_id: CaseRef(p.case_id, p.dataset, p.split, p.target) for p in picks}
+    return list(unique.values())

@@ -6,12 +6,13 @@ import csv
 import io
 import json
 
+import plotly.express as px
 import streamlit as st
 
 from cxrxai.explain.registry import METHODS
 from cxrxai.settings import data_root
 from cxrxai.study import analysis, service
-from pages.common import get_demo_cases, require_bundle, study_db
+from pages.common import evaluation_picks, get_demo_cases, require_bundle, study_db
 
 st.title("Study administration")
 db = study_db()
@@ -49,12 +50,30 @@ password = st.session_state["admin_password"]
 
 bundle = require_bundle()
 with st.expander("Create a study", expanded=db["studies"].count == 0):
-    cases = [c for c in get_demo_cases(str(data_root())) if set(c.labels) & set(bundle.labels)]
+    source = st.radio(
+        "Cases from",
+        ["demo set", "batch evaluation picks"],
+        horizontal=True,
+        help="picks: per class the best-IoU, most confident and multi-label cases of "
+        "results/evaluation.sqlite ($CXRXAI_RESULTS)",
+    )
+    if source == "demo set":
+        refs = [
+            service.CaseRef(
+                c.case_id,
+                c.dataset,
+                c.split,
+                next(label for label in c.labels if label in bundle.labels),
+            )
+            for c in get_demo_cases(str(data_root()))
+            if set(c.labels) & set(bundle.labels)
+        ]
+    else:
+        refs = evaluation_picks()
+    by_id = {r.case_id: r for r in refs}
     with st.form("create"):
         name = st.text_input("Study name", value="Trust in explanations")
-        chosen = st.multiselect(
-            "Cases", [c.case_id for c in cases], default=[c.case_id for c in cases]
-        )
+        chosen = st.multiselect("Cases", list(by_id), default=list(by_id))
         methods = st.multiselect("Methods", list(METHODS), default=["gradcam", "lime", "lrp"])
         blinded = st.toggle("Blinded (methods shown as A, B, C…; no metrics)", value=True)
         seed = st.number_input("Seed", min_value=0, value=0, step=1)
@@ -64,19 +83,16 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
             "region, and how useful it would be (1 = not at all, 5 = fully).",
         )
         if st.form_submit_button("Create"):
-            refs = [
-                service.CaseRef(
-                    c.case_id,
-                    c.dataset,
-                    c.split,
-                    next(label for label in c.labels if label in bundle.labels),
-                )
-                for c in cases
-                if c.case_id in chosen
-            ]
             try:
                 code = service.create_study(
-                    db, password, name, refs, methods, blinded, int(seed), instructions
+                    db,
+                    password,
+                    name,
+                    [by_id[c] for c in chosen],
+                    methods,
+                    blinded,
+                    int(seed),
+                    instructions,
                 )
             except service.StudyError as exc:
                 st.error(str(exc))
@@ -102,6 +118,11 @@ if not rows:
     st.stop()
 st.subheader("Ratings per method")
 st.dataframe(analysis.summary(rows, "method"), hide_index=True)
+score = st.selectbox("Score", service.SCORES)
+st.plotly_chart(
+    px.box(rows, x="method", y=score, color="target", points="all", range_y=[0.5, 5.5]),
+    width="stretch",
+)
 st.subheader("Ratings per class")
 st.dataframe(analysis.summary(rows, "target"), hide_index=True)
 left, right = st.columns(2)

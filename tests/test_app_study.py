@@ -52,6 +52,17 @@ def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path):
     assert "Raters join with the code" in app.success[0].value
     db = connect(tmp_path / "study.sqlite")
     assert db["studies"].count == 1 and db["study_cases"].count > 0
+    code = next(db["studies"].rows)["code"]
+    for name, value in (("A", 2), ("B", 4)):  # two raters rate their first case
+        rater = service.join(db, code, name)
+        task = service.next_assignment(db, rater)
+        scores = {label: {s: value for s in service.SCORES} for label in task.shown_as}
+        service.submit(db, rater, task.id, scores, True)
+    app.run()
+    assert not app.exception and not app.error
+    assert len(app.get("plotly_chart")) == 1
+    assert any("Krippendorff" in m.label for m in app.metric)
+    assert [b.label for b in app.get("download_button")] == ["Ratings (CSV)", "Ratings (JSON)"]
 
 
 def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
