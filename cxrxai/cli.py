@@ -167,8 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(batch)
 
     study = commands.add_parser("study", help="trust study: progress, analysis and export")
-    study.add_argument("action", choices=("progress", "analyse", "export"))
-    study.add_argument("--code", required=True, help="the study code")
+    study.add_argument("action", choices=("create", "progress", "analyse", "export"))
+    study.add_argument("--code", help="the study code (all actions but create)")
+    study.add_argument("--name", default="Trust in explanations", help="create: study name")
+    study.add_argument(
+        "--dataset", default="covid-qu-ex", help="create: covid-qu-ex, nih, manifest"
+    )
+    study.add_argument("--split", default="Val", help="create: split name, folder or manifest")
+    study.add_argument("--classes", default=None, help="create: only these labels")
+    study.add_argument("--limit", type=int, default=None, help="create: first N cases per class")
+    study.add_argument("--methods", default="gradcam,lime,lrp", help="create: methods")
+    study.add_argument("--open", action="store_true", help="create: show method names")
+    study.add_argument("--seed", type=int, default=0)
+    _add_data_root(study)
     study.add_argument(
         "--db",
         type=Path,
@@ -420,11 +431,31 @@ def cmd_study(args: argparse.Namespace) -> int:
     from cxrxai.study.db import connect, default_study_path
 
     path = args.db or default_study_path()
-    if not Path(path).is_file():
+    if args.action != "create" and not Path(path).is_file():
         raise CxrxaiError(
             f"Study database '{path}' not found; create a study on the Study admin page first."
         )
     db = connect(path)
+    if args.action == "create":
+        import os
+
+        password = os.environ.get("CXRXAI_ADMIN_PASSWORD", "")
+        if not password:
+            raise CxrxaiError("Set CXRXAI_ADMIN_PASSWORD to the study admin password.")
+        cases = _cases_for(args.dataset, args.split, data_root(args.data_root), args.limit)
+        wanted = set(_methods(args.classes)) if args.classes else None
+        refs = [
+            service.CaseRef(c.case_id, c.dataset, c.split, c.labels[0])
+            for c in cases
+            if c.labels and (wanted is None or c.labels[0] in wanted)
+        ]
+        code = service.create_study(
+            db, password, args.name, refs, _methods(args.methods), not args.open, args.seed
+        )
+        print(f"study {code} created with {len(refs)} cases; raters join with this code")
+        return 0
+    if not args.code:
+        raise CxrxaiError("Pass --code (the study code).")
     study = service.study_by_code(db, args.code)
     if args.action == "progress":
         for row in service.progress(db, study["id"]):

@@ -9,6 +9,8 @@ import json
 import plotly.express as px
 import streamlit as st
 
+from cxrxai.evaluation import browse
+from cxrxai.evaluation.store import open_results
 from cxrxai.explain.registry import METHODS
 from cxrxai.settings import data_root
 from cxrxai.study import analysis, service
@@ -128,6 +130,21 @@ st.dataframe(analysis.summary(rows, "target"), hide_index=True)
 left, right = st.columns(2)
 left.metric("Krippendorff's alpha (trust, ordinal)", f"{analysis.krippendorff_alpha(rows):.3f}")
 right.metric("ICC(2,1) (trust)", f"{analysis.icc_2_1(rows):.3f}")
+results_path = browse.default_results_path()
+if results_path.is_file():
+    iou = {
+        (r["case_id"], r["method"]): r["iou"]
+        for r in open_results(results_path)["localisation"].rows_where(
+            "mode = 'top-percent' and value = 10"
+        )
+    }
+    rho = analysis.trust_vs_metric(rows, iou)
+    st.metric(
+        "Spearman(trust, IoU of the top 10 %)",
+        f"{rho['rho']:.3f}",
+        help=f"95 % bootstrap CI [{rho['low']:.3f}, {rho['high']:.3f}], n = {rho['n']} "
+        f"ratings with an IoU in {results_path}",
+    )
 real_names = st.toggle("Export real names instead of pseudonyms", value=False)
 export_rows = analysis.ratings(db, study["id"], real_names)
 buffer = io.StringIO()

@@ -22,6 +22,7 @@ def widget(widgets, label: str):
 def private_files(monkeypatch, tmp_path):
     monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "heatmaps"))
     monkeypatch.setenv("CXRXAI_STUDY_DB", str(tmp_path / "study.sqlite"))
+    monkeypatch.setenv("CXRXAI_RESULTS", str(tmp_path / "no-results.sqlite"))
 
 
 def page(path: str, **params: str) -> AppTest:

@@ -111,3 +111,31 @@ def test_cli_progress_analyse_export(tmp_path, capsys):
     assert (tmp_path / "x" / "ratings.csv").is_file()
     assert main(["study", "analyse", "--code", "NOPE", "--db", str(path)]) == 2
     assert "No study has this code" in capsys.readouterr().err
+
+
+def test_cli_create_from_a_dataset_loader(covid_root, tmp_path, monkeypatch, capsys):
+    from cxrxai.cli import main
+
+    path = tmp_path / "s.sqlite"
+    service.set_admin_password(connect(path), "admin password")
+    args = [
+        "study",
+        "create",
+        "--db",
+        str(path),
+        "--split",
+        str(covid_root / "Val"),
+        "--classes",
+        "COVID-19",
+        "--limit",
+        "3",
+        "--methods",
+        "gradcam,lrp",
+    ]
+    assert main(args) == 2
+    assert "CXRXAI_ADMIN_PASSWORD" in capsys.readouterr().err
+    monkeypatch.setenv("CXRXAI_ADMIN_PASSWORD", "admin password")
+    assert main(args) == 0
+    assert "created with 3 cases" in capsys.readouterr().out
+    study = next(connect(path)["studies"].rows)
+    assert study["mode"] == "blinded" and json.loads(study["methods"]) == ["gradcam", "lrp"]
