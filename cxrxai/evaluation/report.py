@@ -179,6 +179,49 @@ def save_iou_curves(
     return [html, png]
 
 
+STUDY1_REGIONS = {"lime": ("top-superpixels", 5.0), "kernel-shap": ("top-superpixels", 5.0)}
+
+
+def study1_table(
+    db: sqlite_utils.Database,
+    target: str = "COVID-19",
+    default_region: tuple[str, float] = ("otsu", 0.0),
+    seed: int = 0,
+) -> str:
+    """The LIME vs Grad-CAM study's layout: rows mIoU, Dice, mean distance; one column per
+    method. LIME's region is its top-5 positive superpixels (the study's infection masks),
+    every other method's is ``default_region``."""
+    methods = [m for (m,) in db.execute(f"select distinct method from {LOCALISATION}")]
+    columns = []
+    for method in sorted(methods):
+        mode, value = STUDY1_REGIONS.get(method, default_region)
+        rows = _rows(
+            db,
+            "method = ? and target = ? and mode = ? and value = ?",
+            [method, target, mode, value],
+        )
+        if rows:
+            columns.append((f"{method} ({mode} {value:g})", rows))
+    lines = [
+        "| | " + " | ".join(name for name, _ in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for metric, label in (
+        ("iou", "mIoU"),
+        ("dice", "Dice"),
+        ("mean_distance", "mean distance, px (study: 'HD')"),
+    ):
+        cells = []
+        for _, rows in columns:
+            values = [np.nan if r[metric] is None else r[metric] for r in rows]
+            cells.append(
+                _format(bootstrap_mean(values, seed=seed), 3 if metric != "mean_distance" else 1)
+            )
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| cases | " + " | ".join(str(len(rows)) for _, rows in columns) + " |")
+    return "\n".join(lines)
+
+
 def write_report(
     db: sqlite_utils.Database, out_dir: Path, mode: str = "top-percent", value: float = 10.0
 ) -> Path:
@@ -186,6 +229,9 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [f"# Localisation report\n\nRegion: {mode} {value:g}. Cells: mean [95 % bootstrap CI]."]
     parts.append("## Every case\n\n" + markdown_table(method_class_table(db, mode, value)))
+    study1 = study1_table(db)
+    if "|" in study1.splitlines()[0][2:]:
+        parts.append("## The LIME vs Grad-CAM study's layout (COVID-19)\n\n" + study1)
     parts.append(
         "## Correctly classified cases only\n\n"
         + markdown_table(method_class_table(db, mode, value, correct_only=True))

@@ -83,3 +83,20 @@ def test_cli_clear_errors(tmp_path, capsys):
     assert "run 'evaluate' first" in capsys.readouterr().err
     assert main(["evaluate", "--methods", "gradcam,nope", "--db", str(tmp_path / "x.sqlite")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_study1_layout(tmp_path):
+    db = store.open_results(tmp_path / "s.sqlite")
+    rows = []
+    for i, (lime, cam) in enumerate([(0.4, 0.1), (0.2, 0.3)]):
+        for method, mode, value, iou in (
+            ("lime", "top-superpixels", 5.0, lime),
+            ("gradcam", "otsu", 0.0, cam),
+            ("gradcam", "top-percent", 10.0, 0.9),
+        ):
+            rows.append(_row(f"c{i}", method, value, iou) | {"mode": mode, "mean_distance": 10.0})
+    store.write_unit(db, rows, [])
+    table = report.study1_table(db)
+    assert "gradcam (otsu 0)" in table and "lime (top-superpixels 5)" in table
+    miou = next(line for line in table.splitlines() if line.startswith("| mIoU"))
+    assert "0.200 [" in miou and "0.300 [" in miou  # gradcam Otsu mean, LIME mean
