@@ -205,3 +205,32 @@ def test_sample_dicom_with_a_drawn_box(tmp_path):
         _wait_for_metrics(page, 2)
         assert any("IoU" in t for t in _metric_texts(page))
         page.screenshot(path=shots / "review-sample-dicom.png", full_page=True)
+
+
+def test_a_long_computation_does_not_freeze_another_session(server, tmp_path):
+    """Session A asks for LIME (tens of seconds on a CPU); session B, in another tab,
+    moves its region slider and gets new metrics while A is still computing."""
+    with browser_page(tmp_path) as first:
+        second = first.context.new_page()
+        for page in (first, second):
+            page.goto(server)
+            _wait_for_metrics(page, 2)
+        methods = first.get_by_role("combobox", name="Explanations")
+        methods.click()
+        first.keyboard.type("lime")
+        first.keyboard.press("Enter")
+        first.keyboard.press("Escape")
+        first.get_by_text("Computing lime").first.wait_for(timeout=60_000)
+        old = "|".join(_metric_texts(second))
+        second.get_by_role("slider", name="Region value").focus()
+        for _ in range(5):
+            second.keyboard.press("ArrowRight")
+        second.wait_for_function(
+            "(old) => Array.from(document.querySelectorAll('table')).map(t => t.innerText)"
+            ".join('|') !== old",
+            arg=old,
+            timeout=60_000,
+        )
+        # B got its new metrics while A's LIME panel is still being computed
+        assert first.get_by_text("Computing lime").count() >= 1
+        assert len(_metric_texts(first)) < 3
