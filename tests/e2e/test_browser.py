@@ -130,12 +130,12 @@ def _wait_for_metrics(page, count: int, timeout_ms: int = 180_000) -> None:
     _wait_until_settled(page)
 
 
-def _wait_until_settled(page, timeout_ms: int = 120_000) -> None:
+def _wait_until_settled(page, timeout_ms: int = 120_000, pause_ms: int = 300) -> None:
     """Until Streamlit has no element left from the previous run (it marks them stale)."""
     page.wait_for_function(
         "document.querySelectorAll('[data-stale=\"true\"]').length === 0", timeout=timeout_ms
     )
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(pause_ms)
 
 
 def test_review_in_a_real_browser(server, tmp_path):
@@ -173,22 +173,31 @@ def test_review_in_a_real_browser(server, tmp_path):
             arg="|".join(_metric_texts(page)),
             timeout=60_000,
         )
-        _wait_until_settled(page)
+        _wait_until_settled(page, pause_ms=0)
         slider_update = time.perf_counter() - start
         after = _metric_texts(page)
         assert after != before[: len(after)] and any("IoU" in t for t in after)
         assert sorted((tmp_path / "heatmaps").rglob("*.npz")) == cached
         page.screenshot(path=shots / "review-threshold-moved.png", full_page=True)
 
-        # reopen the case: every explanation comes from the cache
+        # next case (computed), then back: every explanation of this one is cached
+        page.get_by_role("button", name="Next ▶").click()
+        _wait_until_settled(page)
+        _wait_for_metrics(page, 3)
         start = time.perf_counter()
-        page.reload()
-        _wait_for_metrics(page, 2)
+        page.get_by_role("button", name="◀ Previous").click()
+        page.wait_for_function(
+            "(old) => Array.from(document.querySelectorAll('table')).map(t => t.innerText)"
+            ".join('|') !== old",
+            arg="|".join(_metric_texts(page)),
+            timeout=60_000,
+        )
+        _wait_until_settled(page, pause_ms=0)
         cached_open = time.perf_counter() - start
         page.screenshot(path=shots / "review-cached.png", full_page=True)
     print(
         f"\nbrowser timings: first open {first_open:.2f} s (explanations computed), "
-        f"reopen with cached explanations {cached_open:.2f} s, "
+        f"back to a case with cached explanations {cached_open:.2f} s, "
         f"slider to updated metrics {slider_update:.2f} s"
     )
 
