@@ -130,6 +130,20 @@ def _wait_for_metrics(page, count: int, timeout_ms: int = 180_000) -> None:
     _wait_until_settled(page)
 
 
+def _after_metrics_change(page, action) -> None:
+    """Run ``action``, then wait until the metric tables show something else and the page
+    has settled (the old text is read before the action, so a fast update is not missed)."""
+    old = "|".join(_metric_texts(page))
+    action()
+    page.wait_for_function(
+        "(old) => Array.from(document.querySelectorAll('table')).map(t => t.innerText)"
+        ".join('|') !== old",
+        arg=old,
+        timeout=60_000,
+    )
+    _wait_until_settled(page, pause_ms=0)
+
+
 def _wait_until_settled(page, timeout_ms: int = 120_000, pause_ms: int = 300) -> None:
     """Until Streamlit has no element left from the previous run (it marks them stale)."""
     page.wait_for_function(
@@ -165,15 +179,7 @@ def test_review_in_a_real_browser(server, tmp_path):
         slider = page.get_by_role("slider", name="Region value")
         slider.focus()
         start = time.perf_counter()
-        for _ in range(10):
-            page.keyboard.press("ArrowRight")
-        page.wait_for_function(
-            "(old) => Array.from(document.querySelectorAll('table')).map(t => t.innerText)"
-            ".join('|') !== old",
-            arg="|".join(_metric_texts(page)),
-            timeout=60_000,
-        )
-        _wait_until_settled(page, pause_ms=0)
+        _after_metrics_change(page, lambda: [page.keyboard.press("ArrowRight") for _ in range(10)])
         slider_update = time.perf_counter() - start
         after = _metric_texts(page)
         assert after != before[: len(after)] and any("IoU" in t for t in after)
@@ -185,14 +191,7 @@ def test_review_in_a_real_browser(server, tmp_path):
         _wait_until_settled(page)
         _wait_for_metrics(page, 3)
         start = time.perf_counter()
-        page.get_by_role("button", name="◀ Previous").click()
-        page.wait_for_function(
-            "(old) => Array.from(document.querySelectorAll('table')).map(t => t.innerText)"
-            ".join('|') !== old",
-            arg="|".join(_metric_texts(page)),
-            timeout=60_000,
-        )
-        _wait_until_settled(page, pause_ms=0)
+        _after_metrics_change(page, page.get_by_role("button", name="◀ Previous").click)
         cached_open = time.perf_counter() - start
         page.screenshot(path=shots / "review-cached.png", full_page=True)
     print(
@@ -230,15 +229,9 @@ def test_a_long_computation_does_not_freeze_another_session(server, tmp_path):
         first.keyboard.press("Enter")
         first.keyboard.press("Escape")
         first.get_by_text("Computing lime").first.wait_for(timeout=60_000)
-        old = "|".join(_metric_texts(second))
         second.get_by_role("slider", name="Region value").focus()
-        for _ in range(5):
-            second.keyboard.press("ArrowRight")
-        second.wait_for_function(
-            "(old) => Array.from(document.querySelectorAll('table')).map(t => t.innerText)"
-            ".join('|') !== old",
-            arg=old,
-            timeout=60_000,
+        _after_metrics_change(
+            second, lambda: [second.keyboard.press("ArrowRight") for _ in range(5)]
         )
         # B got its new metrics while A's LIME panel is still being computed
         assert first.get_by_text("Computing lime").count() >= 1
