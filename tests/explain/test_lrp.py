@@ -66,7 +66,9 @@ def _real_xray(size: int = 96) -> torch.Tensor:
 
     from cxrxai.imageio import read_image
 
-    pixels = read_image(get_testdata_file("RG1_UNCR.dcm")).pixels
+    path = get_testdata_file("RG1_UNCR.dcm")
+    assert path is not None, "RG1_UNCR.dcm missing: pip install pydicom-data"
+    pixels = read_image(path).pixels
     small = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
     return torch.from_numpy((small - small.mean()) / small.std()).float()[None, None]
 
