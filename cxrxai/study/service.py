@@ -288,7 +288,8 @@ def submit(
     "usefulness"} 1-5. A resubmission of an already rated assignment stores nothing and
     returns 0 (a double click or a reload after submitting).
     """
-    resume(db, rater.token)  # the token must be the rater's own
+    if resume(db, rater.token).id != rater.id:  # the token must be the rater's own
+        raise StudyError("This assignment is not yours.")
     rows = list(db["assignments"].rows_where("id = ? and rater_id = ?", [assignment_id, rater.id]))
     if not rows:
         raise StudyError("This assignment is not yours.")

@@ -98,6 +98,9 @@ def test_nobody_rates_as_someone_else(db, code):
     ada_task = service.next_assignment(db, ada)
     with pytest.raises(StudyError, match="not yours"):
         service.submit(db, bob, ada_task.id, full_scores(ada_task), None)
+    borrowed = service.Rater(ada.id, ada.study_id, ada.name, token=bob.token)
+    with pytest.raises(StudyError, match="not yours"):
+        service.submit(db, borrowed, ada_task.id, full_scores(ada_task), None)
     forged = service.Rater(ada.id, ada.study_id, ada.name, token="guessed")
     with pytest.raises(StudyError, match="not valid"):
         service.submit(db, forged, ada_task.id, full_scores(ada_task), None)
