@@ -3,6 +3,9 @@ with the qualitative picks one click away from the Review page."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 import plotly.express as px
 import streamlit as st
 
@@ -64,14 +67,12 @@ columns = [
 ]
 table = [{c: r[c] for c in columns} for r in rows]
 st.dataframe(table, hide_index=True, width="stretch")
+buffer = io.StringIO()
+writer = csv.DictWriter(buffer, fieldnames=columns)
+writer.writeheader()
+writer.writerows(table)
 st.download_button(
-    "Download the filtered table (CSV)",
-    "\n".join(
-        [",".join(columns)]
-        + [",".join("" if r[c] is None else str(r[c]) for c in columns) for r in table]
-    ),
-    file_name="cases.csv",
-    mime="text/csv",
+    "Download the filtered table (CSV)", buffer.getvalue(), file_name="cases.csv", mime="text/csv"
 )
 
 scored = [r for r in rows if r["iou"] is not None]
