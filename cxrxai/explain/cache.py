@@ -53,19 +53,18 @@ class HeatmapCache:
         target_index: int,
         seed: int | None,
     ) -> str:
-        description = json.dumps(
-            {
-                "v": CACHE_VERSION,
-                "weights": bundle.weights_sha256,
-                "image": image_sha,
-                "method": method,
-                "params": params,
-                "target": target_index,
-                "seed": seed,
-            },
-            sort_keys=True,
-            default=str,
-        )
+        fields = {
+            "v": CACHE_VERSION,
+            "weights": bundle.weights_sha256,
+            "image": image_sha,
+            "method": method,
+            "params": params,
+            "target": target_index,
+            "seed": seed,
+        }
+        if bundle.precision != "fp32":  # bf16 maps differ (SHAP): never served as fp32
+            fields["precision"] = bundle.precision
+        description = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(description.encode()).hexdigest()
 
     def path(self, key: str) -> Path:

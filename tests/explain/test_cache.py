@@ -86,3 +86,18 @@ def test_concurrent_writers_leave_a_readable_entry(tmp_path):
     heatmap = HeatmapCache(tmp_path).get("ab" * 32, torch.device("cpu"))
     assert heatmap is not None and heatmap.values.unique().numel() == 1
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_precision_is_part_of_the_key(tmp_path, tiny_checkpoint):
+    import copy
+
+    from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.explain.cache import HeatmapCache
+
+    bundle = load_checkpoint(tiny_checkpoint(), device="cpu")
+    fast = copy.copy(bundle)
+    fast.precision = "bf16"
+    cache = HeatmapCache(tmp_path)
+    assert cache.key(bundle, "img", "shap", {}, 0, None) != cache.key(
+        fast, "img", "shap", {}, 0, None
+    )
