@@ -7,6 +7,7 @@ thousands of cases can be listed without reading every mask.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,18 @@ from cxrxai.errors import ImageReadError
 
 AnnotationKind = Literal["box", "mask", "point"]
 AnnotationRole = Literal["finding", "anatomy"]
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_mask(path: str, mtime_ns: int, size: int) -> np.ndarray:
+    """Masks are read once per file version: a case's truth is asked for by every method,
+    every region setting and every rerun of the Review page. Read-only, so no caller can
+    change the cached copy."""
+    from cxrxai.imageio import read_mask
+
+    mask = read_mask(path)
+    mask.setflags(write=False)
+    return mask
 
 
 @dataclass
@@ -59,10 +72,13 @@ class Annotation:
             raise ValueError(f"a {self.kind} annotation has no mask; use to_mask(shape)")
         if self.mask_loader is not None:
             return np.asarray(self.mask_loader(), dtype=bool)
-        from cxrxai.imageio import read_mask
-
         assert self.mask_path is not None
-        return read_mask(self.mask_path)
+        stat = Path(self.mask_path).stat() if Path(self.mask_path).exists() else None
+        if stat is None:
+            from cxrxai.imageio import read_mask
+
+            return read_mask(self.mask_path)  # raises the clear "file not found" error
+        return _cached_mask(str(self.mask_path), stat.st_mtime_ns, stat.st_size)
 
     def to_mask(self, shape: tuple[int, int]) -> np.ndarray:
         """Rasterise any kind to a bool mask of ``shape`` (H, W): boxes filled, points 1 px."""

@@ -224,10 +224,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _cases_for(dataset: str, split: str, root: Path, limit: int | None):
+def _cases_for(dataset: str, split: str, root: Path, limit: int | None, classes: str | None = None):
+    """Cases of a split (first ``limit`` per class), only those with one of the
+    comma-separated ``classes`` among their labels when given."""
     from cxrxai.datasets.registry import load_split_cases
 
-    return load_split_cases(dataset, split, root, limit_per_class=limit)
+    cases = load_split_cases(dataset, split, root, limit_per_class=limit)
+    if classes:
+        wanted = set(_methods(classes))
+        cases = [c for c in cases if wanted & set(c.labels)]
+    return cases
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -378,10 +384,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name in methods:
         get_explainer(name)  # unknown names fail before any work
     root = data_root(args.data_root)
-    cases = _cases_for(args.dataset, args.split, root, args.limit)
-    if args.classes:
-        wanted = set(_methods(args.classes))
-        cases = [c for c in cases if wanted & set(c.labels)]
+    cases = _cases_for(args.dataset, args.split, root, args.limit, args.classes)
     bundle = _load_bundle(args)
     db = open_results(args.db)
     db["runs"].insert(
@@ -442,12 +445,17 @@ def cmd_study(args: argparse.Namespace) -> int:
         password = os.environ.get("CXRXAI_ADMIN_PASSWORD", "")
         if not password:
             raise CxrxaiError("Set CXRXAI_ADMIN_PASSWORD to the study admin password.")
-        cases = _cases_for(args.dataset, args.split, data_root(args.data_root), args.limit)
-        wanted = set(_methods(args.classes)) if args.classes else None
+        root = data_root(args.data_root)
+        wanted = _methods(args.classes) if args.classes else []
         refs = [
-            service.CaseRef(c.case_id, c.dataset, c.split, c.labels[0])
-            for c in cases
-            if c.labels and (wanted is None or c.labels[0] in wanted)
+            service.CaseRef(
+                c.case_id,
+                c.dataset,
+                c.split,
+                next((x for x in c.labels if x in wanted), c.labels[0]),
+            )
+            for c in _cases_for(args.dataset, args.split, root, args.limit, args.classes)
+            if c.labels
         ]
         code = service.create_study(
             db, password, args.name, refs, _methods(args.methods), not args.open, args.seed

@@ -14,7 +14,7 @@ from cxrxai.checkpoint import ModelBundle, load_checkpoint
 from cxrxai.demo import demo_cases
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain import Heatmap, get_explainer
-from cxrxai.explain.cache import HeatmapCache
+from cxrxai.explain.cache import HeatmapCache, default_cache_dir, image_hash
 from cxrxai.imageio import XRayImage, read_image
 from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
@@ -58,8 +58,33 @@ def require_bundle() -> ModelBundle:
 
 
 def explain_cached(bundle: ModelBundle, pixels, method: str, target: int) -> Heatmap:
-    """One method's map through the disk cache (instant when the case was seen before)."""
-    (heatmap,) = HeatmapCache().explain(get_explainer(method), bundle, pixels, target=target)
+    """One method's map: from memory after the first run of a page, else through the disk
+    cache (instant when the case was seen before), else computed."""
+    return _explain_in_memory(
+        bundle,
+        pixels,
+        str(default_cache_dir()),
+        bundle.weights_sha256,
+        image_hash(pixels),
+        method,
+        target,
+    )
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _explain_in_memory(
+    _bundle: ModelBundle,
+    _pixels,
+    cache_dir: str,
+    weights_sha256: str,
+    image_sha: str,
+    method: str,
+    target: int,
+) -> Heatmap:
+    """Keyed by hashes, so a widget change does not reload maps from disk (Heatmaps are
+    never modified by the pages, so one object can serve every session)."""
+    cache = HeatmapCache(cache_dir)
+    (heatmap,) = cache.explain(get_explainer(method), _bundle, _pixels, target=target)
     return heatmap
 
 
@@ -86,8 +111,10 @@ def study_db():  # -> sqlite_utils.Database, one connection per browser session
     return st.session_state["study_db"]
 
 
+@st.cache_resource(show_spinner=False, max_entries=256)
 def case_from_ref(dataset: str, split: str, case_id: str) -> Case | None:
-    """A case named by a study or an evaluation row, read from the data path."""
+    """A case named by a study or an evaluation row, read from the data path (once: a
+    case outside the demo set means listing its whole split)."""
     from cxrxai.datasets.registry import find_case
 
     demo = next((c for c in get_demo_cases(str(data_root())) if c.case_id == case_id), None)

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import streamlit as st
 
 from cxrxai.render import overlay
 from cxrxai.study import service
-from pages.common import case_from_ref, explain_cached, get_image, require_bundle, study_db
+from pages.common import (
+    case_from_ref,
+    explain_cached,
+    get_image,
+    get_probabilities,
+    require_bundle,
+    study_db,
+)
 
 st.title("Explanation study")
 db = study_db()
@@ -58,7 +66,7 @@ if case is None:
 bundle = require_bundle()
 image = get_image(str(case.image_path))
 target = bundle.labels.index(task.target) if task.target in bundle.labels else None
-probabilities = bundle.predict_proba(image.pixels)[0]
+probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
 predicted = bundle.labels[int(probabilities.argmax())]
 st.write(
     f"**Model's diagnosis:** {predicted} (p = {probabilities.max():.2f}). "

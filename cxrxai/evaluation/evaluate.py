@@ -75,38 +75,42 @@ def truth_for(
     return mask, boxes
 
 
+def settings_for(heatmap: Heatmap, regions: Iterable[RegionSetting]) -> list[RegionSetting]:
+    """The region settings a heatmap can be scored at: top-N superpixels are added for
+    superpixel methods (LIME, KernelSHAP) and dropped for every other method."""
+    chosen = list(regions)
+    if heatmap.segments is not None:
+        return chosen + [s for s in SUPERPIXEL_REGIONS if s not in chosen]
+    return [s for s in chosen if s[0] != "top-superpixels"]
+
+
 def score_heatmap(
     heatmap: Heatmap,
     truth: np.ndarray,
     boxes: dict,
-    settings: Settings,
+    settings: list[RegionSetting],
+    empty: str = "nan",
     lungs: np.ndarray | None = None,
     spacing: tuple[float, float] | None = None,
-) -> list[dict[str, Any]]:
-    """One dict of metrics per region setting; all settings scored in one batch."""
+) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """The regions (S, H, W) and one dict of metrics per region setting, all settings
+    scored in one batch."""
     device = heatmap.values.device
     maps = heatmap.values.float()
-    within = torch.from_numpy(lungs).to(device) if lungs is not None else None
-    candidates = list(settings.regions)
-    if heatmap.segments is not None:
-        candidates += [s for s in SUPERPIXEL_REGIONS if s not in candidates]
-    # top-N superpixels only exist for superpixel methods (LIME, KernelSHAP)
-    settings_used = [
-        s for s in candidates if s[0] != "top-superpixels" or heatmap.segments is not None
-    ]
+    within = torch.as_tensor(np.array(lungs), device=device) if lungs is not None else None
     regions = torch.stack(
-        [region(maps, mode, value, heatmap.segments, within) for mode, value in settings_used]
+        [region(maps, mode, value, heatmap.segments, within) for mode, value in settings]
     )
     truth_t = torch.from_numpy(truth).to(device).expand_as(regions)
-    batch = localisation_metrics(maps.expand_as(regions), regions, truth_t, settings.empty, spacing)
+    batch = localisation_metrics(maps.expand_as(regions), regions, truth_t, empty, spacing)
     rows = []
-    for i, (mode, value) in enumerate(settings_used):
+    for i, (mode, value) in enumerate(settings):
         row: dict[str, Any] = {"mode": mode, "value": value}
         row |= {name: _number(v[i]) for name, v in batch.items()}
         if boxes:
             row |= aggregate_box_iou(region_boxes(regions[i]), boxes)
         rows.append(row)
-    return rows
+    return regions, rows
 
 
 def region_setting_metrics(
@@ -121,18 +125,10 @@ def region_setting_metrics(
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]], dict[str, Any]]:
     """For one region setting (the Review page's sliders): the region, its boxes and every
     metric against the ``label`` findings. Recomputes no explanation."""
-    shape = heatmap.shape
-    truth, boxes = truth_for(annotations, label, shape)
-    within = torch.from_numpy(lungs).to(heatmap.values.device) if lungs is not None else None
-    chosen = region(heatmap.values.float(), mode, value, heatmap.segments, within)
-    settings = Settings(regions=((mode, value),), empty=empty)
-    (row,) = [
-        r
-        for r in score_heatmap(heatmap, truth, boxes, settings, lungs, spacing)
-        if r["mode"] == mode and r["value"] == value
-    ]
+    truth, boxes = truth_for(annotations, label, heatmap.shape)
+    regions, (row,) = score_heatmap(heatmap, truth, boxes, [(mode, value)], empty, lungs, spacing)
     row["n_truth_pixels"] = int(truth.sum())
-    return chosen.cpu().numpy(), region_boxes(chosen), row
+    return regions[0].cpu().numpy(), region_boxes(regions[0]), row
 
 
 def _number(value: torch.Tensor) -> float | None:
@@ -179,7 +175,16 @@ def evaluate_cases(
                 heatmap = _explain(explainers[method], bundle, image, index, settings, cache)
                 truth, boxes = truth_for(case.annotations, label, image.shape)
                 base = _unit_row(bundle, case, method, label, probs, index)
-                for row in score_heatmap(heatmap, truth, boxes, settings, lungs, spacing):
+                _, rows = score_heatmap(
+                    heatmap,
+                    truth,
+                    boxes,
+                    settings_for(heatmap, settings.regions),
+                    settings.empty,
+                    lungs,
+                    spacing,
+                )
+                for row in rows:
                     localisation.append(
                         base
                         | row

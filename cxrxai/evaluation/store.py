@@ -17,6 +17,7 @@ import sqlite_utils
 
 from cxrxai.errors import CxrxaiError
 from cxrxai.metrics.registry import METRICS
+from cxrxai.sqlitedb import write_transaction
 
 LOCALISATION = "localisation"
 FAITHFULNESS = "faithfulness"
@@ -103,7 +104,7 @@ def write_unit(
 ) -> None:
     """All rows of one case x method in one transaction: an interruption never leaves a
     half-written unit, so resuming can trust :func:`done_units`."""
-    with db.conn:
+    with write_transaction(db):
         if localisation:
             db[LOCALISATION].upsert_all(localisation, pk=LOCALISATION_KEY)
         if faithfulness:

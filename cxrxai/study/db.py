@@ -7,15 +7,14 @@ callers open their own with :func:`connect`); every write of the service runs in
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from cxrxai.errors import CxrxaiError
+from cxrxai.sqlitedb import write_transaction
 
 migrations = Migrations("cxrxai-study")
 STUDY_DB_ENV_VAR = "CXRXAI_STUDY_DB"
@@ -152,26 +151,3 @@ def connect(path: Path | str) -> sqlite_utils.Database:
             "database? Pass another file with --study-db or $CXRXAI_STUDY_DB."
         ) from exc
     return db
-
-
-@contextlib.contextmanager
-def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """``db.atomic()`` that takes the write lock up front (BEGIN IMMEDIATE).
-
-    A deferred transaction that reads first and writes second fails at once with
-    "database is locked" when another connection wrote in between (SQLite cannot wait
-    there without risking a deadlock); an immediate one waits its turn (busy_timeout).
-    """
-    if db.conn.in_transaction:
-        with db.atomic():
-            yield db
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        with db.atomic():  # nested: a savepoint, as sqlite-utils' own writes are
-            yield db
-    except BaseException:
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK")
-        raise
-    db.conn.execute("COMMIT")

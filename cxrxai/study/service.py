@@ -20,7 +20,7 @@ import sqlite_utils
 
 from cxrxai import __version__
 from cxrxai.errors import CxrxaiError
-from cxrxai.study.db import write_transaction
+from cxrxai.sqlitedb import write_transaction
 from cxrxai.study.protocol import rater_plan, shown_labels
 
 MAX_COMMENT_CHARS = 5000
