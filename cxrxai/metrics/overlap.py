@@ -19,11 +19,14 @@ from __future__ import annotations
 import torch
 
 from cxrxai.errors import CxrxaiError
+from cxrxai.metrics import cpu_kernels
 
 EMPTY_MODES = ("nan", "zero")
 
 
-def _check(pred: torch.Tensor, truth: torch.Tensor, empty: str) -> tuple[torch.Tensor, ...]:
+def check_masks(pred: torch.Tensor, truth: torch.Tensor, empty: str) -> tuple[torch.Tensor, ...]:
+    """Bool (B, H, W) prediction and truth on the prediction's device; clear errors for an
+    unknown empty-mask mode or masks of different sizes."""
     if empty not in EMPTY_MODES:
         raise CxrxaiError(f"Unknown empty-mask mode '{empty}'; use one of {list(EMPTY_MODES)}")
     if pred.shape[-2:] != truth.shape[-2:]:
@@ -36,11 +39,11 @@ def _check(pred: torch.Tensor, truth: torch.Tensor, empty: str) -> tuple[torch.T
     return pred.bool(), truth.to(pred.device).bool()
 
 
-def _check_maps(
+def check_maps(
     maps: torch.Tensor, truth: torch.Tensor, empty: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, H, W) float maps and bool truth, checked like :func:`_check`."""
-    _check(maps, truth, empty)
+    """(B, H, W) float maps and bool truth, checked like :func:`check_masks`."""
+    check_masks(maps, truth, empty)
     values = maps.float()
     truth = truth.to(maps.device).bool()
     if values.ndim == 2:
@@ -76,8 +79,14 @@ def region_scores(
     pred: torch.Tensor, truth: torch.Tensor, empty: str = "nan"
 ) -> dict[str, torch.Tensor]:
     """IoU, Dice, pixel precision and recall from one confusion count."""
-    pred, truth = _check(pred, truth, empty)
-    tp, n_pred, n_truth = confusion(pred, truth)
+    pred, truth = check_masks(pred, truth, empty)
+    return scores_from_counts(*confusion(pred, truth), empty)
+
+
+def scores_from_counts(
+    tp: torch.Tensor, n_pred: torch.Tensor, n_truth: torch.Tensor, empty: str = "nan"
+) -> dict[str, torch.Tensor]:
+    """IoU, Dice, precision and recall from (TP, |pred|, |truth|) per image."""
     union = n_pred + n_truth - tp  # TP + FP + FN
     return {
         "iou": _score(tp, union, n_pred, n_truth, empty),
@@ -107,7 +116,7 @@ def recall(pred: torch.Tensor, truth: torch.Tensor, empty: str = "nan") -> torch
     return region_scores(pred, truth, empty)["recall"]
 
 
-def _truth_score(value: torch.Tensor, truth_any: torch.Tensor, empty: str) -> torch.Tensor:
+def truth_score(value: torch.Tensor, truth_any: torch.Tensor, empty: str) -> torch.Tensor:
     """Scores defined by the truth alone: NaN (or 0 in "zero" mode) when it is empty."""
     fill = float("nan") if empty == "nan" else 0.0
     return torch.where(truth_any, value, torch.full_like(value, fill))
@@ -119,11 +128,11 @@ def hit(maps: torch.Tensor, truth: torch.Tensor, empty: str = "nan") -> torch.Te
     When several pixels share the maximum, it is a hit if any of them is inside (the
     answer must not depend on pixel order).
     """
-    values, truth = _check_maps(maps, truth, empty)
+    values, truth = check_maps(maps, truth, empty)
     flat = values.flatten(1)
     at_max = flat == flat.max(dim=1, keepdim=True).values
     value = (at_max & truth.flatten(1)).any(1).float()
-    return _truth_score(value, truth.flatten(1).any(1), empty)
+    return truth_score(value, truth.flatten(1).any(1), empty)
 
 
 def relevance_mass(maps: torch.Tensor, truth: torch.Tensor, empty: str = "nan") -> torch.Tensor:
@@ -131,39 +140,37 @@ def relevance_mass(maps: torch.Tensor, truth: torch.Tensor, empty: str = "nan") 
 
     NaN when the map has no positive relevance at all.
     """
-    values, truth = _check_maps(maps, truth, empty)
+    values, truth = check_maps(maps, truth, empty)
     positive = values.clamp(min=0).flatten(1)
     total = positive.sum(1)
     inside = (positive * truth.flatten(1)).sum(1)
     value = torch.where(total > 0, inside / total.clamp(min=1e-30), float("nan"))
-    return _truth_score(value, truth.flatten(1).any(1), empty)
+    return truth_score(value, truth.flatten(1).any(1), empty)
 
 
 def relevance_rank(maps: torch.Tensor, truth: torch.Tensor, empty: str = "nan") -> torch.Tensor:
     """Relevance rank accuracy (Arras et al. 2022): with K = |truth|, the share of the K
     most relevant pixels that lie inside the truth (pixels tied with the K-th value are
     all counted, and the share is of all of them)."""
-    values, truth = _check_maps(maps, truth, empty)
+    values, truth = check_maps(maps, truth, empty)
     flat = values.flatten(1)
     k = truth.flatten(1).sum(1)
     kth = _kth_largest(flat, k).view(-1, 1)
     top = flat >= kth
     inside = (top & truth.flatten(1)).sum(1).float()
     value = inside / top.sum(1).clamp(min=1).float()
-    return _truth_score(value, k > 0, empty)
+    return truth_score(value, k > 0, empty)
 
 
 def _kth_largest(flat: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Per row, the k-th largest value (k >= 1; rows with k = 0 get their maximum).
 
-    A GPU sorts the whole batch at once; on the CPU a selection per row (kthvalue, linear
-    time) is 4x faster than sorting (measured: 0.76 vs 2.9 ms per 256x256 map).
+    A GPU sorts the whole batch at once; on the CPU a selection per row in numba
+    (:func:`cxrxai.metrics.cpu_kernels.kth_largest`), linear time.
     """
     k = k.clamp(min=1)
     if flat.device.type != "cpu":
         ranked = flat.sort(dim=1, descending=True).values
         return ranked.gather(1, (k - 1).view(-1, 1)).view(-1)
-    n = flat.shape[1]
-    return torch.stack(
-        [row.kthvalue(n - int(kk) + 1).values for row, kk in zip(flat, k, strict=True)]
-    )
+    values = cpu_kernels.as_numpy(flat.float())
+    return torch.from_numpy(cpu_kernels.run(cpu_kernels.kth_largest, values, k.numpy()))

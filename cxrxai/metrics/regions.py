@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from cxrxai.errors import CxrxaiError
+from cxrxai.metrics import cpu_kernels
 
 TOP_PERCENTS = (1, 2, 3, 5, 8, 10, 20)
 REGION_MODES = ("top-percent", "threshold", "otsu", "top-superpixels")
@@ -54,8 +55,12 @@ def top_percent(maps: torch.Tensor, percent: float) -> torch.Tensor:
     batch, single = _batched(maps.float())
     flat = batch.flatten(1)
     k = max(1, round(flat.shape[1] * percent / 100.0))
-    kth = flat.topk(k, dim=1).values[:, -1].view(-1, 1, 1)
-    out = batch >= kth
+    if batch.device.type == "cpu":  # one fused selection + threshold per map (numba)
+        values = cpu_kernels.as_numpy(batch)
+        out = torch.from_numpy(cpu_kernels.run(cpu_kernels.top_k_regions, values, k))
+    else:
+        kth = flat.topk(k, dim=1).values[:, -1].view(-1, 1, 1)
+        out = batch >= kth
     return out[0] if single else out
 
 
