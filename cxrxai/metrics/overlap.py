@@ -24,9 +24,7 @@ from cxrxai.metrics import cpu_kernels
 EMPTY_MODES = ("nan", "zero")
 
 
-def check_masks(pred: torch.Tensor, truth: torch.Tensor, empty: str) -> tuple[torch.Tensor, ...]:
-    """Bool (B, H, W) prediction and truth on the prediction's device; clear errors for an
-    unknown empty-mask mode or masks of different sizes."""
+def _validate(pred: torch.Tensor, truth: torch.Tensor, empty: str) -> None:
     if empty not in EMPTY_MODES:
         raise CxrxaiError(f"Unknown empty-mask mode '{empty}'; use one of {list(EMPTY_MODES)}")
     if pred.shape[-2:] != truth.shape[-2:]:
@@ -34,6 +32,12 @@ def check_masks(pred: torch.Tensor, truth: torch.Tensor, empty: str) -> tuple[to
             f"Prediction {tuple(pred.shape)} and truth {tuple(truth.shape)} differ in size; "
             "resize the heatmap to the mask's resolution first."
         )
+
+
+def check_masks(pred: torch.Tensor, truth: torch.Tensor, empty: str) -> tuple[torch.Tensor, ...]:
+    """Bool (B, H, W) prediction and truth on the prediction's device; clear errors for an
+    unknown empty-mask mode or masks of different sizes."""
+    _validate(pred, truth, empty)
     if pred.ndim == 2:
         pred, truth = pred[None], truth[None]
     return pred.bool(), truth.to(pred.device).bool()
@@ -43,7 +47,7 @@ def check_maps(
     maps: torch.Tensor, truth: torch.Tensor, empty: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, H, W) float maps and bool truth, checked like :func:`check_masks`."""
-    check_masks(maps, truth, empty)
+    _validate(maps, truth, empty)
     values = maps.float()
     truth = truth.to(maps.device).bool()
     if values.ndim == 2:

@@ -1,0 +1,180 @@
+"""The fused CPU kernels against the batched torch definitions, SciPy and NumPy: selections
+on awkward values, every metric on random and real masks, spacing, empty masks, NaN maps
+and concurrent calls from threads."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import distance_transform_edt
+
+from cxrxai.errors import CxrxaiError
+from cxrxai.metrics import cpu_kernels
+from cxrxai.metrics.distances import distances, distances_torch
+from cxrxai.metrics.regions import top_percent
+from cxrxai.metrics.registry import localisation_metrics, localisation_torch
+
+
+def awkward_rows() -> list[np.ndarray]:
+    """Rows that defeat a sampled bracket: ties, a spike, negatives, heavy tails, a
+    constant row, infinities, and rows too short to sample."""
+    rng = np.random.default_rng(0)
+    n = 256 * 256
+    spike = np.zeros(n, np.float32)
+    spike[rng.choice(n, 40, replace=False)] = rng.random(40) * 100
+    infinite = rng.random(n).astype(np.float32)
+    infinite[[3, 77]] = [np.inf, -np.inf]
+    return [
+        rng.random(n).astype(np.float32),
+        np.round(rng.random(n) * 3).astype(np.float32),
+        (rng.standard_normal(n) ** 3).astype(np.float32),
+        -rng.random(n).astype(np.float32),
+        spike,
+        np.full(n, 0.25, np.float32),
+        infinite,
+        rng.random(1000).astype(np.float32),
+        np.array([2.0], np.float32),
+    ]
+
+
+@pytest.mark.parametrize("row", awkward_rows(), ids=lambda r: f"n{r.size}")
+def test_kth_largest_equals_sorting(row):
+    n = row.size
+    for k in sorted({1, 2, 37, n // 10, n // 2, n - 1, n} & set(range(1, n + 1))):
+        got = cpu_kernels.kth_largest(row[None], np.array([k]))[0]
+        assert got == np.sort(row)[n - k], k
+
+
+def test_top_percent_equals_torch_topk():
+    rng = np.random.default_rng(1)
+    maps = torch.from_numpy(rng.random((6, 64, 48)).astype(np.float32))
+    maps[1] = maps[1].round(decimals=1)  # many ties with the k-th value: all are kept
+    for percent in (1, 10, 50, 100):
+        k = max(1, round(64 * 48 * percent / 100))
+        kth = maps.flatten(1).topk(k, dim=1).values[:, -1].view(-1, 1, 1)
+        assert torch.equal(top_percent(maps, percent), maps >= kth)
+
+
+def random_batch(seed: int, count: int = 12, shape: tuple[int, int] = (40, 52)):
+    """Maps and blobby masks, with empty masks and fully-overlapping pairs included."""
+    rng = np.random.default_rng(seed)
+    maps = torch.from_numpy(rng.standard_normal((count, *shape)).astype(np.float32))
+    maps = torch.nn.functional.avg_pool2d(maps[:, None], 5, 1, 2)[:, 0]
+    noise = torch.from_numpy(rng.random((2, count, *shape)).astype(np.float32))
+    smooth = torch.nn.functional.avg_pool2d(noise, 7, 1, 3)
+    regions, truth = smooth[0] > 0.52, smooth[1] > 0.53
+    regions[0] = False  # empty prediction
+    truth[1] = False  # empty truth
+    regions[2] = truth[2]  # perfect overlap: every distance 0
+    truth[3] = False
+    truth[3, 5, 7] = True  # a single true pixel
+    return maps, regions, truth
+
+
+@pytest.mark.parametrize("empty", ["nan", "zero"])
+@pytest.mark.parametrize("spacing", [None, (0.7, 0.7), (2.0, 0.5)])
+def test_fused_metrics_equal_torch(empty, spacing):
+    maps, regions, truth = random_batch(seed=3)
+    got = localisation_metrics(maps, regions, truth, empty, spacing)
+    expected = localisation_torch(maps, regions, truth, empty, spacing)
+    assert got.keys() == expected.keys()
+    for name, values in expected.items():
+        np.testing.assert_allclose(got[name].numpy(), values.numpy(), rtol=1e-5, err_msg=name)
+        assert got[name].dtype == torch.float32
+
+
+def test_distances_equal_scipy_with_anisotropic_spacing():
+    _, regions, truth = random_batch(seed=4, count=6, shape=(64, 33))
+    spacing = (1.7, 0.4)
+    got = distances(regions, truth, spacing)
+    for i in range(len(regions)):
+        pred, true = regions[i].numpy(), truth[i].numpy()
+        if not (pred.any() and true.any()):
+            assert all(math.isnan(v[i].item()) for v in got.values())
+            continue
+        pt = distance_transform_edt(~true, sampling=spacing)[pred]
+        tp = distance_transform_edt(~pred, sampling=spacing)[true]
+        assert got["hausdorff"][i].item() == pytest.approx(max(pt.max(), tp.max()), rel=1e-6)
+        assert got["hd95"][i].item() == pytest.approx(
+            max(np.percentile(pt, 95), np.percentile(tp, 95)), rel=1e-6
+        )
+        assert got["mean_distance"][i].item() == pytest.approx(pt.mean(), rel=1e-6)
+
+
+def test_expanded_and_single_inputs():
+    maps, regions, truth = random_batch(seed=5, count=6)
+    one_map = maps[4 - 1]
+    expanded = localisation_metrics(one_map.expand_as(regions), regions, truth)
+    expected = localisation_torch(one_map.expand_as(regions), regions, truth)
+    for name, values in expected.items():
+        np.testing.assert_allclose(expanded[name].numpy(), values.numpy(), rtol=1e-5)
+    single = localisation_metrics(maps[5 - 1], regions[5 - 1], truth[5 - 1])
+    assert single["iou"].shape == (1,)
+    single_d = distances(regions[3], truth[3])
+    assert single_d["hausdorff"].shape == (1,)
+    assert single_d["hausdorff"].item() == pytest.approx(
+        distances_torch(regions[3:4], truth[3:4])["hausdorff"].item()
+    )
+
+
+def test_nan_map_is_reported_not_scored():
+    maps, regions, truth = random_batch(seed=6, count=4)
+    maps[1, 4, 4] = float("nan")
+    with pytest.raises(CxrxaiError, match=r"batch index \[1\] contain NaN"):
+        localisation_metrics(maps, regions, truth)
+    with pytest.raises(CxrxaiError, match="NaN"):
+        localisation_torch(maps, regions, truth)
+
+
+def test_size_mismatch_is_a_clear_error():
+    maps, regions, truth = random_batch(seed=7, count=4)
+    with pytest.raises(CxrxaiError, match="differ in size"):
+        localisation_metrics(maps, regions, truth[:, :-1])
+
+
+def test_concurrent_calls_from_threads_agree():
+    """Streamlit serves sessions from threads: calls must neither crash nor mix up."""
+    maps, regions, truth = random_batch(seed=8, count=16, shape=(96, 96))
+    expected = localisation_torch(maps, regions, truth)["hd95"].numpy()
+    results: list[np.ndarray] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                results.append(localisation_metrics(maps, regions, truth)["hd95"].numpy())
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(results) == 20
+    for result in results:
+        np.testing.assert_allclose(result, expected, rtol=1e-5)
+
+
+def test_real_masks_equal_torch(covid_root):
+    from cxrxai.datasets.covidqu import load_covid_qu_ex
+
+    cases = [c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"]][:8]
+    truth = torch.from_numpy(np.stack([c.findings()[0].load_mask() for c in cases]))
+    lungs = np.stack([c.anatomy("lungs").load_mask() for c in cases]).astype(np.float32)
+    # a smooth map with real anatomy: the blurred lung mask plus a little noise
+    maps = torch.nn.functional.avg_pool2d(torch.from_numpy(lungs)[:, None], 15, 1, 7)[:, 0]
+    maps = maps + torch.rand(maps.shape, generator=torch.Generator().manual_seed(0)) * 1e-3
+    for percent in (5, 20):
+        regions = top_percent(maps, percent)
+        got = localisation_metrics(maps, regions, truth)
+        expected = localisation_torch(maps, regions, truth)
+        for name, values in expected.items():
+            np.testing.assert_allclose(
+                got[name].numpy(), values.numpy(), rtol=1e-5, atol=1e-4, err_msg=name
+            )
