@@ -178,3 +178,7 @@ def test_real_masks_equal_torch(covid_root):
             np.testing.assert_allclose(
                 got[name].numpy(), values.numpy(), rtol=1e-5, atol=1e-4, err_msg=name
             )
+
+
+def test_warm_up_runs_every_kernel():
+    cpu_kernels.warm_up()  # compiles or loads each kernel; must not raise
