@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--dataset",
         default="covid-qu-ex",
-        help="covid-qu-ex (folder layout) or manifest (a CSV/JSON manifest)",
+        help="covid-qu-ex (folder layout), nih (splits train/val/test by patient) or manifest",
     )
     train.add_argument(
         "--train",

@@ -18,6 +18,15 @@ from cxrxai.errors import DatasetError
 
 NIH_ORIGINAL_SIZE = (1024, 1024)  # (width, height) of every ChestX-ray14 image
 NIH_AUTHOR = "NIH radiologist"
+# The box subset has no official split. cxrxai's own, by patient (the image name's first
+# field) so that no patient is on both sides: patient id mod 4 = 0 or 1 train, 2 val, 3 test.
+NIH_SPLITS = {"train": (0, 1), "val": (2,), "test": (3,)}
+
+
+def nih_split(case_id: str) -> str:
+    """'train', 'val' or 'test' for a case id such as ``nih-bbox/00013118_008``."""
+    patient = int(Path(case_id).name.split("_")[0])
+    return next(name for name, rests in NIH_SPLITS.items() if patient % 4 in rests)
 
 
 def read_bbox_rows(csv_path: Path) -> list[tuple[str, str, float, float, float, float]]:

@@ -22,10 +22,12 @@ def load_split_cases(
         split_dir = path if path.is_dir() else root / "covid-qu-ex" / split
         cases = load_covid_qu_ex(split_dir)
     elif dataset == "nih":
-        from cxrxai.datasets.nih import load_nih_bbox
+        from cxrxai.datasets.nih import NIH_SPLITS, load_nih_bbox, nih_split
 
         path = Path(split)
         cases = load_nih_bbox(path if path.is_dir() else root / "nih-bbox")
+        if split in NIH_SPLITS:  # cxrxai's patient-wise split; any other name: every case
+            cases = [c for c in cases if nih_split(c.case_id) == split]
     elif dataset == "manifest":
         from cxrxai.datasets.manifest import load_manifest
 

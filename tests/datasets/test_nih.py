@@ -67,3 +67,26 @@ def test_bad_csv_is_clear(tmp_path):
         load_nih_bbox(tmp_path)
     with pytest.raises(DatasetError, match="not found"):
         load_nih_bbox(tmp_path / "nowhere")
+
+
+def test_patient_wise_splits(nih_root):
+    from cxrxai.datasets.nih import nih_split
+    from cxrxai.datasets.registry import load_split_cases
+
+    splits = {
+        name: load_split_cases("nih", name, nih_root.parent) for name in ("train", "val", "test")
+    }
+    everything = load_split_cases("nih", "all", nih_root.parent)
+    ids = [c.case_id for cases in splits.values() for c in cases]
+    assert sorted(ids) == sorted(c.case_id for c in everything)  # a partition
+    patients = {
+        name: {c.case_id.split("/")[-1].split("_")[0] for c in cases}
+        for name, cases in splits.items()
+    }
+    assert not (patients["train"] & patients["val"] or patients["train"] & patients["test"])
+    assert not patients["val"] & patients["test"]
+    assert [len(splits[n]) for n in ("train", "val", "test")] == [187, 76, 85]
+    for name, cases in splits.items():
+        assert {c.labels[0] for c in cases} >= {"Effusion", "Nodule"}, name
+    assert nih_split("nih-bbox/00000004_000") == "train"
+    assert nih_split("nih-bbox/00000007_000") == "test"
