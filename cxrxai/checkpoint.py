@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -94,6 +95,8 @@ class ModelBundle:
     weights_sha256: str
     path: Path | None = None
     precision: str = "fp32"  # of forward-only batch evaluations (LIME, SHAP, faithfulness)
+    compile: bool = False  # torch.compile those evaluations (opt-in: a one-off compile)
+    _compiled: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def labels(self) -> list[str]:
@@ -133,6 +136,30 @@ class ModelBundle:
                     yield
             else:
                 yield
+
+    def forward_batch(self, batch: torch.Tensor, full: bool) -> torch.Tensor:
+        """Logits of a normalised batch, for forward-only evaluations.
+
+        With ``compile``, full-size batches (``full``) run through ``torch.compile``
+        (inductor, static shapes): the demo model's forward passes took 14.9 instead of
+        21.1 ms per image on 2 CPU cores, outputs equal to 7e-7, after a one-off compile
+        of 34 s (6 s once inductor's on-disk cache holds it). Smaller remainders run
+        eagerly rather than compiling another shape. If compiling fails (no C++
+        compiler, say), a warning says so and the eager model takes over.
+        """
+        if self.compile and full:
+            try:
+                if self._compiled is None:
+                    self._compiled = torch.compile(self.model, dynamic=False)
+                return self._compiled(batch)
+            except Exception as error:  # any compiler failure: fall back, keep working
+                warnings.warn(
+                    f"torch.compile failed ({type(error).__name__}: {error}); "
+                    "continuing with the uncompiled model.",
+                    stacklevel=2,
+                )
+                self.compile = False
+        return self.model(batch)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         if self.card.task == "multiclass":
@@ -219,17 +246,24 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
 
 
 def load_checkpoint(
-    path: Path | str, device: str | torch.device | None = None, precision: str = "auto"
+    path: Path | str,
+    device: str | torch.device | None = None,
+    precision: str = "auto",
+    compile: bool = False,
 ) -> ModelBundle:
     """Load a checkpoint folder (or its card / weights file) as an eval-mode bundle.
 
     ``precision`` of forward-only batch evaluations: "fp32" ("auto" means fp32) or "bf16",
     opt-in: measured on an H100, bf16 LIME maps kept a Spearman correlation of 0.99 with
     fp32, but SHAP Partition maps only 0.89-0.96, below the 0.99 equivalence bar.
+    ``compile``: run those evaluations through ``torch.compile`` (see
+    :meth:`ModelBundle.forward_batch`).
     """
     card_path, weights_path = resolve_checkpoint_paths(Path(path))
     card = load_card(card_path)
-    return bundle_from_card(card, weights_path, device, precision)
+    bundle = bundle_from_card(card, weights_path, device, precision)
+    bundle.compile = compile
+    return bundle
 
 
 def resolve_precision(precision: str, device: torch.device | None = None) -> str:

@@ -39,13 +39,21 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         help="of batched forward passes (LIME, SHAP, faithfulness); auto = fp32 (bf16 is "
         "faster on a GPU but changes SHAP maps, see docs/benchmarks.md)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the batched forward passes (LIME, SHAP, faithfulness): 1.4x "
+        "faster on 2 CPU cores after a one-off compile of about 35 s",
+    )
 
 
 def _load_bundle(args: argparse.Namespace):  # -> ModelBundle; imported lazily (fast --help)
     from cxrxai.checkpoint import load_checkpoint
     from cxrxai.settings import DEMO_CHECKPOINT
 
-    return load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, args.device, args.precision)
+    return load_checkpoint(
+        args.checkpoint or DEMO_CHECKPOINT, args.device, args.precision, args.compile
+    )
 
 
 def _target(text: str | None) -> int | str | None:

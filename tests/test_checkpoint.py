@@ -179,3 +179,35 @@ def test_precision_choice_and_bf16_batch_inference(tiny_checkpoint):
     assert fp32.dtype == bf16.dtype == torch.float32
     assert not torch.equal(fp32, bf16)  # autocast really ran
     assert torch.allclose(fp32, bf16, atol=0.05)
+
+
+def test_compiled_batches_match_eager(tiny_checkpoint):
+    """--compile: full batches go through torch.compile (one static shape), the remainder
+    runs eagerly, and the probabilities equal the eager ones to float rounding."""
+    from cxrxai.explain.perturbation import batched_probabilities
+
+    folder = tiny_checkpoint()
+    eager = load_checkpoint(folder, device="cpu")
+    compiled = load_checkpoint(folder, device="cpu", compile=True)
+    images = torch.rand(7, 48, 48, generator=torch.Generator().manual_seed(0))
+    expected = batched_probabilities(eager, images, 3)
+    got = batched_probabilities(compiled, images, 3)  # chunks 3, 3 (compiled) and 1 (eager)
+    assert compiled._compiled is not None and compiled.compile
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert eager._compiled is None
+
+
+def test_compile_failure_falls_back_with_a_warning(tiny_checkpoint, monkeypatch):
+    from cxrxai.explain.perturbation import batched_probabilities
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    bundle = load_checkpoint(tiny_checkpoint(), device="cpu", compile=True)
+    images = torch.rand(4, 48, 48, generator=torch.Generator().manual_seed(1))
+    with pytest.warns(UserWarning, match="torch.compile failed .*no C\\+\\+ compiler"):
+        got = batched_probabilities(bundle, images, 2)
+    assert not bundle.compile  # later batches go straight to the eager model
+    expected = batched_probabilities(load_checkpoint(tiny_checkpoint(), device="cpu"), images, 2)
+    torch.testing.assert_close(got, expected)

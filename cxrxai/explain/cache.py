@@ -64,6 +64,8 @@ class HeatmapCache:
         }
         if bundle.precision != "fp32":  # bf16 maps differ (SHAP): never served as fp32
             fields["precision"] = bundle.precision
+        if bundle.compile:  # compiled kernels round differently; SHAP Partition notices
+            fields["compiled"] = True
         description = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(description.encode()).hexdigest()
 

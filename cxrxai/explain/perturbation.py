@@ -40,7 +40,8 @@ def batched_probabilities(
             count = len(chunk)
             if bundle.device.type == "cuda":
                 chunk = _pad_to_bucket(chunk)
-            logits = bundle.model(normalise(chunk, bundle.card))[:count].float()
+            inputs = normalise(chunk, bundle.card)
+            logits = bundle.forward_batch(inputs, full=count == batch_size)[:count].float()
             outputs.append(bundle.probabilities(logits))
     return torch.cat(outputs)
 

@@ -97,7 +97,8 @@ def test_precision_is_part_of_the_key(tmp_path, tiny_checkpoint):
     bundle = load_checkpoint(tiny_checkpoint(), device="cpu")
     fast = copy.copy(bundle)
     fast.precision = "bf16"
+    compiled = copy.copy(bundle)
+    compiled.compile = True
     cache = HeatmapCache(tmp_path)
-    assert cache.key(bundle, "img", "shap", {}, 0, None) != cache.key(
-        fast, "img", "shap", {}, 0, None
-    )
+    keys = {cache.key(b, "img", "shap", {}, 0, None) for b in (bundle, fast, compiled)}
+    assert len(keys) == 3
