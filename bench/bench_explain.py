@@ -10,6 +10,8 @@ What it prints (one column per image):
   stock ``shap`` Partition (its default batch size, a plain predict function) and stock
   pytorch-grad-cam (a plainly loaded model, full backward, NumPy round trip); each with the
   Spearman correlation and largest difference between the two maps;
+- with ``torch.compile`` (``--compile``): the forward floor, LIME and SHAP, their speed-up
+  against the same stock pipelines and their maps against the eager ones;
 - on a GPU: bf16 autocast against fp32 (time, Spearman of the maps) and the four methods
   (Grad-CAM, LIME 1000, SHAP 500, LRP) for one image.
 
@@ -96,7 +98,9 @@ def plain_model(bundle: ModelBundle) -> torch.nn.Module:
     return model.to(memory_format=torch.contiguous_format).eval()
 
 
-def bench_image(bundle: ModelBundle, image: np.ndarray, record: Record) -> None:
+def bench_image(
+    bundle: ModelBundle, compiled: ModelBundle, image: np.ndarray, record: Record
+) -> None:
     """Every measurement for one image (each closure runs at once, inside timed)."""
     image01 = input_image01(bundle, bundle.preprocess(image))
     batch = bundle.preprocess(image)
@@ -205,6 +209,23 @@ def bench_image(bundle: ModelBundle, image: np.ndarray, record: Record) -> None:
     record("speed-up vs stock shap", stock_shap_s / shap_s)
     compare(record, "shap vs stock:", ours_shap.cpu().numpy(), stock_shap())
 
+    # torch.compile (--compile): the floor at the best batch size, LIME and SHAP on it, the
+    # speed-up against the same stock pipelines, and the maps against the eager ones.
+    compiled_floor = timed(
+        lambda: batched_probabilities(compiled, image01.expand(1000, -1, -1), size)
+    )
+    record("compiled: forward x1000 s", compiled_floor)
+    for name, params, batch_size, stock_s, eager_map in (
+        ("lime", {"num_samples": 1000}, size, stock_lime_s, maps["lime"]),
+        ("shap", {"max_evals": 500}, size_500, stock_shap_s, maps["shap"]),
+    ):
+        explainer = get_explainer(name, batch_size=batch_size, **params)
+        seconds = timed(lambda e=explainer: e.explain(compiled, image, target=target, seed=0))
+        (fast,) = explainer.explain(compiled, image, target=target, seed=0)
+        record(f"compiled: {name} s", seconds)
+        record(f"compiled: speed-up vs stock {name}", stock_s / seconds)
+        compare(record, f"compiled {name} vs eager:", eager_map, fast.numpy())
+
     if bundle.device.type == "cuda":
         bf16 = copy.copy(bundle)
         bf16.precision = "bf16"
@@ -251,8 +272,12 @@ def main() -> None:
         rows.setdefault(name, []).append(value)
         print(f"  {name}: {value:.4g}", flush=True)
 
+    compiled = load_checkpoint(DEMO_CHECKPOINT, device=args.device, compile=True)
+    # compile once for every batch size used below (static shapes), outside the timings
+    for size in {8, 16, 32} if compiled.device.type == "cpu" else {64, 128, 256, 512, 1000}:
+        batched_probabilities(compiled, torch.rand(size, *compiled.card.input_size), size)
     for case in cases:
-        bench_image(bundle, case.load_image().pixels, record)
+        bench_image(bundle, compiled, case.load_image().pixels, record)
 
     print("| measurement | " + " | ".join(c.case_id.split("/")[-1] for c in cases) + " |")
     print("|---|" + "---|" * len(cases))
