@@ -43,6 +43,8 @@ def _free_port() -> int:
 def running_app(data: Path, tmp_path: Path) -> Iterator[str]:
     """The dashboard on a free port (its own cache and study files); yields its URL."""
     port = _free_port()
+    log = tmp_path / f"streamlit-{port}.log"
+    handle = log.open("wb")
     env = {
         **os.environ,
         "CXRXAI_DATA": str(data),
@@ -66,7 +68,8 @@ def running_app(data: Path, tmp_path: Path) -> Iterator[str]:
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        # a file, not a pipe: a pipe nobody reads blocks the server once 64 kB are written
+        stderr=handle,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -79,12 +82,14 @@ def running_app(data: Path, tmp_path: Path) -> Iterator[str]:
             time.sleep(0.5)
     else:
         process.kill()
-        pytest.fail(f"the app did not start: {process.stderr.read().decode()[-2000:]}")
+        handle.close()
+        pytest.fail(f"the app did not start: {log.read_text(errors='replace')[-2000:]}")
     try:
         yield url
     finally:
         process.terminate()
         process.wait(timeout=30)
+        handle.close()
 
 
 @contextlib.contextmanager
