@@ -175,15 +175,21 @@ def evaluate_cases(
                 heatmap = _explain(explainers[method], bundle, image, index, settings, cache)
                 truth, boxes = truth_for(case.annotations, label, image.shape)
                 base = _unit_row(bundle, case, method, label, probs, index)
-                _, rows = score_heatmap(
-                    heatmap,
-                    truth,
-                    boxes,
-                    settings_for(heatmap, settings.regions),
-                    settings.empty,
-                    lungs,
-                    spacing,
-                )
+                try:
+                    _, rows = score_heatmap(
+                        heatmap,
+                        truth,
+                        boxes,
+                        settings_for(heatmap, settings.regions),
+                        settings.empty,
+                        lungs,
+                        spacing,
+                    )
+                except CxrxaiError as exc:  # e.g. a NaN map: say which case and method
+                    raise CxrxaiError(
+                        f"Case '{case.case_id}', {method} for {label}: {exc} Cases already "
+                        "stored are kept; rerun without this method to go on."
+                    ) from exc
                 for row in rows:
                     localisation.append(
                         base

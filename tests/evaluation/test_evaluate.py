@@ -107,3 +107,21 @@ def test_real_cases_match_an_independent_iou(covid_root, tmp_path):
         expected = (region & truth).sum() / (region | truth).sum()
         assert row["iou"] == pytest.approx(expected, abs=1e-6)
         assert row["correct"] in (0, 1) and 0.0 <= row["probability"] <= 1.0
+
+
+def test_a_nan_map_names_its_case_and_keeps_stored_units(bundle, cases, tmp_path, monkeypatch):
+    from cxrxai.errors import CxrxaiError
+    from cxrxai.explain.lrp import LrpExplainer
+
+    real = LrpExplainer.attribute
+
+    def broken(self, bundle, batch, index, generator):
+        out = real(self, bundle, batch, index, generator)
+        out[0, 0] = float("nan")  # an explanation that failed numerically
+        return out
+
+    monkeypatch.setattr(LrpExplainer, "attribute", broken)
+    db = store.open_results(tmp_path / "r.sqlite")
+    with pytest.raises(CxrxaiError, match=r"Case 'toy/0', lrp for sick: .*NaN.*rerun without"):
+        evaluate_cases(bundle, cases, ["gradcam", "lrp"], db)
+    assert store.done_units(db, bundle.weights_sha256) == {("toy/0", "gradcam")}
