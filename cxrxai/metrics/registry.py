@@ -61,7 +61,7 @@ def localisation_metrics(
 
     Distances are in pixels, or in mm when ``spacing`` (row, column mm per pixel) is given.
     On the CPU one fused kernel per image computes them all
-    (:func:`cxrxai.metrics.cpu_kernels.pair_metrics`, 12x the per-image NumPy/SciPy loop
+    (:func:`cxrxai.metrics.cpu_kernels.pair_metrics`, 10.8-12x the per-image NumPy/SciPy loop
     on 2 cores); elsewhere the batched torch functions do, and tests check both agree.
     """
     if maps.device.type == "cpu":
