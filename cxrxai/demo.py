@@ -60,7 +60,6 @@ def precompute_demo(
     from cxrxai.checkpoint import load_checkpoint
     from cxrxai.explain.cache import HeatmapCache
     from cxrxai.explain.registry import get_explainer
-    from cxrxai.metrics import cpu_kernels
     from cxrxai.settings import DEMO_CHECKPOINT
 
     bundle = load_checkpoint(DEMO_CHECKPOINT)
@@ -71,5 +70,4 @@ def precompute_demo(
         target = int(bundle.predict_proba(pixels)[0].argmax())
         for method in methods:
             cache.explain(get_explainer(method), bundle, pixels, target=target)
-    cpu_kernels.warm_up()  # the Review page's metrics then start without compiling
     return sum(1 for _ in cache.directory.rglob("*.npz")) - before

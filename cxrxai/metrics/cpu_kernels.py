@@ -63,11 +63,15 @@ def _bin(bits: np.uint32) -> np.uint32:
 
 
 @numba.njit(cache=True)
-def _select(values: np.ndarray, k: int, counts: np.ndarray) -> np.float32:
-    """The k-th largest of a float32 row (1 <= k <= len) given the histogram of its
-    values' bins (:func:`_bin`): a higher bin holds only larger values, so only the few
-    values that share the bin of the k-th largest need a selection."""
+def _kth_by_histogram(values: np.ndarray, k: int) -> np.float32:
+    """The k-th largest of a float32 row (1 <= k <= len) by radix selection, exact for any
+    values (ties, NaN): a histogram of the top 16 bits of each value's order-preserving
+    key (:func:`_bin`; a higher bin holds only larger values), then a selection among the
+    few values that share the bin of the k-th largest."""
     bits = values.view(np.uint32)
+    counts = np.zeros(_BINS, np.int32)
+    for i in range(bits.size):
+        counts[_bin(bits[i])] += 1
     above = 0
     chosen = _BINS - 1
     while above + counts[chosen] < k:
@@ -81,17 +85,6 @@ def _select(values: np.ndarray, k: int, counts: np.ndarray) -> np.float32:
             m += 1
     rank = k - above  # rank-th largest among the candidates
     return np.partition(candidates, m - rank)[m - rank]
-
-
-@numba.njit(cache=True)
-def _kth_by_histogram(values: np.ndarray, k: int) -> np.float32:
-    """The k-th largest of a float32 row (1 <= k <= len) by radix selection on the top
-    16 bits of each value's order-preserving key: exact for any values (ties, NaN)."""
-    bits = values.view(np.uint32)
-    counts = np.zeros(_BINS, np.int32)
-    for i in range(bits.size):
-        counts[_bin(bits[i])] += 1
-    return _select(values, k, counts)
 
 
 @numba.njit(cache=True)

@@ -77,8 +77,9 @@ def localisation_torch(
     spacing: Spacing | None = None,
 ) -> dict[str, torch.Tensor]:
     """:func:`localisation_metrics` from the batched torch functions, on any device."""
-    if torch.isnan(maps).any():
-        raise _nan_error(torch.isnan(maps).flatten(1).any(1))
+    has_nan = torch.isnan(maps).reshape(-1, maps.shape[-2] * maps.shape[-1]).any(1)
+    if has_nan.any():
+        raise _nan_error(has_nan)
     out = overlap.region_scores(regions, truth, empty)
     out |= {
         "hit": overlap.hit(maps, truth, empty),
