@@ -9,6 +9,6 @@ CACHE_DIR="${CXRXAI_CACHE:-cache/heatmaps}"
 if [ -z "$(find "$CACHE_DIR" -name '*.npz' -print -quit 2>/dev/null)" ]; then
     .venv/bin/python -m cxrxai precompute-demo || echo "(precomputing failed; the dashboard computes maps on demand)"
 fi
-# Compile (first start) or load the numba metric kernels before the first page needs them.
-.venv/bin/python -c "from cxrxai.metrics.cpu_kernels import warm_up; warm_up()"
+# Compile (first start) or load the numba kernels (metrics, quickshift) before a page needs them.
+.venv/bin/python -c "from cxrxai.parallel import warm_up; warm_up()"
 exec .venv/bin/python -m streamlit run app.py --browser.gatherUsageStats false "$@"

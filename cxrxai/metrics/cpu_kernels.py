@@ -26,13 +26,11 @@ first call (about 15 s on 2 cores).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any
-
 import numba
 import numpy as np
 import torch
+
+from cxrxai.parallel import run
 
 # Columns of the array returned by pair_metrics.
 FIELDS = (
@@ -420,17 +418,6 @@ def pair_metrics(
         if n_pred > 0:
             out[b, 6], out[b, 7], out[b, 8] = _pair_distances(pred, true, counts, row_mm, col_mm)
     return out
-
-
-_LOCK = threading.Lock()
-
-
-def run(kernel: Callable[..., Any], *args: Any) -> Any:
-    """Call a parallel kernel. numba's default threading layer must not be entered by
-    two threads at once (Streamlit serves each session from its own thread); kernels
-    take milliseconds, so calls are serialised."""
-    with _LOCK:
-        return kernel(*args)
 
 
 def as_numpy(tensor: torch.Tensor) -> np.ndarray:
