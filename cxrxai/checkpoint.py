@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from torch import nn
 
 from cxrxai.card import CARD_FILENAME, ModelCard, load_card
 from cxrxai.errors import CheckpointError
+from cxrxai.fold import fold_batch_norms
 from cxrxai.settings import pick_device
 
 WEIGHTS_FILENAME = "weights.safetensors"
@@ -96,7 +98,13 @@ class ModelBundle:
     path: Path | None = None
     precision: str = "fp32"  # of forward-only batch evaluations (LIME, SHAP, faithfulness)
     compile: bool = False  # torch.compile those evaluations (opt-in: a one-off compile)
-    _compiled: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
+    fold_batch_norm: bool = True  # those evaluations on a copy with BatchNorm folded
+    _compiled: tuple[nn.Module, nn.Module] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _folded: tuple[tuple[int, ...], nn.Module] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def labels(self) -> list[str]:
@@ -137,8 +145,30 @@ class ModelBundle:
             else:
                 yield
 
+    def inference_model(self, example: torch.Tensor) -> nn.Module:
+        """The network for forward-only evaluations.
+
+        With ``fold_batch_norm`` (the default), a copy with every BatchNorm that follows a
+        convolution folded into it (:func:`cxrxai.fold.fold_batch_norms`): the demo model's
+        forward passes 1.5x faster on 2 CPU cores, logits within 1.5e-6, LIME and SHAP
+        maps within 5e-7 of the unfolded network's (Spearman 1). ``example``, a normalised
+        batch, finds the pairs and checks the copy. The copy is rebuilt when the weights
+        change in place (the sanity check re-initialises layers).
+        """
+        if not self.fold_batch_norm:
+            return self.model
+        tensors = itertools.chain(self.model.parameters(), self.model.buffers())
+        state = (id(self.model), *(tensor._version for tensor in tensors))
+        if self._folded is None or self._folded[0] != state:
+            folded, _ = fold_batch_norms(self.model, example[:2])
+            if folded is not self.model:
+                folded = folded.to(memory_format=torch.channels_last)
+            self._folded = (state, folded)
+        return self._folded[1]
+
     def forward_batch(self, batch: torch.Tensor, full: bool) -> torch.Tensor:
-        """Logits of a normalised batch, for forward-only evaluations.
+        """Logits of a normalised batch, for forward-only evaluations, by
+        :meth:`inference_model`.
 
         With ``compile``, full-size batches (``full``) run through ``torch.compile``
         (inductor, static shapes): the demo model's forward passes took 14.9 instead of
@@ -147,11 +177,12 @@ class ModelBundle:
         eagerly rather than compiling another shape. If compiling fails (no C++
         compiler, say), a warning says so and the eager model takes over.
         """
+        model = self.inference_model(batch)
         if self.compile and full:
             try:
-                if self._compiled is None:
-                    self._compiled = torch.compile(self.model, dynamic=False)
-                return self._compiled(batch)
+                if self._compiled is None or self._compiled[0] is not model:
+                    self._compiled = (model, torch.compile(model, dynamic=False))
+                return self._compiled[1](batch)
             except Exception as error:  # any compiler failure: fall back, keep working
                 warnings.warn(
                     f"torch.compile failed ({type(error).__name__}: {error}); "
@@ -159,7 +190,7 @@ class ModelBundle:
                     stacklevel=2,
                 )
                 self.compile = False
-        return self.model(batch)
+        return model(batch)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         if self.card.task == "multiclass":

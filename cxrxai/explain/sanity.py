@@ -83,7 +83,8 @@ def cascading_randomisation(
         for name, explainer in explainers.items()
     }
     model = copy.deepcopy(bundle.model)
-    randomised_bundle = replace(bundle, model=model)
+    # Uncompiled: the weights change at every step, and each change would recompile.
+    randomised_bundle = replace(bundle, model=model, compile=False)
     groups = list(reversed(layer_groups(model)))[: max_groups or None]
     rows = []
     with torch.random.fork_rng(devices=[]):
