@@ -86,6 +86,13 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module
     model itself (and 0) when nothing folds or the folded logits differ."""
     if model.training:
         return model, 0
+    # Decide in float32 even when called under bf16 autocast: bf16 rounding alone would
+    # fail the logit check.
+    with torch.autocast(example.device.type, enabled=False):
+        return _fold(model, example)
+
+
+def _fold(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, int]:
     pairs = _conv_bn_pairs(model, example)
     if not pairs:
         return model, 0

@@ -128,3 +128,11 @@ def test_bundle_refolds_after_weights_change_in_place(tiny_checkpoint):
         )
     bundle.fold_batch_norm = False
     assert bundle.inference_model(batch) is bundle.model
+
+
+def test_folds_under_bf16_autocast():
+    """Forward-only batches may run under bf16 autocast: the fold is still decided in fp32."""
+    model = with_statistics(timm.create_model("resnet18", pretrained=False, num_classes=3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        folded, count = fold_batch_norms(model, torch.randn(2, 3, 32, 32))
+    assert count == 20 and folded is not model
