@@ -157,6 +157,26 @@ def _wait_until_settled(page, timeout_ms: int = 120_000, pause_ms: int = 300) ->
     page.wait_for_timeout(pause_ms)
 
 
+def _open_expander(page, label: str, inside: str, timeout_s: float = 120.0) -> None:
+    """Open an expander and wait until ``inside`` shows. While the first run is still
+    computing maps, Streamlit can re-create the expander closed after a click (seen once
+    in CI: the toggle stayed hidden), so open it again until its content is visible."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        details = page.locator("details", has_text=label).first
+        details.wait_for(timeout=60_000)
+        if not details.evaluate("element => element.open"):
+            details.locator("summary").click()
+        try:
+            page.get_by_text(inside).wait_for(state="visible", timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"'{inside}' did not show after opening '{label}' for {timeout_s} s")
+
+
 def test_review_in_a_real_browser(server, tmp_path):
     shots = _screenshots(tmp_path)
     with browser_page(tmp_path) as page:
@@ -213,7 +233,7 @@ def test_sample_dicom_with_a_drawn_box(tmp_path):
     with running_app(tmp_path / "no-data", tmp_path) as url, browser_page(tmp_path) as page:
         page.goto(url)
         page.get_by_text("showing the sample chest DICOM").wait_for(timeout=120_000)
-        page.get_by_text("Draw your own box").click()
+        _open_expander(page, "Draw your own box", "Score the explanations against my box")
         page.get_by_text("Score the explanations against my box").click()
         _wait_for_metrics(page, 2)
         assert any("IoU" in t for t in _metric_texts(page))
