@@ -88,15 +88,28 @@ class StandardisedConv(nn.Conv2d):
         return nn.functional.conv2d(x, weight, self.bias, padding=1)
 
 
+class TwoOutputs(nn.Module):
+    """A network returning a tuple: its outputs cannot be checked, so it is not folded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.bn(self.conv(x))
+        return y, y.mean()
+
+
 @pytest.mark.parametrize(
     "model",
     [
+        TwoOutputs(),
         SharedConv(),  # folding would change the residual: detected by the logit check
         TwoNorms(),  # one convolution cannot absorb two BatchNorms
         nn.Sequential(StandardisedConv(3, 3, 3), nn.BatchNorm2d(3)),
         nn.Sequential(nn.Conv2d(3, 3, 3), nn.BatchNorm2d(3, track_running_stats=False)),
     ],
-    ids=["shared-output", "two-norms", "weight-standardised", "batch-statistics"],
+    ids=["tuple-output", "shared-output", "two-norms", "weight-standardised", "batch-statistics"],
 )
 def test_what_must_not_fold_is_left_alone(model):
     model = with_statistics(model)
