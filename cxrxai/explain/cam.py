@@ -53,15 +53,16 @@ def candidate_layers(bundle: ModelBundle) -> list[tuple[str, int, int, int]]:
 
         return hook
 
-    for name, module in bundle.model.named_modules():
-        if name and not list(module.children()):
-            hooks.append(module.register_forward_hook(record(name)))
-    try:
-        height, width = bundle.card.input_size
-        bundle.model(torch.zeros(1, bundle.card.in_channels, height, width, device=bundle.device))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    with bundle.private_model() as model:
+        for name, module in model.named_modules():
+            if name and not list(module.children()):
+                hooks.append(module.register_forward_hook(record(name)))
+        try:
+            height, width = bundle.card.input_size
+            model(torch.zeros(1, bundle.card.in_channels, height, width, device=bundle.device))
+        finally:
+            for hook in hooks:
+                hook.remove()
     return found
 
 
@@ -104,14 +105,20 @@ class CamExplainer(Explainer):
     def attribute(
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
     ) -> torch.Tensor:
-        layer = find_layer(bundle.model, self.layer or bundle.card.target_layer)
-        with gradients_from(layer):
-            return self._cam(bundle, batch, index, layer)
+        with bundle.private_model() as model:  # the hooks stay off the shared network
+            layer = find_layer(model, self.layer or bundle.card.target_layer)
+            with gradients_from(layer):
+                return self._cam(bundle, model, batch, index, layer)
 
     def _cam(
-        self, bundle: ModelBundle, batch: torch.Tensor, index: int, layer: nn.Module
+        self,
+        bundle: ModelBundle,
+        model: nn.Module,
+        batch: torch.Tensor,
+        index: int,
+        layer: nn.Module,
     ) -> torch.Tensor:
-        cam = self.cam_class(model=bundle.model, target_layers=[layer])
+        cam = self.cam_class(model=model, target_layers=[layer])
         if hasattr(cam, "batch_size"):
             cam.batch_size = self.batch_size
         try:

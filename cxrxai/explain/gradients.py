@@ -51,21 +51,23 @@ class SmoothGradCamExplainer(Explainer):
     def attribute(
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
     ) -> torch.Tensor:
-        layer = find_layer(bundle.model, self.layer or bundle.card.target_layer)
         noise_std = intensity_std(bundle, self.sigma)
-        with gradients_from(layer):
-            return self._average(bundle, batch, index, generator, layer, noise_std)
+        with bundle.private_model() as model:  # the hooks stay off the shared network
+            layer = find_layer(model, self.layer or bundle.card.target_layer)
+            with gradients_from(layer):
+                return self._average(bundle, model, batch, index, generator, layer, noise_std)
 
     def _average(
         self,
         bundle: ModelBundle,
+        model: torch.nn.Module,
         batch: torch.Tensor,
         index: int,
         generator: torch.Generator,
         layer: torch.nn.Module,
         noise_std: torch.Tensor,
     ) -> torch.Tensor:
-        cam = GradCAM(model=bundle.model, target_layers=[layer])
+        cam = GradCAM(model=model, target_layers=[layer])
         total = torch.zeros(batch.shape[-2:], device=bundle.device)
         try:
             done = 0

@@ -207,14 +207,16 @@ def relevance(
     """(input relevance (1, C, h, w), model output (1, n)); output relevance = the logit."""
     if composite not in COMPOSITES:
         raise CxrxaiError(f"Unknown LRP composite '{composite}'; choose one of {list(COMPOSITES)}")
-    model = bundle.model
-    rules = COMPOSITES[composite](model, batch, bundle)
     inputs = batch.detach().clone().requires_grad_(True)
-    with rules.context(model) as modified:
-        output = modified(inputs)
-        one_hot = torch.zeros_like(output)
-        one_hot[:, index] = 1.0
-        (grad,) = torch.autograd.grad(output, inputs, grad_outputs=output * one_hot)
+    # The canonizers change the network while the rules are hooked in: on a private copy,
+    # so that other sessions' threads never see a half-canonized shared network.
+    with bundle.private_model() as model:
+        rules = COMPOSITES[composite](model, batch, bundle)
+        with rules.context(model) as modified:
+            output = modified(inputs)
+            one_hot = torch.zeros_like(output)
+            one_hot[:, index] = 1.0
+            (grad,) = torch.autograd.grad(output, inputs, grad_outputs=output * one_hot)
     # With zennit's rules hooked in, the input gradient IS the input relevance.
     return grad, output.detach()
 
