@@ -73,20 +73,24 @@ class TimmMergeBatchNorm(SequentialMergeBatchNorm):
     """
 
     def apply(self, root_module: nn.Module) -> list[Canonizer]:
-        instances: list[Canonizer] = []
+        pairs = []
         for parent in root_module.modules():
             if isinstance(parent, nn.modules.batchnorm._BatchNorm):
                 continue
-            children = list(parent.children())
-            for first, second in itertools.pairwise(children):
+            children = list(parent.named_children())
+            for (_, first), (name, second) in itertools.pairwise(children):
                 if (
                     isinstance(first, self.linear_type)
                     and isinstance(second, self.batch_norm_type)
                     and first.weight.shape[0] == second.num_features
                 ):
-                    instance = self.copy()
-                    instance.register((first,), second)
-                    instances.append(instance)
+                    pairs.append((parent, first, name, second))
+        instances: list[Canonizer] = []
+        for parent, first, name, second in pairs:
+            instance = self.copy()
+            instance.register((first,), second)
+            instance.bypass(parent, name)
+            instances.append(instance)
         return instances
 
     def register(self, linears: tuple[nn.Module, ...], batch_norm: nn.Module) -> None:
@@ -96,8 +100,21 @@ class TimmMergeBatchNorm(SequentialMergeBatchNorm):
         super().register(linears, batch_norm)
         self.saved_eps = batch_norm.eps
         batch_norm.eps = IDENTITY_EPS
+        self.parent: nn.Module | None = None
+
+    def bypass(self, parent: nn.Module, name: str) -> None:
+        """Take the merged BatchNorm - now an exact identity - out of the network while
+        the rules are hooked in: it then costs neither a pass over the activations nor
+        zennit's ``Pass`` hooks in the forward and backward pass (relevance is the same).
+        timm's ``BatchNormAct2d`` leaves its dropout and activation in its place."""
+        norm = self.batch_norm
+        tail = [getattr(norm, key) for key in ("drop", "act") if hasattr(norm, key)]
+        self.parent, self.name = parent, name
+        setattr(parent, name, nn.Sequential(*tail) if tail else nn.Identity())
 
     def remove(self) -> None:
+        if self.parent is not None:
+            setattr(self.parent, self.name, self.batch_norm)
         super().remove()
         self.batch_norm.eps = self.saved_eps
 

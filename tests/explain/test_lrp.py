@@ -105,14 +105,19 @@ def test_lite0_canonization_is_exact_and_never_creates_relevance():
     x = torch.randn(1, 1, 96, 96, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         before = model(x)
+    norms_before = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     instances = [i for c in canonizers_for(model) for i in c.apply(model)]
     merged = sum(type(i).__name__ == "TimmMergeBatchNorm" for i in instances)
+    # merged BatchNorms are exact identities and leave the network while canonized
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     summed = sum(hasattr(getattr(i, "module", None), "canonizer_sum") for i in instances)
     with torch.no_grad():
         torch.testing.assert_close(model(x), before, rtol=1e-4, atol=1e-4)
     for instance in reversed(instances):
         instance.remove()
     assert merged == 49 and summed == 9  # every BatchNorm merged, every skip through Sum
+    norms_after = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms_after == norms_before  # the same modules back in their places
     total, logit = _input_relevance(model, x, canonizers_for(model))
     uncanonized, _ = _input_relevance(model, x, [InplaceOffCanonizer()])
     # Without the canonizer the 9 skips double relevance (~2^9); with it, relevance is
