@@ -8,7 +8,8 @@ library ships them for timm; they follow zennit's own torchvision ResNet canoniz
 - residual additions go through zennit's ``Sum`` layer (the ``Norm`` rule then splits
   relevance between shortcut and branch in proportion to their contributions);
 - BatchNorm is merged into the preceding convolution (zennit's
-  ``SequentialMergeBatchNorm``); BatchNorm that follows a concatenation (DenseNet) cannot
+  ``SequentialMergeBatchNorm``) and, now an identity, taken out of the network for the
+  duration; BatchNorm that follows a concatenation (DenseNet) cannot
   be merged and keeps zennit's ``Pass`` rule, like the activation fused with it;
 - in-place ReLUs are switched off for the duration (hooks need the input kept).
 
