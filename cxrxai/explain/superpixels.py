@@ -28,13 +28,28 @@ from cxrxai.parallel import run
 _EXP_UNDERFLOW = -746.0
 
 
+@numba.njit(cache=True, inline="always")
+def _squared_distance(image: np.ndarray, r: int, c: int, r2: int, c2: int) -> float:
+    """Squared distance of two pixels in joint (colour, row, column) space, summed in
+    scikit-image's order: colour channels first, then row, then column."""
+    dist = 0.0
+    for channel in range(image.shape[2]):
+        t = image[r, c, channel] - image[r2, c2, channel]
+        dist += t * t
+    t = float(r - r2)
+    dist += t * t
+    t = float(c - c2)
+    dist += t * t
+    return dist
+
+
 @numba.njit(cache=True, parallel=True)
 def _densities(image: np.ndarray, noise: np.ndarray, scale: float, reach: int) -> np.ndarray:
     """Gaussian Parzen density of each pixel in joint (colour, row, column) space,
     exp(scale * squared distance) over the window of +-reach pixels, summed in row-major
     window order onto the tie-breaking noise (scikit-image's order: the sums agree bit for
     bit)."""
-    height, width, channels = image.shape
+    height, width = image.shape[:2]
     densities = np.empty((height, width))
     for r in numba.prange(height):
         r_lo, r_hi = max(r - reach, 0), min(r + reach + 1, height)
@@ -43,14 +58,7 @@ def _densities(image: np.ndarray, noise: np.ndarray, scale: float, reach: int) -
             total = noise[r, c]
             for r2 in range(r_lo, r_hi):
                 for c2 in range(c_lo, c_hi):
-                    dist = 0.0
-                    for channel in range(channels):
-                        t = image[r, c, channel] - image[r2, c2, channel]
-                        dist += t * t
-                    t = float(r - r2)
-                    dist += t * t
-                    t = float(c - c2)
-                    dist += t * t
+                    dist = _squared_distance(image, r, c, r2, c2)
                     exponent = dist * scale
                     # exp() is exactly 0 below about -745.13: adding 0 changes nothing,
                     # and far-apart intensities make this the common case.
@@ -64,7 +72,7 @@ def _densities(image: np.ndarray, noise: np.ndarray, scale: float, reach: int) -
 def _parents(image: np.ndarray, densities: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
     """For each pixel the nearest pixel of higher density within +-reach (the first in
     row-major order among equals; itself if none) and the distance to it (inf if none)."""
-    height, width, channels = image.shape
+    height, width = image.shape[:2]
     parent = np.empty((height, width), np.intp)
     distance = np.empty((height, width))
     for r in numba.prange(height):
@@ -76,14 +84,7 @@ def _parents(image: np.ndarray, densities: np.ndarray, reach: int) -> tuple[np.n
             chosen = r * width + c
             for r2 in range(r_lo, r_hi):
                 for c2 in range(c_lo, c_hi):
-                    dist = 0.0
-                    for channel in range(channels):
-                        t = image[r, c, channel] - image[r2, c2, channel]
-                        dist += t * t
-                    t = float(r - r2)
-                    dist += t * t
-                    t = float(c - c2)
-                    dist += t * t
+                    dist = _squared_distance(image, r, c, r2, c2)
                     # Branch-free: whether a neighbour is denser is a coin toss for the
                     # branch predictor, computing every distance is cheaper.
                     better = (densities[r2, c2] > own) & (dist < closest)
