@@ -220,7 +220,7 @@ def bench_image(
     record("lime - forward floor s", lime_s - floor_1000)
 
     rgb255 = np.repeat((image01.cpu().numpy() * 255.0).astype(np.float64)[:, :, None], 3, axis=2)
-    superpixels = segmenter("quickshift", 0)
+    superpixels = segmenter("quickshift")
     labels = superpixels(rgb255)
     record("quickshift s (cxrxai, all cores)", timed(lambda: superpixels(rgb255), repeats=3))
     stock_qs = timed(lambda: skimage_quickshift(rgb255, **QUICKSHIFT), repeats=3)

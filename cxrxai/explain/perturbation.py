@@ -70,13 +70,13 @@ def input_image01(bundle: ModelBundle, batch: torch.Tensor) -> torch.Tensor:
     return (batch * std + mean)[0, 0]
 
 
-def segmenter(kind: str, seed: int, n_segments: int = 50) -> Callable[[np.ndarray], np.ndarray]:
+def segmenter(kind: str, n_segments: int = 50) -> Callable[[np.ndarray], np.ndarray]:
     """LIME's superpixels: quickshift with lime's defaults, or SLIC (lime's wrapper).
 
     Quickshift gives scikit-image's labels, computed on every core
-    (:mod:`cxrxai.explain.superpixels`). ``seed`` does not reach it, as in lime: lime
-    drops the ``random_seed`` it passes because scikit-image >= 0.25 calls it ``rng``, so
-    scikit-image's default (42) breaks the ties.
+    (:mod:`cxrxai.explain.superpixels`). It takes no seed, as in lime: lime passes a
+    ``random_seed`` that scikit-image >= 0.25 calls ``rng`` and drops it, so
+    scikit-image's default (42) breaks the ties. SLIC is deterministic.
     """
     if kind == "quickshift":
         return functools.partial(quickshift, kernel_size=4, max_dist=200, ratio=0.2)
@@ -124,15 +124,15 @@ class _BatchedLime(lime_image.LimeImageExplainer):
         return data, torch.cat(labels).numpy()
 
     def explain_gray(
-        self, image: np.ndarray, segments: np.ndarray, label: int, num_samples: int
+        self, rgb: np.ndarray, segments: np.ndarray, label: int, num_samples: int
     ) -> lime_image.ImageExplanation:
-        """``explain_instance(image, labels=(label,), hide_color=None, top_labels=None)``
-        for a grey (h, w) image in 0-255 and its superpixels: the same calls in the same
-        order, but the "off" image (each superpixel at its mean) from one bincount
-        instead of lime's three boolean masks per superpixel (0.03-0.05 s per image)."""
-        rgb = np.repeat(image[:, :, None], 3, axis=2)
+        """``explain_instance(rgb, labels=(label,), hide_color=None, top_labels=None)``
+        for a grey image repeated to (h, w, 3), in 0-255, and its superpixels: the same
+        calls in the same order, but the "off" image (each superpixel at its mean) from
+        one bincount instead of lime's three boolean masks per superpixel (0.03-0.05 s
+        per image)."""
         flat = segments.ravel()
-        means = np.bincount(flat, weights=image.ravel()) / np.bincount(flat).clip(min=1)
+        means = np.bincount(flat, weights=rgb[:, :, 0].ravel()) / np.bincount(flat).clip(min=1)
         fudged = np.repeat(means[segments][:, :, None], 3, axis=2)
         data, labels = self.data_labels(rgb, fudged, segments, None, num_samples)
         distances = sklearn.metrics.pairwise_distances(
@@ -185,8 +185,8 @@ class LimeExplainer(Explainer):
 
         explainer = _BatchedLime(predict, bundle.device, batch_size, random_state=seed)
         rgb = np.repeat(image255[:, :, None], 3, axis=2)
-        superpixels = segmenter(self.segmentation, seed, self.n_segments)(rgb)
-        explanation = explainer.explain_gray(image255, superpixels, index, self.num_samples)
+        superpixels = segmenter(self.segmentation, self.n_segments)(rgb)
+        explanation = explainer.explain_gray(rgb, superpixels, index, self.num_samples)
         segments = torch.from_numpy(explanation.segments).long().to(bundle.device)
         weights = torch.zeros(int(segments.max()) + 1, device=bundle.device)
         for segment, weight in explanation.local_exp[index]:
@@ -322,7 +322,7 @@ class KernelShapExplainer(Explainer):
         image01 = input_image01(bundle, batch)
         rgb = np.repeat(image01.cpu().numpy()[:, :, None], 3, axis=2).astype(np.float64)
         segments = (
-            torch.from_numpy(segmenter("slic", seed, self.n_segments)(rgb)).long().to(bundle.device)
+            torch.from_numpy(segmenter("slic", self.n_segments)(rgb)).long().to(bundle.device)
         )
         n_features = int(segments.max()) + 1
         flat = segments.flatten()

@@ -61,7 +61,7 @@ def test_shape_and_seed_reproducibility(bundle, image, method, params):
 def test_batched_lime_draws_the_same_samples_as_lime(bundle, image):
     """Our vectorised data_labels gives exactly lime's perturbation matrix and labels."""
     image255 = np.repeat((image * 255.0).astype(np.float64)[:, :, None], 3, axis=2)
-    segments = segmenter("slic", 0, 10)(image255)
+    segments = segmenter("slic", 10)(image255)
     fudged = image255.copy()
     fudged[:] = 0.0
 
