@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 
 import torch
-from timm.layers import BatchNormAct2d, Conv2dSame
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -25,11 +24,19 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 RTOL, ATOL = 1e-3, 1e-4
 
 
+def _timm_layers() -> tuple[type, type]:
+    """timm's Conv2dSame and BatchNormAct2d (imported when first needed, like
+    :mod:`cxrxai.checkpoint` imports timm)."""
+    from timm.layers import BatchNormAct2d, Conv2dSame
+
+    return Conv2dSame, BatchNormAct2d
+
+
 def _foldable_conv(module: nn.Module) -> bool:
     """A convolution whose forward is a plain conv2d with its own weight and bias: torch's
     Conv2d, or timm's Conv2dSame (zero "same" padding first). Subclasses that transform
     their weights (weight standardisation, say) are left alone."""
-    return type(module) is nn.Conv2d or type(module) is Conv2dSame
+    return type(module) in (nn.Conv2d, _timm_layers()[0])
 
 
 def _conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
@@ -100,7 +107,7 @@ def _fold(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, int]:
     count = 0
     for conv_name, bn_name in pairs:
         bn = folded.get_submodule(bn_name)
-        if type(bn) not in (nn.BatchNorm2d, BatchNormAct2d) or bn.running_mean is None:
+        if type(bn) not in (nn.BatchNorm2d, _timm_layers()[1]) or bn.running_mean is None:
             continue  # an unknown forward, or batch statistics even in eval mode
         conv = folded.get_submodule(conv_name)
         _set(folded, conv_name, fuse_conv_bn_eval(conv, bn))
