@@ -14,7 +14,7 @@ import hashlib
 import itertools
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,8 @@ WEIGHTS_FILENAME = "weights.safetensors"
 XRV_NORMALISATION = {"mean": [0.5], "std": [1.0 / 2048.0]}
 XRV_ARCHITECTURES = ("densenet121", "resnet50")
 PRECISIONS = ("auto", "fp32", "bf16")
+# Changes a private copy of a network once, for good (see ModelBundle.private_model).
+Prepare = Callable[[nn.Module], object]
 
 
 def build_network(card: ModelCard) -> nn.Module:
@@ -107,10 +109,13 @@ class ModelBundle:
     _folded: tuple[tuple[int, ...], nn.Module] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-    _private: tuple[tuple[int, ...], nn.Module] | None = field(
-        default=None, init=False, repr=False, compare=False
+    _private: dict[Prepare | None, tuple[tuple[int, ...], nn.Module]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
-    _private_lock: threading.Lock = field(
+    _private_locks: dict[Prepare | None, threading.Lock] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _locks_lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
 
@@ -160,19 +165,30 @@ class ModelBundle:
         return (id(self.model), *(tensor._version for tensor in tensors))
 
     @contextlib.contextmanager
-    def private_model(self) -> Iterator[nn.Module]:
+    def private_model(self, prepare: Prepare | None = None) -> Iterator[nn.Module]:
         """A copy of the network for methods that change it while they run: CAM methods
         register hooks (one cuts the backward pass at the CAM layer), LRP's canonizers
         merge BatchNorm into the weights and hook every module. The dashboard shares one
         bundle between sessions' threads; on ``model`` itself a concurrent Saliency would
         see the cut backward pass, a concurrent Grad-CAM LRP's rules. One copy, reused
         while the weights stay the same; callers take turns (Grad-CAM takes 0.02 s, LRP
-        0.2 s on 2 CPU cores)."""
-        with self._private_lock:
+        0.2 s on 2 CPU cores).
+
+        ``prepare`` changes a new copy once, for good, and that copy is kept for the
+        callers passing the same function (LRP canonizes its copy once instead of on every
+        call); each ``prepare`` has its own copy and its own turns.
+        """
+        with self._locks_lock:
+            lock = self._private_locks.setdefault(prepare, threading.Lock())
+        with lock:
             state = self._weights_state()
-            if self._private is None or self._private[0] != state:
-                self._private = (state, copy.deepcopy(self.model))
-            yield self._private[1]
+            kept = self._private.get(prepare)
+            if kept is None or kept[0] != state:
+                private = copy.deepcopy(self.model)
+                if prepare is not None:
+                    prepare(private)
+                kept = self._private[prepare] = (state, private)
+            yield kept[1]
 
     def inference_model(self, example: torch.Tensor) -> nn.Module:
         """The network for forward-only evaluations.

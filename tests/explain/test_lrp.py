@@ -19,7 +19,7 @@ from zennit.composites import EpsilonPlusFlat
 from cxrxai.card import ModelCard
 from cxrxai.checkpoint import ModelBundle
 from cxrxai.explain import get_explainer
-from cxrxai.explain.lrp import InplaceOffCanonizer, canonizers_for, relevance
+from cxrxai.explain.lrp import InplaceOffCanonizer, canonize, canonizers_for, relevance
 
 
 def _randomise_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
@@ -129,13 +129,9 @@ def test_lite0_canonization_is_exact_and_never_creates_relevance():
     assert _hooks(model) == 0
 
 
-@pytest.mark.parametrize(
-    "composite", ["epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1"]
-)
-def test_lrp_explainer_composites(composite):
-    model = _model("tf_efficientnet_lite0")
+def _bundle(model: torch.nn.Module, architecture: str = "tf_efficientnet_lite0") -> ModelBundle:
     card = ModelCard(
-        architecture="tf_efficientnet_lite0",
+        architecture=architecture,
         labels=["a", "b", "c"],
         task="multiclass",
         input_size=(96, 96),
@@ -143,9 +139,45 @@ def test_lrp_explainer_composites(composite):
         normalisation={"mean": [0.5], "std": [0.5]},
         target_layer="bn2",
     )
-    bundle = ModelBundle(model, card, torch.device("cpu"), "test")
+    return ModelBundle(model, card, torch.device("cpu"), "test")
+
+
+@pytest.mark.parametrize(
+    "composite", ["epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1"]
+)
+def test_lrp_explainer_composites(composite):
+    model = _model("tf_efficientnet_lite0")
+    bundle = _bundle(model)
     image = np.random.default_rng(0).random((120, 100), dtype=np.float32)
     (heatmap,) = get_explainer("lrp", composite=composite).explain(bundle, image, target=1)
     assert heatmap.shape == image.shape and torch.isfinite(heatmap.values).all()
     attribution, _output = relevance(bundle, bundle.preprocess(image), 1, composite)
     assert attribution.shape == (1, 1, 96, 96) and _hooks(model) == 0
+
+
+@pytest.mark.parametrize("architecture", ["tf_efficientnet_lite0", "resnet50", "densenet121"])
+def test_canonized_once_gives_the_maps_of_canonizing_every_call(architecture):
+    """relevance() keeps a canonized private copy; its maps equal zennit's usual
+    canonize-hook-undo per call on the original network, every call, and the copy keeps
+    no rule hooks between calls."""
+    model = _model(architecture)
+    bundle = _bundle(model, architecture)
+    x = torch.randn(1, 1, 96, 96, generator=torch.Generator().manual_seed(2))
+    for target in (1, 0, 1):
+        cached, output = relevance(bundle, x, target)
+        composite = EpsilonPlusFlat(canonizers=canonizers_for(model))
+        inputs = x.clone().requires_grad_(True)
+        with composite.context(model) as modified:
+            out = modified(inputs)
+            one_hot = torch.zeros_like(out)
+            one_hot[:, target] = 1.0
+            (expected,) = torch.autograd.grad(out, inputs, grad_outputs=out * one_hot)
+        torch.testing.assert_close(cached, expected, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(output, out.detach())
+    with bundle.private_model(prepare=canonize) as copy:
+        assert copy is not model and _hooks(copy) == 0
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in copy.modules()) or (
+            architecture == "densenet121"  # BatchNorm after a concatenation stays
+        )
+    assert _hooks(model) == 0
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())

@@ -98,3 +98,25 @@ def test_private_copy_is_reused_renewed_and_taken_in_turns(bundle):
         assert not entered.wait(0.2)  # the second caller waits for the first
     thread.join(5)
     assert entered.is_set()
+
+
+def test_prepared_copies_are_prepared_once_and_kept_apart(bundle):
+    prepared: list[torch.nn.Module] = []
+
+    def prepare(model: torch.nn.Module) -> None:
+        prepared.append(model)
+        with torch.no_grad():
+            model.fc.bias.zero_()
+
+    with bundle.private_model(prepare=prepare) as first:
+        assert prepared == [first] and float(first.fc.bias.abs().sum()) == 0.0
+    with bundle.private_model(prepare=prepare) as again:
+        assert again is first and len(prepared) == 1
+    with bundle.private_model() as plain:
+        assert plain is not first
+        torch.testing.assert_close(plain.fc.bias, bundle.model.fc.bias)
+    with torch.no_grad():
+        bundle.model.fc.weight.mul_(2.0)
+    with bundle.private_model(prepare=prepare) as renewed:
+        assert renewed is not first and prepared == [first, renewed]
+        torch.testing.assert_close(renewed.fc.weight, bundle.model.fc.weight)
