@@ -8,7 +8,7 @@ thousands of cases can be listed without reading every mask.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -103,6 +103,11 @@ class Annotation:
             if 0 <= row < height and 0 <= col < width:
                 out[row, col] = True
         return out
+
+
+def findings_of(annotations: Iterable[Annotation], label: str) -> list[Annotation]:
+    """The findings (not anatomy) of ``label``: what a map for ``label`` is scored against."""
+    return [a for a in annotations if a.role == "finding" and a.label == label]
 
 
 @dataclass

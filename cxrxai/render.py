@@ -34,31 +34,59 @@ def author_colours(annotations: list[Annotation]) -> dict[str, tuple[int, int, i
 
 
 def draw_annotations(
-    pixels: np.ndarray, annotations: list[Annotation], line_px: int | None = None
+    image: np.ndarray,
+    annotations: list[Annotation],
+    line_px: int | None = None,
+    colours: dict[str, tuple[int, int, int]] | None = None,
+    halo: bool = False,
 ) -> np.ndarray:
-    """HxW float image in [0, 1] -> HxWx3 uint8 RGB with boxes, mask outlines and points."""
-    rgb = cv2.cvtColor((np.clip(pixels, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
-    height, width = pixels.shape
+    """Boxes, mask outlines and points drawn on a copy of ``image`` (HxW float in [0, 1],
+    or HxWx3 uint8 RGB such as a heatmap overlay) -> HxWx3 uint8 RGB.
+
+    ``colours``: per author (default :func:`author_colours` of ``annotations``; pass the
+    whole case's to keep colours when drawing a subset). ``halo``: each shape over a black
+    line 2 px thicker, so an outline stays visible on a heatmap of any colour.
+    """
+    if image.ndim == 2:
+        rgb = cv2.cvtColor((np.clip(image, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    else:
+        rgb = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    height, width = rgb.shape[:2]
     thickness = line_px or max(1, round(max(height, width) / 300))
-    colours = author_colours(annotations)
-    for annotation in annotations:
-        colour = colours[annotation.author or "unknown"]
-        if annotation.role == "anatomy":  # lung fields etc.: thin and muted, not a finding
-            colour = ANATOMY_COLOUR
-        if annotation.kind == "box" and annotation.box is not None:
-            x0, y0, x1, y1 = (round(v) for v in annotation.box)
-            cv2.rectangle(rgb, (x0, y0), (x1, y1), colour, thickness)
-        elif annotation.kind == "point" and annotation.point is not None:
-            centre = (round(annotation.point[0]), round(annotation.point[1]))
-            cv2.circle(rgb, centre, 3 * thickness, colour, thickness)
-        elif annotation.kind == "mask":
-            mask = annotation.to_mask((height, width)).astype(np.uint8)
-            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(rgb, contours, -1, colour, thickness)
+    colours = colours or author_colours(annotations)
+    passes = [(HALO_COLOUR, 2), (None, 0)] if halo else [(None, 0)]
+    for fixed, wider in passes:
+        for annotation in annotations:
+            colour = fixed or colours.get(annotation.author or "unknown", PALETTE[0])
+            if fixed is None and annotation.role == "anatomy":  # lung fields: thin, muted
+                colour = ANATOMY_COLOUR
+            _draw_shape(rgb, annotation, colour, thickness, wider)
     return rgb
 
 
+def _draw_shape(
+    rgb: np.ndarray,
+    annotation: Annotation,
+    colour: tuple[int, int, int],
+    thickness: int,
+    wider: int = 0,
+) -> None:
+    """One annotation with lines ``wider`` px thicker than ``thickness`` (same geometry)."""
+    line = thickness + wider
+    if annotation.kind == "box" and annotation.box is not None:
+        x0, y0, x1, y1 = (round(v) for v in annotation.box)
+        cv2.rectangle(rgb, (x0, y0), (x1, y1), colour, line)
+    elif annotation.kind == "point" and annotation.point is not None:
+        centre = (round(annotation.point[0]), round(annotation.point[1]))
+        cv2.circle(rgb, centre, 3 * thickness, colour, line)
+    elif annotation.kind == "mask":
+        mask = annotation.to_mask(rgb.shape[:2]).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(rgb, contours, -1, colour, line)
+
+
 ANATOMY_COLOUR = (90, 160, 210)
+HALO_COLOUR = (0, 0, 0)
 COLORMAPS = ("inferno", "jet", "viridis", "magma", "gray")
 
 

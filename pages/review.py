@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from cxrxai.cases import Annotation
+from cxrxai.cases import Annotation, findings_of
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.evaluate import region_setting_metrics
 from cxrxai.explain.registry import METHODS
@@ -61,6 +61,12 @@ with st.sidebar:
         st.session_state["case_id"] = ids[(position + 1) % len(ids)]
     case_id = st.selectbox("Case", ids, key="case_id", disabled=upload is not None)
     show_truth = st.toggle("Show ground truth", value=True)
+    truth_on_panels = st.toggle(
+        "Ground truth on the explanation panels",
+        value=True,
+        disabled=not show_truth,
+        help="The findings of the explained label, outlined over each heatmap",
+    )
     methods = st.multiselect(
         "Explanations",
         list(METHODS),
@@ -130,11 +136,15 @@ if use_own:
 
 left, right = st.columns([3, 2])
 with left:
-    picture = draw_annotations(image.pixels, annotations if show_truth else [])
+    colours = author_colours(annotations)
+    picture = draw_annotations(image.pixels, annotations if show_truth else [], colours=colours)
     st.image(picture, caption=title, width="stretch")
     if show_truth and annotations:
-        legend = ", ".join(author_colours(annotations))
-        st.caption(f"Annotations by: {legend}. Masks as outlines, boxes per radiologist.")
+        legend = ", ".join(colours)
+        st.caption(
+            f"Annotations by: {legend}. Masks as outlines, boxes per radiologist; on the "
+            "panels: the heatmap's region in green, its boxes in yellow."
+        )
 with right:
     order = probabilities.argsort()
     figure = go.Figure(
@@ -194,6 +204,9 @@ if methods:
             shown = overlay(image.pixels, heatmap.numpy(), opacity, colormap=colormap)
             if show_region:
                 shown = draw_region(shown, region, boxes)
+            if show_truth and truth_on_panels:
+                scored = findings_of(annotations, target_label)
+                shown = draw_annotations(shown, scored, colours=colours, halo=True)
             st.image(shown, width="stretch", caption=f"{method} for {heatmap.target_label}")
             st.caption(f"computed in {heatmap.seconds:.2f} s · region {int(region.sum())} px")
             if has_truth:

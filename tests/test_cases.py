@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrxai.cases import Annotation, Case
-from cxrxai.render import ANATOMY_COLOUR, author_colours, draw_annotations
+from cxrxai.cases import Annotation, Case, findings_of
+from cxrxai.render import ANATOMY_COLOUR, HALO_COLOUR, author_colours, draw_annotations
 
 
 def test_box_to_mask_known_area():
@@ -59,3 +59,29 @@ def test_case_helpers_and_render():
     assert tuple(picture[1, 1]) == colours["R1"]
     assert tuple(picture[4, 8]) == ANATOMY_COLOUR  # anatomy outline, muted
     assert tuple(picture[8, 8]) == (0, 0, 0)  # inside the mask stays visible
+
+
+def test_findings_of_a_label_drawn_over_a_heatmap_with_a_halo():
+    """The Review page outlines the scored findings on each (coloured) heatmap panel:
+    only the explained label's findings, in the case's author colours, over a black line
+    2 px thicker; the panel itself is not modified."""
+    annotations = [
+        Annotation("box", "Effusion", "R1", box=(4, 4, 12, 12)),
+        Annotation("box", "Nodule", "R2", box=(2, 2, 18, 18)),
+        Annotation("box", "Effusion", "R3", box=(6, 14, 10, 18)),
+        Annotation("box", "Effusion", "lungs", role="anatomy", box=(0, 0, 19, 19)),
+    ]
+    scored = findings_of(annotations, "Effusion")
+    assert [a.author for a in scored] == ["R1", "R3"]
+    colours = author_colours(annotations)
+    panel = np.full((20, 20, 3), 200, np.uint8)  # a uniform heatmap overlay
+    drawn = draw_annotations(panel, scored, line_px=1, colours=colours, halo=True)
+    assert drawn.shape == panel.shape and (panel == 200).all()
+    assert tuple(drawn[4, 8]) == colours["R1"]  # the line itself, R1's colour everywhere
+    assert tuple(drawn[14, 8]) == colours["R3"] != colours["R1"]
+    assert tuple(drawn[5, 8]) == HALO_COLOUR and tuple(drawn[3, 8]) == HALO_COLOUR
+    assert tuple(drawn[8, 8]) == (200, 200, 200)  # inside the box: the heatmap
+    assert tuple(drawn[2, 16]) == (200, 200, 200)  # R2's Nodule: not drawn
+    assert tuple(drawn[0, 10]) == (200, 200, 200)  # nor the anatomy
+    plain = draw_annotations(panel, scored, line_px=1, colours=colours)
+    assert tuple(plain[5, 8]) == (200, 200, 200)  # no halo unless asked

@@ -18,7 +18,7 @@ import numpy as np
 import sqlite_utils
 import torch
 
-from cxrxai.cases import Annotation, Case
+from cxrxai.cases import Annotation, Case, findings_of
 from cxrxai.checkpoint import ModelBundle
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import store
@@ -66,9 +66,7 @@ def truth_for(
     author."""
     mask = np.zeros(shape, dtype=bool)
     boxes: dict[str, list] = {}
-    for annotation in annotations:
-        if annotation.role != "finding" or annotation.label != label:
-            continue
+    for annotation in findings_of(annotations, label):
         mask |= annotation.to_mask(shape)
         if annotation.kind == "box" and annotation.box is not None:
             boxes.setdefault(annotation.author or "unknown", []).append(annotation.box)
