@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -384,7 +383,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from cxrxai.evaluation.evaluate import Settings, evaluate_cases
-    from cxrxai.evaluation.store import LOCALISATION, export_csv, open_results, settings_json
+    from cxrxai.evaluation.store import LOCALISATION, export_csv, open_results, record_run
     from cxrxai.explain.cache import HeatmapCache
     from cxrxai.explain.registry import get_explainer
 
@@ -395,18 +394,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cases = _cases_for(args.dataset, args.split, root, args.limit, args.classes)
     bundle = _load_bundle(args)
     db = open_results(args.db)
-    db["runs"].insert(
-        {
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "checkpoint": str(bundle.path),
-            "checkpoint_sha256": bundle.weights_sha256,
-            "data": str(root),
-            "split": args.split,
-            "methods": ",".join(methods),
-            "settings": settings_json(
-                within_lungs=args.within_lungs, empty=args.empty, seed=args.seed
-            ),
-        }
+    record_run(
+        db,
+        bundle.path,
+        bundle.weights_sha256,
+        root,
+        args.split,
+        methods,
+        within_lungs=args.within_lungs,
+        empty=args.empty,
+        seed=args.seed,
     )
     settings = Settings(
         empty=args.empty,
@@ -514,14 +511,24 @@ def cmd_study(args: argparse.Namespace) -> int:
 def cmd_precompute_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cxrxai.demo import precompute_demo
+    from cxrxai.demo import evaluate_demo, precompute_demo
+    from cxrxai.evaluation.browse import demo_results_path
 
+    methods = tuple(_methods(args.methods))
+    root = data_root(args.data_root)
     count = precompute_demo(
-        tuple(_methods(args.methods)),
-        data_root(args.data_root),
-        lambda items: tqdm(items, desc="demo cases", unit="case"),
+        methods, root, lambda items: tqdm(items, desc="demo cases", unit="case")
     )
     print(f"{count} explanation(s) computed and cached")
+    path = demo_results_path()
+    summary = evaluate_demo(methods, root, path)
+    if summary.units_done or summary.units_skipped:
+        print(
+            f"Demo evaluation: {summary.units_done} case x method unit(s) scored, "
+            f"{summary.units_skipped} already in {path}"
+        )
+    else:
+        print("Demo evaluation: no demo case has a label of the demo model (no data root?)")
     return 0
 
 

@@ -71,3 +71,36 @@ def precompute_demo(
         for method in methods:
             cache.explain(get_explainer(method), bundle, pixels, target=target)
     return sum(1 for _ in cache.directory.rglob("*.npz")) - before
+
+
+def evaluate_demo(methods: tuple[str, ...] = DEMO_METHODS, root=None, db_path=None):
+    """Score the demo cases' maps for their labels into ``db_path`` (default
+    :func:`cxrxai.evaluation.browse.demo_results_path`), the Cases page's content until
+    a batch evaluation exists. Resumes like ``evaluate``: scored units are skipped.
+    Returns the :class:`~cxrxai.evaluation.evaluate.Summary`."""
+    from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.evaluation.browse import demo_results_path
+    from cxrxai.evaluation.evaluate import Settings, Summary, evaluate_cases
+    from cxrxai.evaluation.store import open_results, record_run
+    from cxrxai.explain.cache import HeatmapCache
+    from cxrxai.settings import DEMO_CHECKPOINT
+
+    root = root or data_root()
+    bundle = load_checkpoint(DEMO_CHECKPOINT)
+    cases = [c for c in demo_cases(root) if set(c.labels) & set(bundle.labels)]
+    if not cases:  # e.g. only the unlabelled sample DICOM: no database at all
+        return Summary()
+    db = open_results(db_path or demo_results_path())
+    settings = Settings()
+    record_run(
+        db,
+        bundle.path,
+        bundle.weights_sha256,
+        root,
+        "demo",
+        list(methods),
+        within_lungs=settings.within_lungs,
+        empty=settings.empty,
+        seed=settings.seed,
+    )
+    return evaluate_cases(bundle, cases, list(methods), db, settings, HeatmapCache())

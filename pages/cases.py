@@ -16,14 +16,20 @@ from cxrxai.evaluation.store import open_results
 from cxrxai.settings import data_root
 
 st.title("Cases")
-path = browse.default_results_path()
-if not path.is_file():
+EVALUATE = "`python -m cxrxai evaluate --split Val --methods gradcam,gradcam++,lrp`"
+path, is_demo = browse.results_to_browse()
+if path is None:
     st.info(
-        f"No evaluation results at `{path}` yet. Compute them with\n\n"
-        "`python -m cxrxai evaluate --split Val --methods gradcam,gradcam++,lrp`\n\n"
-        f"or point `{browse.RESULTS_ENV_VAR}` at a results database."
+        f"No evaluation results at `{browse.default_results_path()}` yet. Compute them "
+        f"with\n\n{EVALUATE}\n\nor point `{browse.RESULTS_ENV_VAR}` at a results database."
     )
     st.stop()
+if is_demo:
+    st.info(
+        "Showing the demo evaluation: the curated demo cases only. For a whole split, run"
+        f"\n\n{EVALUATE}\n\n(it writes `{browse.default_results_path()}`, which this page "
+        f"then opens) or point `{browse.RESULTS_ENV_VAR}` at a results database."
+    )
 db = open_results(path)
 settings = browse.region_settings(db)
 if not settings:

@@ -115,10 +115,29 @@ def test_next_case_own_box_and_deletion_curve(monkeypatch, covid_root):
 
 
 def test_cases_page_empty_state(monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        "cxrxai.evaluation.browse.demo_results_path", lambda: tmp_path / "no-demo.sqlite"
+    )
     app = run_app(monkeypatch, CXRXAI_RESULTS=str(tmp_path / "none.sqlite"))
     app.switch_page("pages/cases.py").run()
     assert not app.exception
+    assert "No evaluation results" in app.info[0].value
     assert "python -m cxrxai evaluate" in app.info[0].value
+
+
+def test_cases_page_opens_the_demo_evaluation_until_there_is_one(monkeypatch, covid_root, tmp_path):
+    from cxrxai.demo import evaluate_demo
+
+    demo_db = tmp_path / "demo.sqlite"
+    monkeypatch.setattr("cxrxai.evaluation.browse.demo_results_path", lambda: demo_db)
+    evaluate_demo(("gradcam",), covid_root.parent, demo_db)
+    app = run_app(
+        monkeypatch, CXRXAI_DATA=str(covid_root.parent), CXRXAI_RESULTS=str(tmp_path / "x.sqlite")
+    )
+    app.switch_page("pages/cases.py").run()
+    assert not app.exception and not app.error
+    assert "Showing the demo evaluation" in app.info[0].value
+    assert len(app.dataframe[0].value) == 8  # the 8 COVID-QU-Ex demo cases, Grad-CAM
 
 
 def test_cases_page_table_plots_and_open_in_review(monkeypatch, covid_root, tmp_path):

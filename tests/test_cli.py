@@ -40,8 +40,39 @@ def test_bad_dataset_is_one_clear_line(tmp_path, capsys):
 
 def test_precompute_demo_fills_the_cache_once(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "cache"))
+    demo_db = tmp_path / "demo.sqlite"
+    monkeypatch.setattr("cxrxai.evaluation.browse.demo_results_path", lambda: demo_db)
     args = ["precompute-demo", "--methods", "gradcam", "--data-root", str(tmp_path / "none")]
     assert main(args) == 0  # no data: the sample DICOM case
-    assert "1 explanation(s) computed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 explanation(s) computed" in out
+    # the sample DICOM has no label of the demo model: nothing to score, no database
+    assert "no demo case has a label" in out and not demo_db.exists()
     assert main(args) == 0
     assert "0 explanation(s) computed" in capsys.readouterr().out
+
+
+def test_precompute_demo_scores_the_demo_cases_for_the_cases_page(
+    covid_root, monkeypatch, tmp_path, capsys
+):
+    from cxrxai.evaluation import browse
+    from cxrxai.evaluation.store import LOCALISATION, open_results
+
+    monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(browse.RESULTS_ENV_VAR, str(tmp_path / "none.sqlite"))
+    demo_db = tmp_path / "demo.sqlite"
+    monkeypatch.setattr(browse, "demo_results_path", lambda: demo_db)
+    assert browse.results_to_browse() == (None, False)
+    args = ["precompute-demo", "--methods", "gradcam", "--data-root", str(covid_root.parent)]
+    assert main(args) == 0
+    assert "Demo evaluation: 8 case x method unit(s) scored" in capsys.readouterr().out
+    assert browse.results_to_browse() == (demo_db, True)
+    db = open_results(demo_db)
+    rows = browse.filtered_rows(db, browse.Filters(classes=("COVID-19",)))
+    assert len(rows) == 4 and all(r["iou"] is not None for r in rows)  # infection masks
+    assert {r["split"] for r in db[LOCALISATION].rows} == {"Val"}
+    assert main(args) == 0  # resumes: nothing scored twice
+    assert "0 case x method unit(s) scored, 8 already" in capsys.readouterr().out
+    # a batch evaluation, once it exists, takes the page over
+    (tmp_path / "none.sqlite").write_bytes(demo_db.read_bytes())
+    assert browse.results_to_browse() == (tmp_path / "none.sqlite", False)

@@ -23,6 +23,22 @@ def default_results_path() -> Path:
     return Path(env) if env else REPO_ROOT / "results" / "evaluation.sqlite"
 
 
+def demo_results_path() -> Path:
+    """The demo cases' evaluation, written by ``precompute-demo`` (scripts/run.sh)."""
+    return REPO_ROOT / "results" / "demo-evaluation.sqlite"
+
+
+def results_to_browse() -> tuple[Path | None, bool]:
+    """The database the Cases page opens, and whether it is the demo's: the batch
+    evaluation's (:func:`default_results_path`) when it exists, else the demo's (so a
+    fresh install shows the page at work), else none."""
+    path = default_results_path()
+    if path.is_file():
+        return path, False
+    demo = demo_results_path()
+    return (demo, True) if demo.is_file() else (None, False)
+
+
 @dataclass
 class Filters:
     mode: str = "top-percent"

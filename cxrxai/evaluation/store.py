@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,26 @@ def export_csv(db: sqlite_utils.Database, table: str, path: Path) -> int:
 
 def settings_json(**settings: Any) -> str:
     return json.dumps(settings, sort_keys=True, default=str)
+
+
+def record_run(
+    db: sqlite_utils.Database,
+    checkpoint: Path | str | None,
+    checkpoint_sha256: str,
+    data: Path | str,
+    split: str,
+    methods: list[str],
+    **settings: Any,
+) -> None:
+    """One row in ``runs``: what an evaluation was started on, and when."""
+    db[RUNS].insert(
+        {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": checkpoint_sha256,
+            "data": str(data),
+            "split": split,
+            "methods": ",".join(methods),
+            "settings": settings_json(**settings),
+        }
+    )
