@@ -14,6 +14,9 @@ from cxrxai.evaluation import browse
 from cxrxai.evaluation.report import iou_curve_figure, iou_versus_p
 from cxrxai.evaluation.store import open_results
 from cxrxai.settings import data_root
+from pages.common import through_the_router
+
+through_the_router()
 
 st.title("Cases")
 EVALUATE = "`python -m cxrxai evaluate --split Val --methods gradcam,gradcam++,lrp`"

@@ -8,7 +8,9 @@ import streamlit as st
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain.cam import candidate_layers
-from pages.common import checkpoint_path, require_bundle
+from pages.common import checkpoint_path, require_bundle, through_the_router
+
+through_the_router()
 
 st.title("Model")
 with st.expander("Load another checkpoint"):

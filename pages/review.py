@@ -23,7 +23,10 @@ from pages.common import (
     get_probabilities,
     get_uploaded_image,
     require_bundle,
+    through_the_router,
 )
+
+through_the_router()
 
 st.title("Case review")
 bundle = require_bundle()

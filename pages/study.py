@@ -16,7 +16,10 @@ from pages.common import (
     get_probabilities,
     require_bundle,
     study_db,
+    through_the_router,
 )
+
+through_the_router()
 
 st.title("Explanation study")
 db = study_db()

@@ -14,7 +14,15 @@ from cxrxai.evaluation.store import open_results
 from cxrxai.explain.registry import METHODS
 from cxrxai.settings import data_root
 from cxrxai.study import analysis, service
-from pages.common import evaluation_picks, get_demo_cases, require_bundle, study_db
+from pages.common import (
+    evaluation_picks,
+    get_demo_cases,
+    require_bundle,
+    study_db,
+    through_the_router,
+)
+
+through_the_router()
 
 st.title("Study administration")
 db = study_db()

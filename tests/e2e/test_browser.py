@@ -240,6 +240,20 @@ def test_sample_dicom_with_a_drawn_box(tmp_path):
         page.screenshot(path=shots / "review-sample-dicom.png", full_page=True)
 
 
+def test_a_page_address_opened_first_goes_through_the_router(tmp_path):
+    """A rater's study link opened before anyone opened the home page: the page runs
+    inside app.py's navigation (its menu, not Streamlit's listing of pages/), at the same
+    address with its query parameters."""
+    with running_app(tmp_path / "no-data", tmp_path) as url, browser_page(tmp_path) as page:
+        page.goto(f"{url}/study?code=ABC123")
+        page.get_by_text("Explanation study").first.wait_for(timeout=120_000)
+        _wait_until_settled(page)
+        menu = page.locator('[data-testid="stSidebarNav"]').inner_text()
+        assert "Study admin" in menu and "Review" in menu
+        assert "common" not in menu and "app" not in menu.split()
+        assert page.url.endswith("/study?code=ABC123")
+
+
 def test_a_long_computation_does_not_freeze_another_session(server, tmp_path):
     """Session A asks for LIME (tens of seconds on a CPU); session B, in another tab,
     moves its region slider and gets new metrics while A is still computing."""
