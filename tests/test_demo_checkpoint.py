@@ -23,6 +23,8 @@ def test_card_describes_the_demo(demo):
     assert card.labels == ["COVID-19", "Non-COVID", "Normal"]
     assert card.training["train_split"] == "Train" and card.training["selection_split"] == "Val"
     assert "LRP" in card.notes
+    height, width = card.input_size
+    assert f"resized (no crop) to {width}x{height}" in card.notes  # the notes say the truth
     assert (DEMO_CHECKPOINT / "weights.safetensors").stat().st_size < 25 * 2**20
 
 

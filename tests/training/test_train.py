@@ -62,6 +62,7 @@ def test_train_cli_writes_a_loadable_checkpoint(tmp_path, covid_root, task):
     card = json.loads((out / "model_card.json").read_text())
     assert card["labels"] == ["COVID-19", "Non-COVID", "Normal"]
     assert card["task"] == task and card["training"]["train_cases"] == 12
+    assert card["input_size"] == [96, 96] and "resized (no crop) to 96x96" in card["notes"]
     assert card["training"]["best_epoch"] in (1, 2)
     metrics = card["validation_metrics"]
     assert metrics["n"] == 12 and 0.0 <= metrics["macro_auc"] <= 1.0
