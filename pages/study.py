@@ -36,7 +36,8 @@ if rater is None:
     with st.form("sign-in"):
         st.write("Sign in with your name and the study code you were given.")
         name = st.text_input("Your name", max_chars=service.MAX_NAME_CHARS)
-        code = st.text_input("Study code", max_chars=12)
+        # an invitation link may carry the code: /study?code=...
+        code = st.text_input("Study code", value=st.query_params.get("code", ""), max_chars=12)
         if st.form_submit_button("Start"):
             try:
                 rater = service.join(db, code, name)

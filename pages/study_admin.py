@@ -118,7 +118,8 @@ study = studies[labels.index(st.selectbox("Study", labels))]
 st.write(
     "Invite raters on your network: start the app with "
     "`streamlit run app.py --server.address 0.0.0.0`, send them "
-    f"`http://<this machine>:8501/study` and the code **{study['code']}**."
+    f"`http://<this machine>:8501/study?code={study['code']}` (the code **{study['code']}** "
+    "is then filled in)."
 )
 st.subheader("Progress")
 st.dataframe(service.progress(db, study["id"]), hide_index=True)

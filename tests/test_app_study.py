@@ -78,9 +78,9 @@ def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
         if c.labels == ["COVID-19"]
     ][:2]
     code = service.create_study(db, PASSWORD, "s", refs, ["gradcam", "lrp"], blinded=True)
-    app = page("pages/study.py")
+    app = page("pages/study.py", code=code)  # the invitation link carries the code
+    assert widget(app.text_input, "Study code").value == code
     widget(app.text_input, "Your name").input("<b>Dr Ada</b>")
-    widget(app.text_input, "Study code").input(code)
     app.button[0].click().run()
     assert not app.exception and not app.error
     token = app.query_params["rater"]
