@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU measurements on a lent device machine (see docs/benchmarks.md): its image has torch,
+# GPU measurements on a lent device machine (see docs/benchmarks.md; bench/prepare_gpu.sh
+# builds the two folders below first): its image has torch,
 # timm, OpenCV, SciPy and scikit-image; the explanation libraries travel as wheels in
 # .whl/, a subset of COVID-QU-Ex Val in .devdata/ (both ignored by git, never committed).
 # Usage there: bash bench/run_gpu.sh   (logs under $OUT)

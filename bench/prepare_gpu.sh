@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Prepare what bench/run_gpu.sh needs on a lent GPU machine (see docs/benchmarks.md), here,
+# before the first device call: that machine has PyTorch, timm, OpenCV, SciPy, numba and
+# scikit-image (Python 3.12) but none of the explanation libraries, and no data.
+#   .whl/      wheels of the missing packages, the versions of this .venv
+#   .devdata/  a few COVID-QU-Ex Val cases, in the dataset's layout
+# Both are git-ignored and travel only when named in the device call's `carry`:
+#   carry [".whl", ".devdata"], command "bash bench/run_gpu.sh [tests] [explain] [metrics]"
+# .devdata/ is a working copy for that one machine, never committed (read data in place
+# everywhere else). pydicom-data (56 MB) is left out: the tests using its radiograph fail
+# there, which run_gpu.sh's log shows and which says nothing about the GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+[ -x "$PY" ] || { echo "run 'bash scripts/test.sh' once first (it creates .venv)"; exit 1; }
+
+PACKAGES="lime shap slicer zennit captum grad-cam ttach pydicom sqlite-utils sqlite-fts4
+  click-default-group krippendorff pycocotools filelock"
+rm -rf .whl && mkdir -p .whl
+for name in $PACKAGES; do
+  pinned="$name==$("$PY" -c "from importlib.metadata import version; print(version('$name'))")"
+  # binary wheels for the device's CPython 3.12; pure-Python sdists (lime) built here
+  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+      --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+      --platform manylinux2014_x86_64 -d .whl "$pinned" 2>/dev/null \
+    || "$PY" -m pip wheel -q --no-deps -w .whl "$pinned"
+done
+
+DATA=$("$PY" -c "from cxrxai.settings import data_root; print(data_root())")
+rm -rf .devdata
+for class_name in COVID-19 Non-COVID Normal; do
+  source_dir="$DATA/covid-qu-ex/Val/$class_name"
+  [ -d "$source_dir/images" ] || { echo "no COVID-QU-Ex at $DATA (set CXRXAI_DATA)"; exit 1; }
+  for sub in images "infection masks" "lung masks"; do
+    [ -d "$source_dir/$sub" ] && mkdir -p ".devdata/covid-qu-ex/Val/$class_name/$sub"
+  done
+  for image in $(ls "$source_dir/images" | sort | head -n 6); do
+    for sub in images "infection masks" "lung masks"; do
+      [ -f "$source_dir/$sub/$image" ] \
+        && cp "$source_dir/$sub/$image" ".devdata/covid-qu-ex/Val/$class_name/$sub/"
+    done
+  done
+done
+du -sh .whl .devdata
