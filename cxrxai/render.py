@@ -90,6 +90,18 @@ HALO_COLOUR = (0, 0, 0)
 COLORMAPS = ("inferno", "jet", "viridis", "magma", "gray")
 
 
+def is_signed(values: np.ndarray) -> bool:
+    """Whether a map is drawn as signed (diverging colours): it has a negative value."""
+    return bool(np.nan_to_num(np.asarray(values, dtype=np.float32)).min() < 0)
+
+
+def colour_legend(values: np.ndarray, label: str, colormap: str = "inferno") -> str:
+    """How to read :func:`heatmap_colours` for this map, in words, for a caption."""
+    if is_signed(values):
+        return f"red: evidence for {label}, blue: against; white: none (0)"
+    return f"{colormap}: this map's lowest to highest value (relative, not a probability)"
+
+
 def heatmap_colours(
     values: np.ndarray, signed: bool | None = None, colormap: str = "inferno"
 ) -> np.ndarray:
@@ -100,7 +112,7 @@ def heatmap_colours(
 
     values = np.nan_to_num(np.asarray(values, dtype=np.float32))
     if signed is None:
-        signed = bool(values.min() < 0)
+        signed = is_signed(values)
     if signed:
         scale = float(np.abs(values).max()) or 1.0
         unit = values / (2 * scale) + 0.5

@@ -14,7 +14,14 @@ from cxrxai.explain.registry import METHODS
 from cxrxai.metrics.faithfulness import deletion_insertion
 from cxrxai.metrics.regions import REGION_MODES
 from cxrxai.metrics.registry import describe
-from cxrxai.render import COLORMAPS, author_colours, draw_annotations, draw_region, overlay
+from cxrxai.render import (
+    COLORMAPS,
+    author_colours,
+    colour_legend,
+    draw_annotations,
+    draw_region,
+    overlay,
+)
 from cxrxai.settings import DATA_ENV_VAR, data_root
 from pages.common import (
     explain_cached,
@@ -204,14 +211,18 @@ if methods:
             except CxrxaiError as exc:
                 st.error(str(exc))
                 continue
-            shown = overlay(image.pixels, heatmap.numpy(), opacity, colormap=colormap)
+            values = heatmap.numpy()
+            shown = overlay(image.pixels, values, opacity, colormap=colormap)
             if show_region:
                 shown = draw_region(shown, region, boxes)
             if show_truth and truth_on_panels:
                 scored = findings_of(annotations, target_label)
                 shown = draw_annotations(shown, scored, colours=colours, halo=True)
             st.image(shown, width="stretch", caption=f"{method} for {heatmap.target_label}")
-            st.caption(f"computed in {heatmap.seconds:.2f} s · region {int(region.sum())} px")
+            st.caption(
+                f"{colour_legend(values, heatmap.target_label, colormap)} · computed in "
+                f"{heatmap.seconds:.2f} s · region {int(region.sum())} px"
+            )
             if has_truth:
                 st.table(describe(row, unit))
             else:

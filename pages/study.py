@@ -7,7 +7,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from cxrxai.render import overlay
+from cxrxai.render import colour_legend, overlay
 from cxrxai.study import service
 from pages.common import (
     case_from_ref,
@@ -84,7 +84,9 @@ with st.form(f"rate-{task.id}"):
     for column, method, label in zip(columns, task.methods, task.shown_as, strict=True):
         with column:
             heatmap = explain_cached(bundle, image.pixels, method, target or 0)
-            st.image(overlay(image.pixels, heatmap.numpy(), opacity), caption=f"Panel {label}")
+            values = heatmap.numpy()
+            st.image(overlay(image.pixels, values, opacity), caption=f"Panel {label}")
+            st.caption(colour_legend(values, heatmap.target_label))
             scores[label] = {
                 score: st.radio(
                     f"{score.capitalize()} ({label})",

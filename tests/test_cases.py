@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from cxrxai.cases import Annotation, Case, findings_of
-from cxrxai.render import ANATOMY_COLOUR, HALO_COLOUR, author_colours, draw_annotations
+from cxrxai.render import (
+    ANATOMY_COLOUR,
+    HALO_COLOUR,
+    author_colours,
+    colour_legend,
+    draw_annotations,
+    heatmap_colours,
+)
 
 
 def test_box_to_mask_known_area():
@@ -85,3 +92,15 @@ def test_findings_of_a_label_drawn_over_a_heatmap_with_a_halo():
     assert tuple(drawn[0, 10]) == (200, 200, 200)  # nor the anatomy
     plain = draw_annotations(panel, scored, line_px=1, colours=colours)
     assert tuple(plain[5, 8]) == (200, 200, 200)  # no halo unless asked
+
+
+def test_colour_legend_says_how_the_panel_is_coloured():
+    cam = np.array([[0.0, 0.5], [1.0, 0.25]], np.float32)
+    relevance = np.array([[-1.0, 0.0], [2.0, 0.5]], np.float32)
+    assert colour_legend(cam, "COVID-19", "viridis").startswith("viridis: this map's lowest")
+    assert colour_legend(relevance, "COVID-19") == (
+        "red: evidence for COVID-19, blue: against; white: none (0)"
+    )
+    # the legend matches the drawing: red where positive, blue where negative
+    colours = heatmap_colours(relevance).astype(int)
+    assert colours[1, 0, 0] > colours[1, 0, 2] and colours[0, 0, 2] > colours[0, 0, 0]
