@@ -197,7 +197,8 @@ class LimeExplainer(Explainer):
 
 @contextlib.contextmanager
 def numpy_seed(seed: int) -> Iterator[None]:
-    """shap's KernelExplainer samples from NumPy's global RNG: seed it, then restore."""
+    """shap samples (KernelExplainer) and breaks ties (Partition) with NumPy's global RNG:
+    seed it, then restore the caller's state."""
     state = np.random.get_state()
     np.random.seed(seed)
     try:
@@ -294,9 +295,12 @@ class ShapPartitionExplainer(Explainer):
             return probabilities[:, index : index + 1].cpu().numpy()
 
         explainer = shap.Explainer(predict, masker, algorithm="partition")
-        values = explainer(
-            image[None], max_evals=self.max_evals, batch_size=batch_size, silent=True
-        ).values
+        # shap breaks ties in its queue with NumPy's global RNG: a fixed seed keeps the map
+        # the same whatever ran before, and the caller's random stream untouched.
+        with numpy_seed(0):
+            values = explainer(
+                image[None], max_evals=self.max_evals, batch_size=batch_size, silent=True
+            ).values
         return torch.from_numpy(np.asarray(values)[0, :, :, 0, 0]).float().to(bundle.device)
 
 

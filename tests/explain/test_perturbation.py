@@ -150,3 +150,17 @@ def test_shap_blur_masks_composed_on_the_device_give_stock_shaps_map(bundle, ima
     stock = shap.Explainer(predict, shap.maskers.Image("blur(16,16)", image01.shape))
     expected = stock(image01[None], max_evals=120, batch_size=16, silent=True).values
     np.testing.assert_allclose(ours.cpu().numpy(), expected[0, :, :, 0, 0], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [("shap", {"max_evals": 60}), ("kernel-shap", {"nsamples": 60, "n_segments": 12})],
+)
+def test_shap_leaves_the_callers_numpy_random_stream_alone(bundle, image, method, params):
+    """shap draws from NumPy's global RNG (Partition: tie-breaking in its queue); a map,
+    computed or not, must not change what the caller's seeded experiment draws next."""
+    np.random.seed(123)
+    expected = np.random.rand(3)
+    np.random.seed(123)
+    get_explainer(method, **params).explain(bundle, image, target="b")
+    np.testing.assert_array_equal(np.random.rand(3), expected)
