@@ -185,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--limit", type=int, default=None, help="create: first N cases per class")
     study.add_argument("--methods", default="gradcam,lime,lrp", help="create: methods")
     study.add_argument("--open", action="store_true", help="create: show method names")
+    study.add_argument(
+        "--first-read",
+        action="store_true",
+        help="create: raters read each case without explanations first (decision changes)",
+    )
     study.add_argument("--seed", type=int, default=0)
     _add_data_root(study)
     study.add_argument(
@@ -463,7 +468,14 @@ def cmd_study(args: argparse.Namespace) -> int:
             if c.labels
         ]
         code = service.create_study(
-            db, password, args.name, refs, _methods(args.methods), not args.open, args.seed
+            db,
+            password,
+            args.name,
+            refs,
+            _methods(args.methods),
+            not args.open,
+            args.seed,
+            first_read=args.first_read,
         )
         print(f"study {code} created with {len(refs)} cases; raters join with this code")
         return 0
@@ -492,6 +504,15 @@ def cmd_study(args: argparse.Namespace) -> int:
             )
     print(f"Krippendorff's alpha (trust, ordinal): {analysis.krippendorff_alpha(rows):.3f}")
     print(f"ICC(2,1) (trust): {analysis.icc_2_1(rows):.3f}")
+    changes = analysis.decision_changes(rows)
+    if changes["n"]:
+        print(
+            f"Decisions ({changes['n']} reads before and after the explanations): agree with "
+            f"the model {changes['agree_before']:.2f} -> {changes['agree_after']:.2f}; changed "
+            f"{changes['changed']:.2f} [{changes['changed_ci'][0]:.2f}, "
+            f"{changes['changed_ci'][1]:.2f}] ({changes['to_agree']} to agree, "
+            f"{changes['to_disagree']} to disagree)"
+        )
     if args.results:
         from cxrxai.evaluation.store import open_results
 

@@ -76,6 +76,25 @@ st.write(
     f"**Model's diagnosis:** {predicted} (p = {probabilities.max():.2f}). "
     f"**Explained label:** {task.target}"
 )
+if service.needs_first_read(db, task):  # the study asks for a read before explanations
+    st.image(image.pixels, clamp=True, caption="The case, before any explanation", width=640)
+    with st.form(f"first-read-{task.id}"):
+        before = st.radio(
+            "Before seeing any explanation: do you agree with the model's diagnosis?",
+            ["yes", "no"],
+            index=None,
+            horizontal=True,
+        )
+        if st.form_submit_button("Continue to the explanations"):
+            try:
+                service.record_first_read(
+                    db, rater, task.id, None if before is None else before == "yes"
+                )
+            except service.StudyError as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()
+    st.stop()
 opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
 
 scores: dict[str, dict[str, int | None]] = {}

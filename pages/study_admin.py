@@ -86,6 +86,12 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
         chosen = st.multiselect("Cases", list(by_id), default=list(by_id))
         methods = st.multiselect("Methods", list(METHODS), default=["gradcam", "lime", "lrp"])
         blinded = st.toggle("Blinded (methods shown as A, B, C…; no metrics)", value=True)
+        first_read = st.toggle(
+            "First read without explanations",
+            value=False,
+            help="Raters say whether they agree with the model before the panels are shown, "
+            "and again with them: the analysis reports how often explanations changed it",
+        )
         seed = st.number_input("Seed", min_value=0, value=0, step=1)
         instructions = st.text_area(
             "Instructions for raters",
@@ -103,6 +109,7 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
                     blinded,
                     int(seed),
                     instructions,
+                    first_read=first_read,
                 )
             except service.StudyError as exc:
                 st.error(str(exc))
@@ -139,6 +146,17 @@ st.dataframe(analysis.summary(rows, "target"), hide_index=True)
 left, right = st.columns(2)
 left.metric("Krippendorff's alpha (trust, ordinal)", f"{analysis.krippendorff_alpha(rows):.3f}")
 right.metric("ICC(2,1) (trust)", f"{analysis.icc_2_1(rows):.3f}")
+changes = analysis.decision_changes(rows)
+if changes["n"]:
+    low, high = changes["changed_ci"]
+    st.metric(
+        "Decisions changed by the explanations",
+        f"{changes['changed']:.0%}",
+        help=f"agreement with the model before vs after the panels, over {changes['n']} "
+        f"reads; 95 % bootstrap CI [{low:.0%}, {high:.0%}]; {changes['to_agree']} changed "
+        f"to agree, {changes['to_disagree']} to disagree; agreeing before "
+        f"{changes['agree_before']:.0%}, after {changes['agree_after']:.0%}",
+    )
 results_path = browse.default_results_path()
 if results_path.is_file():
     iou = {

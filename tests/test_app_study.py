@@ -48,21 +48,27 @@ def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path):
     widget(app.text_input, "Admin password").input(PASSWORD)
     app.button[0].click().run()
     widget(app.multiselect, "Methods").set_value(["gradcam", "lrp"])
+    widget(app.toggle, "First read without explanations").set_value(True)
     widget(app.button, "Create").click().run()
     assert not app.exception and not app.error
     assert "Raters join with the code" in app.success[0].value
     db = connect(tmp_path / "study.sqlite")
     assert db["studies"].count == 1 and db["study_cases"].count > 0
-    code = next(db["studies"].rows)["code"]
-    for name, value in (("A", 2), ("B", 4)):  # two raters rate their first case
+    study = next(db["studies"].rows)
+    code = study["code"]
+    assert study["first_read"] == 1
+    for name, value, before in (("A", 2, False), ("B", 4, True)):  # each rates a first case
         rater = service.join(db, code, name)
         task = service.next_assignment(db, rater)
+        service.record_first_read(db, rater, task.id, before)
         scores = {label: {s: value for s in service.SCORES} for label in task.shown_as}
         service.submit(db, rater, task.id, scores, True)
     app.run()
     assert not app.exception and not app.error
     assert len(app.get("plotly_chart")) == 1
     assert any("Krippendorff" in m.label for m in app.metric)
+    changed = next(m for m in app.metric if m.label == "Decisions changed by the explanations")
+    assert changed.value == "50%"  # A changed to agree, B agreed throughout
     assert [b.label for b in app.get("download_button")] == ["Ratings (CSV)", "Ratings (JSON)"]
 
 
@@ -98,3 +104,32 @@ def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
     assert not resumed.exception
     assert "Case 2 of 2" in str(resumed.get("progress")[0].proto)
     assert "<b>Dr Ada</b>" in [t.value for t in resumed.text]  # shown escaped, as text
+
+
+def test_rater_reads_the_case_before_the_explanations(monkeypatch, covid_root, tmp_path):
+    monkeypatch.setenv("CXRXAI_DATA", str(covid_root.parent))
+    db = connect(tmp_path / "study.sqlite")
+    service.set_admin_password(db, PASSWORD)
+    from cxrxai.demo import demo_cases
+
+    refs = [
+        service.CaseRef(c.case_id, c.dataset, c.split, c.labels[0])
+        for c in demo_cases(covid_root.parent)
+        if c.labels == ["COVID-19"]
+    ][:1]
+    code = service.create_study(db, PASSWORD, "s", refs, ["gradcam"], first_read=True)
+    app = page("pages/study.py", code=code)
+    widget(app.text_input, "Your name").input("Ada")
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    question = "Before seeing any explanation: do you agree with the model's diagnosis?"
+    assert [r.label for r in app.radio] == [question]  # no panel, nothing to rate yet
+    app.button[0].click().run()  # continue without answering
+    assert "yes or no" in app.error[0].value and db["first_reads"].count == 0
+    widget(app.radio, question).set_value("no")
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    assert [r["agrees_with_model"] for r in db["first_reads"].rows] == [0]
+    assert {r.label for r in app.radio} >= {"Trust (A)", "Do you agree with the model's diagnosis?"}
+    resumed = page("pages/study.py", rater=app.query_params["rater"])  # a reload
+    assert question not in [r.label for r in resumed.radio]  # the first read is not asked again

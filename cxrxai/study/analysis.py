@@ -27,6 +27,7 @@ EXPORT_COLUMNS = (
     "localisation",
     "usefulness",
     "agrees_with_model",
+    "agrees_before_explanations",
     "comment",
     "seconds_on_case",
     "display",
@@ -43,7 +44,9 @@ def ratings(
     """All ratings of a study; raters by pseudonym unless ``real_names``."""
     who = "r.name" if real_names else "r.pseudonym"
     cursor = db.execute(
-        f"select {who} as rater, g.* from ratings g join raters r on r.id = g.rater_id "
+        f"select {who} as rater, g.*, f.agrees_with_model as agrees_before_explanations "
+        "from ratings g join raters r on r.id = g.rater_id "
+        "left join first_reads f on f.assignment_id = g.assignment_id "
         "where g.study_id = ? order by g.id",
         [study_id],
     )
@@ -77,6 +80,31 @@ def _matrix(rows: list[dict[str, Any]], score: str) -> np.ndarray:
     for r in rows:
         matrix[raters.index(r["rater"]), units.index((r["case_id"], r["method"]))] = r[score]
     return matrix
+
+
+def decision_changes(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """How the explanations changed the raters' decisions, for studies with a first read:
+    per (rater, case), agreement with the model before the explanations were shown and
+    after (the answer given with the ratings). Fractions with 95 % bootstrap CIs over
+    those reads; ``to_agree`` / ``to_disagree`` count the changes by direction."""
+    reads: dict[tuple[str, str], tuple[float, float]] = {}
+    for row in rows:
+        before, after = row.get("agrees_before_explanations"), row["agrees_with_model"]
+        if before is not None and after is not None:
+            reads[(row["rater"], row["assignment_id"])] = (float(before), float(after))
+    pairs = np.array(list(reads.values()), dtype=float).reshape(-1, 2)
+    out: dict[str, Any] = {"n": len(pairs)}
+    for name, values in (
+        ("agree_before", pairs[:, 0]),
+        ("agree_after", pairs[:, 1]),
+        ("changed", pairs[:, 0] != pairs[:, 1]),
+    ):
+        estimate = bootstrap_mean(values.astype(float), seed=seed)
+        out[name] = estimate.mean
+        out[f"{name}_ci"] = (estimate.low, estimate.high)
+    out["to_agree"] = int(((pairs[:, 0] == 0) & (pairs[:, 1] == 1)).sum())
+    out["to_disagree"] = int(((pairs[:, 0] == 1) & (pairs[:, 1] == 0)).sum())
+    return out
 
 
 def krippendorff_alpha(rows: list[dict[str, Any]], score: str = "trust") -> float:
@@ -177,6 +205,7 @@ def export(
                 "by_class": summary(rows, "target"),
                 "krippendorff_alpha_trust": krippendorff_alpha(rows),
                 "icc_2_1_trust": icc_2_1(rows),
+                "decision_changes": decision_changes(rows),
             },
             indent=1,
             default=float,

@@ -130,6 +130,24 @@ def _pseudonyms(db: sqlite_utils.Database) -> None:
         db["raters"].update(row["id"], {"pseudonym": f"R{counters[row['study_id']]:02d}"})
 
 
+@migrations(name="m003_first_reads")
+def _first_reads(db: sqlite_utils.Database) -> None:
+    """A study may ask for each case's read before the explanations are shown (how
+    explanations change clinicians' decisions); existing studies do not."""
+    db["studies"].add_column("first_read", int, not_null_default=0)
+    db["first_reads"].create(
+        {
+            "assignment_id": int,
+            "rater_id": int,
+            "study_id": int,
+            "agrees_with_model": int,  # 1 yes, 0 no: before any explanation was shown
+            "at": str,
+        },
+        pk="assignment_id",  # one per assignment, never replaced
+        foreign_keys=[("assignment_id", "assignments", "id"), ("rater_id", "raters", "id")],
+    )
+
+
 def connect(path: Path | str) -> sqlite_utils.Database:
     """A connection of its own (one per session or thread), WAL mode, schema migrated in
     place (safe to rerun; rows are kept)."""

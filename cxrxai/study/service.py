@@ -100,8 +100,12 @@ def create_study(
     blinded: bool = True,
     seed: int = 0,
     instructions: str = "",
+    first_read: bool = False,
 ) -> str:
-    """A new study; returns its code (what raters type to join)."""
+    """A new study; returns its code (what raters type to join). ``first_read``: each
+    case is read first without explanations (does the rater agree with the model?), then
+    rated with them, so the analysis can tell how often the explanations changed the
+    rater's decision."""
     check_admin(db, admin_password)
     if not cases:
         raise StudyError("A study needs at least one case.")
@@ -120,6 +124,7 @@ def create_study(
                     "seed": int(seed),
                     "instructions": instructions[:MAX_COMMENT_CHARS],
                     "created_at": _now(),
+                    "first_read": int(bool(first_read)),
                 }
             )
             .last_pk
@@ -127,7 +132,15 @@ def create_study(
         db["study_cases"].insert_all(
             [{"study_id": study_id, "position": i, **c.__dict__} for i, c in enumerate(cases)]
         )
-        _audit(db, "admin", "create_study", study=code, cases=len(cases), methods=methods)
+        _audit(
+            db,
+            "admin",
+            "create_study",
+            study=code,
+            cases=len(cases),
+            methods=methods,
+            first_read=bool(first_read),
+        )
     return code
 
 
@@ -264,6 +277,43 @@ def next_assignment(db: sqlite_utils.Database, rater: Rater) -> Assignment | Non
     )
 
 
+def needs_first_read(db: sqlite_utils.Database, assignment: Assignment) -> bool:
+    """Whether the rater must give the case's first read (no explanations shown yet)."""
+    study = db["studies"].get(db["assignments"].get(assignment.id)["study_id"])
+    if not study.get("first_read"):
+        return False
+    return db["first_reads"].count_where("assignment_id = ?", [assignment.id]) == 0
+
+
+def record_first_read(
+    db: sqlite_utils.Database, rater: Rater, assignment_id: int, agrees_with_model: bool
+) -> bool:
+    """Store the read given before the explanations were shown; returns False if one was
+    already stored (it is never replaced: the explanations may have been seen since)."""
+    if resume(db, rater.token).id != rater.id:
+        raise StudyError("This assignment is not yours.")
+    rows = list(db["assignments"].rows_where("id = ? and rater_id = ?", [assignment_id, rater.id]))
+    if not rows:
+        raise StudyError("This assignment is not yours.")
+    if agrees_with_model not in (True, False):
+        raise StudyError("Answer yes or no: do you agree with the model's diagnosis?")
+    try:
+        with write_transaction(db):
+            db["first_reads"].insert(
+                {
+                    "assignment_id": assignment_id,
+                    "rater_id": rater.id,
+                    "study_id": rows[0]["study_id"],
+                    "agrees_with_model": int(agrees_with_model),
+                    "at": _now(),
+                }
+            )
+            _audit(db, f"rater:{rater.id}", "first_read", assignment=assignment_id)
+    except sqlite3.IntegrityError:
+        return False
+    return True
+
+
 def _likert(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value not in LIKERT:
         raise StudyError(f"{what} must be a whole number from 1 to 5, got {value!r}.")
@@ -299,6 +349,10 @@ def submit(
     labels = shown_labels(order, study["mode"] == "blinded")
     if set(scores) != set(labels):
         raise StudyError(f"Rate every panel: expected {labels}, got {sorted(scores)}.")
+    if study.get("first_read") and not db["first_reads"].count_where(
+        "assignment_id = ?", [assignment_id]
+    ):
+        raise StudyError("Give your first read of this case (before the explanations) first.")
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
         raise StudyError(f"The comment is limited to {MAX_COMMENT_CHARS} characters.")
     if agrees_with_model not in (True, False, None):

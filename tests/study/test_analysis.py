@@ -139,3 +139,48 @@ def test_cli_create_from_a_dataset_loader(covid_root, tmp_path, monkeypatch, cap
     assert "created with 3 cases" in capsys.readouterr().out
     study = next(connect(path)["studies"].rows)
     assert study["mode"] == "blinded" and json.loads(study["methods"]) == ["gradcam", "lrp"]
+
+
+def test_decision_changes_counted_by_hand(tmp_path, capsys):
+    """Two raters x 2 cases read before and after the explanations: A agreed, then
+    disagreed on c0 and kept 'agree' on c1; B disagreed then agreed on c0, kept
+    'disagree' on c1. 4 reads: agree before 2/4, after 2/4, changed 2/4 (one each way).
+    Panels are rated one row each, but a (rater, case) counts once."""
+    from cxrxai.cli import main
+
+    path = tmp_path / "s.sqlite"
+    db = connect(path)
+    service.set_admin_password(db, "admin password")
+    cases = [CaseRef(f"c{i}", "d", "Val", "COVID-19") for i in range(2)]
+    code = service.create_study(
+        db, "admin password", "s", cases, ["gradcam", "lrp"], first_read=True
+    )
+    reads = {"A": {"c0": (True, False), "c1": (True, True)},
+             "B": {"c0": (False, True), "c1": (False, False)}}  # fmt: skip
+    for name, by_case in reads.items():
+        rater = service.join(db, code, name)
+        while (task := service.next_assignment(db, rater)) is not None:
+            before, after = by_case[task.case_id]
+            service.record_first_read(db, rater, task.id, before)
+            scores = {label: {s: 3 for s in service.SCORES} for label in task.shown_as}
+            service.submit(db, rater, task.id, scores, after)
+    study_id = service.study_by_code(db, code)["id"]
+    rows = analysis.ratings(db, study_id)
+    assert len(rows) == 8 and {r["agrees_before_explanations"] for r in rows} == {0, 1}
+    changes = analysis.decision_changes(rows)
+    assert changes["n"] == 4
+    assert changes["agree_before"] == changes["agree_after"] == changes["changed"] == 0.5
+    assert changes["to_agree"] == 1 and changes["to_disagree"] == 1
+    low, high = changes["changed_ci"]
+    assert 0.0 <= low <= 0.5 <= high <= 1.0
+    assert main(["study", "analyse", "--code", code, "--db", str(path)]) == 0
+    assert "changed 0.50" in capsys.readouterr().out
+    analysis.export(db, study_id, tmp_path / "out")
+    assert "agrees_before_explanations" in (tmp_path / "out" / "ratings.csv").read_text()
+    summary = json.loads((tmp_path / "out" / "summary_by_method.json").read_text())
+    assert summary["decision_changes"]["n"] == 4
+    # a study without first reads has nothing to report
+    assert (
+        analysis.decision_changes([{**r, "agrees_before_explanations": None} for r in rows])["n"]
+        == 0
+    )

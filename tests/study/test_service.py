@@ -186,8 +186,13 @@ def test_older_schema_is_migrated_in_place(tmp_path):
     )
     old.conn.close()
     db = connect(path)
-    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_pseudonyms"]
+    assert [m.name for m in migrations.applied(db)] == [
+        "m001_initial",
+        "m002_pseudonyms",
+        "m003_first_reads",
+    ]
     assert [(r["name"], r["pseudonym"]) for r in db["raters"].rows] == [("A", "R01"), ("B", "R02")]
+    assert db["studies"].get(1)["first_read"] == 0  # an existing study keeps its protocol
     assert connect(path)["raters"].count == 2  # rerunning is safe
 
 
@@ -196,3 +201,27 @@ def test_not_a_database_is_a_clear_error(tmp_path):
     path.write_text("these are my notes, not a database " * 100)
     with pytest.raises(service.CxrxaiError, match="could not be opened"):
         connect(path)
+
+
+def test_first_read_comes_before_the_ratings_and_is_never_replaced(db):
+    code = service.create_study(
+        db, PASSWORD, "decisions", make_cases(2), ["gradcam", "lrp"], first_read=True
+    )
+    rater = service.join(db, code, "Ada")
+    task = service.next_assignment(db, rater)
+    assert service.needs_first_read(db, task)
+    with pytest.raises(StudyError, match="first read"):
+        service.submit(db, rater, task.id, full_scores(task), True)
+    with pytest.raises(StudyError, match="yes or no"):
+        service.record_first_read(db, rater, task.id, None)  # type: ignore[arg-type]
+    other = service.join(db, code, "Bob")
+    with pytest.raises(StudyError, match="not yours"):
+        service.record_first_read(db, other, task.id, True)
+    assert service.record_first_read(db, rater, task.id, False) is True
+    assert service.record_first_read(db, rater, task.id, True) is False  # kept: the first
+    assert next(db["first_reads"].rows)["agrees_with_model"] == 0
+    assert not service.needs_first_read(db, task)
+    assert service.submit(db, rater, task.id, full_scores(task), True) == 2
+    # a study without a first read never asks for one
+    plain = service.join(db, service.create_study(db, PASSWORD, "p", make_cases(1), ["lrp"]), "C")
+    assert not service.needs_first_read(db, service.next_assignment(db, plain))
