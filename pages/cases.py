@@ -13,12 +13,14 @@ from cxrxai.datasets.registry import find_case
 from cxrxai.evaluation import browse
 from cxrxai.evaluation.report import iou_curve_figure, iou_versus_p
 from cxrxai.evaluation.store import open_results
+from cxrxai.metrics.registry import METRICS
 from cxrxai.settings import data_root
 from pages.common import through_the_router
 
 through_the_router()
 
 st.title("Cases")
+COMPARED = ("iou", "dice", "mean_distance", "hd95", "hit")
 EVALUATE = "`python -m cxrxai evaluate --split Val --methods gradcam,gradcam++,lrp`"
 path, is_demo = browse.results_to_browse()
 if path is None:
@@ -89,6 +91,19 @@ if scored:
     st.subheader(f"IoU per class and method ({mode} {value:g})")
     figure = px.box(scored, x="target", y="iou", color="method", points="outliers")
     st.plotly_chart(figure, width="stretch")
+if len({r["method"] for r in rows}) >= 2:
+    st.subheader("Methods compared on the same cases")
+    metric = st.selectbox(
+        "Compare on", COMPARED, format_func=lambda m: METRICS[m].label, key="compare-metric"
+    )
+    table = browse.compared_methods(db, filters, metric)
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.caption(
+        "Per class, first minus second method on the cases both were scored on: mean "
+        "difference with a paired bootstrap 95 % CI, two-sided Wilcoxon signed-rank p, "
+        "Holm-adjusted over the class's pairs; 'better' only where the CI excludes 0 "
+        f"({METRICS[metric].direction}). The IoU range filter is not applied here."
+    )
 curves = iou_versus_p(db)
 if curves:
     st.subheader("IoU versus p")

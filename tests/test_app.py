@@ -130,14 +130,19 @@ def test_cases_page_opens_the_demo_evaluation_until_there_is_one(monkeypatch, co
 
     demo_db = tmp_path / "demo.sqlite"
     monkeypatch.setattr("cxrxai.evaluation.browse.demo_results_path", lambda: demo_db)
-    evaluate_demo(("gradcam",), covid_root.parent, demo_db)
+    evaluate_demo(("gradcam", "lrp"), covid_root.parent, demo_db)
     app = run_app(
         monkeypatch, CXRXAI_DATA=str(covid_root.parent), CXRXAI_RESULTS=str(tmp_path / "x.sqlite")
     )
     app.switch_page("pages/cases.py").run()
     assert not app.exception and not app.error
     assert "Showing the demo evaluation" in app.info[0].value
-    assert len(app.dataframe[0].value) == 8  # the 8 COVID-QU-Ex demo cases, Grad-CAM
+    assert len(app.dataframe[0].value) == 16  # the 8 COVID-QU-Ex demo cases x 2 methods
+    # the two methods compared on the same (COVID-19: 4) cases
+    comparison = app.dataframe[1].value
+    assert list(comparison["methods"]) == ["gradcam - lrp"] and list(comparison["n"]) == [4]
+    app.selectbox(key="compare-metric").set_value("mean_distance").run()
+    assert not app.exception and "mean difference (mean_distance)" in app.dataframe[1].value
 
 
 def test_cases_page_table_plots_and_open_in_review(monkeypatch, covid_root, tmp_path):

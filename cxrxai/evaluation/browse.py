@@ -4,6 +4,7 @@ case), all read from the batch evaluation's database."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import sqlite_utils
 
+from cxrxai.evaluation.compare import comparison_table, paired_comparisons
 from cxrxai.evaluation.store import LOCALISATION
 from cxrxai.settings import REPO_ROOT
 
@@ -80,6 +82,16 @@ def filtered_rows(db: sqlite_utils.Database, filters: Filters) -> list[dict[str,
     where.append(f"({iou} or iou is null)" if filters.include_missing_iou else iou)
     params += [filters.iou_min, filters.iou_max]
     return list(db[LOCALISATION].rows_where(" and ".join(where), params, order_by="case_id"))
+
+
+def compared_methods(
+    db: sqlite_utils.Database, filters: Filters, metric: str = "iou"
+) -> list[dict[str, Any]]:
+    """The Cases page's paired comparison of methods (:mod:`cxrxai.evaluation.compare`)
+    over the filtered classes, methods and correctness at the region setting; the IoU
+    range is not applied, since a pair needs each case of both methods."""
+    every = dataclasses.replace(filters, iou_min=0.0, iou_max=1.0, include_missing_iou=True)
+    return comparison_table(paired_comparisons(filtered_rows(db, every), metric))
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 - per method x class: mean of every metric with its 95 % bootstrap CI (1,000 resamples of
   cases, seeded), at one region setting;
+- every pair of methods on the same cases: paired differences, Wilcoxon, Holm;
 - the LIME vs Grad-CAM study's table layout (mIoU, Dice, mean distance per method);
 - box IoU per finding (datasets with boxes, e.g. NIH);
 - IoU versus p (top-p % regions) per method and class, as plotly HTML and a PNG
@@ -18,6 +19,7 @@ import numpy as np
 import sqlite_utils
 
 from cxrxai.errors import CxrxaiError
+from cxrxai.evaluation.compare import paired_comparisons
 from cxrxai.evaluation.store import LOCALISATION
 from cxrxai.metrics.bootstrap import Estimate, bootstrap_mean
 from cxrxai.metrics.registry import METRICS
@@ -83,6 +85,31 @@ def markdown_table(cells: list[Cell]) -> str:
             "| "
             + " | ".join([method, target, str(n)] + [_format(estimates[m]) for m in metrics])
             + " |"
+        )
+    return "\n".join(lines)
+
+
+def _p(p_value: float) -> str:
+    return "n/a" if np.isnan(p_value) else f"{p_value:.3g}"
+
+
+def paired_markdown(
+    db: sqlite_utils.Database, mode: str = "top-percent", value: float = 10.0, metric: str = "iou"
+) -> str:
+    """Every pair of methods per class on the same cases (:mod:`cxrxai.evaluation.compare`),
+    as a markdown table; empty when fewer than two methods were scored."""
+    comparisons = paired_comparisons(_rows(db, "mode = ? and value = ?", [mode, value]), metric)
+    if not comparisons:
+        return ""
+    lines = [
+        f"| class | methods | n | mean difference ({METRICS[metric].label}) | Wilcoxon p "
+        "| Holm p | better |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        lines.append(
+            f"| {c.target} | {c.first} - {c.second} | {c.difference.n} | {_format(c.difference)} "
+            f"| {_p(c.p_value)} | {_p(c.p_holm)} | {c.better or 'no difference shown'} |"
         )
     return "\n".join(lines)
 
@@ -229,6 +256,13 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [f"# Localisation report\n\nRegion: {mode} {value:g}. Cells: mean [95 % bootstrap CI]."]
     parts.append("## Every case\n\n" + markdown_table(method_class_table(db, mode, value)))
+    paired = paired_markdown(db, mode, value)
+    if paired:
+        parts.append(
+            "## Methods compared on the same cases (IoU)\n\nMean per-case difference "
+            "[paired bootstrap 95 % CI], two-sided Wilcoxon signed-rank p, Holm-adjusted "
+            "over each class's pairs; 'better' only where the CI excludes 0.\n\n" + paired
+        )
     study1 = study1_table(db)
     if "|" in study1.splitlines()[0][2:]:
         parts.append("## The LIME vs Grad-CAM study's layout (COVID-19)\n\n" + study1)

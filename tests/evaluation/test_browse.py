@@ -62,3 +62,15 @@ def test_qualitative_picks(db):
     assert picks["best IoU"].case_id == "a" and "lime" in picks["best IoU"].detail
     assert picks["highest probability"].case_id == "b"
     assert picks["multi-label"].case_id == "b" and "Pneumonia" in picks["multi-label"].detail
+
+
+def test_compared_methods_pairs_every_case_whatever_the_iou_range(db):
+    """Only case 'a' has both methods: lime - gradcam = 0.2 on one case. The IoU range
+    (0.4-1) would drop gradcam's 0.30 and leave nothing to pair; the comparison ignores it."""
+    narrow = browse.Filters(iou_min=0.4, iou_max=1.0, include_missing_iou=False)
+    assert {r["method"] for r in browse.filtered_rows(db, narrow)} == {"lime"}
+    (row,) = browse.compared_methods(db, narrow)
+    assert row["class"] == "COVID-19" and row["methods"] == "gradcam - lime" and row["n"] == 1
+    assert row["mean difference (iou)"] == pytest.approx(-0.2)
+    only_lime = browse.Filters(methods=("lime",))
+    assert browse.compared_methods(db, only_lime) == []  # one method: nothing to compare

@@ -49,7 +49,12 @@ def test_curves_and_report_files(db, tmp_path):
     path = report.write_report(db, tmp_path / "out")
     assert (tmp_path / "out" / "iou_vs_p.png").stat().st_size > 1000
     assert (tmp_path / "out" / "iou_vs_p.html").is_file()
-    assert "## IoU versus p" in path.read_text()
+    text = path.read_text()
+    assert "## IoU versus p" in text
+    # a and b scored the same on both cases with an IoU: paired, no difference shown
+    assert "| COVID-19 | a - b | 2 | 0.000 [0.000, 0.000] | n/a | n/a | no difference shown |" in (
+        text
+    )
 
 
 def test_cli_evaluate_then_report(covid_root, tmp_path, capsys):
