@@ -177,6 +177,20 @@ def _open_expander(page, label: str, inside: str, timeout_s: float = 120.0) -> N
     raise AssertionError(f"'{inside}' did not show after opening '{label}' for {timeout_s} s")
 
 
+def _switch_on(page, label: str, timeout_s: float = 60.0) -> None:
+    """Turn a toggle on and wait until it shows as on. A click that lands while the page is
+    being re-run can be lost (seen once in a full run: the metrics never came), so click
+    again until the switch reports itself checked."""
+    switch = page.get_by_label(label)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if switch.is_checked():
+            return
+        page.get_by_text(label).click()
+        page.wait_for_timeout(1_000)
+    raise AssertionError(f"'{label}' did not switch on within {timeout_s} s")
+
+
 def test_review_in_a_real_browser(server, tmp_path):
     shots = _screenshots(tmp_path)
     with browser_page(tmp_path) as page:
@@ -234,7 +248,7 @@ def test_sample_dicom_with_a_drawn_box(tmp_path):
         page.goto(url)
         page.get_by_text("showing the sample chest DICOM").wait_for(timeout=120_000)
         _open_expander(page, "Draw your own box", "Score the explanations against my box")
-        page.get_by_text("Score the explanations against my box").click()
+        _switch_on(page, "Score the explanations against my box")
         _wait_for_metrics(page, 2)
         assert any("IoU" in t for t in _metric_texts(page))
         page.screenshot(path=shots / "review-sample-dicom.png", full_page=True)
