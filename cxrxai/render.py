@@ -141,6 +141,14 @@ def overlay(
     return cv2.addWeighted(colours, alpha, gray, 1.0 - alpha, 0.0)
 
 
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An HxWx3 uint8 RGB picture as PNG file contents (downloads, reports)."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"could not encode a {rgb.shape} {rgb.dtype} picture as PNG")
+    return encoded.tobytes()
+
+
 def draw_region(
     rgb: np.ndarray,
     region: np.ndarray,

@@ -21,6 +21,7 @@ from cxrxai.render import (
     draw_annotations,
     draw_region,
     overlay,
+    png_bytes,
 )
 from cxrxai.settings import DATA_ENV_VAR, data_root
 from pages.common import (
@@ -219,6 +220,13 @@ if methods:
                 scored = findings_of(annotations, target_label)
                 shown = draw_annotations(shown, scored, colours=colours, halo=True)
             st.image(shown, width="stretch", caption=f"{method} for {heatmap.target_label}")
+            st.download_button(
+                "Download this panel (PNG)",
+                png_bytes(shown),
+                file_name=f"{title.replace('/', '_')}-{method}-{heatmap.target_label}.png",
+                mime="image/png",
+                key=f"png-{method}",
+            )
             st.caption(
                 f"{colour_legend(values, heatmap.target_label, colormap)} · computed in "
                 f"{heatmap.seconds:.2f} s · region {int(region.sum())} px"

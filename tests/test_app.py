@@ -79,6 +79,8 @@ def test_methods_panels_and_cache(monkeypatch, covid_root, tmp_path):
     assert not app.exception and not app.error
     assert len(app.get("image")) == 4  # the case and three panels
     assert len(list((tmp_path / "heatmaps").rglob("*.npz"))) == 3  # one cached map each
+    downloads = [b for b in app.get("download_button") if b.label == "Download this panel (PNG)"]
+    assert len(downloads) == 3
 
 
 def _metric_values(app) -> list[str]:

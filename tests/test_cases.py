@@ -13,6 +13,7 @@ from cxrxai.render import (
     colour_legend,
     draw_annotations,
     heatmap_colours,
+    png_bytes,
 )
 
 
@@ -104,3 +105,14 @@ def test_colour_legend_says_how_the_panel_is_coloured():
     # the legend matches the drawing: red where positive, blue where negative
     colours = heatmap_colours(relevance).astype(int)
     assert colours[1, 0, 0] > colours[1, 0, 2] and colours[0, 0, 2] > colours[0, 0, 0]
+
+
+def test_png_bytes_round_trip():
+    import cv2
+
+    picture = np.zeros((5, 7, 3), np.uint8)
+    picture[1, 2] = (255, 0, 0)  # red in RGB
+    data = png_bytes(picture)
+    assert data.startswith(b"\x89PNG")
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), picture)
