@@ -4,7 +4,8 @@ What it prints (one column per image):
 - the floor: N forward passes at the best batch size (inference mode, channels-last; bf16
   autocast too on a GPU), and one forward+backward pass;
 - cxrxai's LIME (1000 samples) and SHAP Partition (500 evals) over that floor, and the
-  seconds beyond it (the CPU work that stays when the model is fast);
+  seconds beyond it (the CPU work that stays when the model is fast); LIME's time by
+  phase (segmentation, model evaluations, surrogate fit, rest);
 - LIME's quickshift segmentation: cxrxai's (all cores) against scikit-image's;
 - LIME and SHAP with a free model (a linear read-out of the input), cxrxai against the
   stock pipelines: their own CPU work, which a GPU does not speed up;
@@ -32,7 +33,9 @@ import argparse
 import copy
 import platform
 import time
+from collections import defaultdict
 from collections.abc import Callable
+from unittest import mock
 
 import numpy as np
 import shap
@@ -123,6 +126,46 @@ def free_model(bundle: ModelBundle) -> tuple[ModelBundle, np.ndarray]:
         "bchw,khw->bk", batch.float(), on_device
     )
     return free, weights.reshape(len(bundle.labels), -1).numpy()
+
+
+def lime_phases(bundle: ModelBundle, image: np.ndarray, target: int, batch_size: int) -> dict:
+    """Where one LIME 1000 map's time goes: segmentation, model evaluations (composition,
+    normalisation, forward), lime's surrogate fit, and the rest; the GPU is synchronised
+    around each phase. On the H100, LIME once took 0.3-0.5 s more than its floor and its
+    segmentation explained (docs/benchmarks.md): this says where."""
+    import lime.lime_base
+
+    from cxrxai.explain import perturbation
+
+    spent: dict[str, float] = defaultdict(float)
+
+    def clocked(name: str, fn: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            spent[name] += time.perf_counter() - start
+            return out
+
+        return wrapper
+
+    explainer = get_explainer("lime", num_samples=1000, batch_size=batch_size)
+    base = lime.lime_base.LimeBase
+    segment = clocked("segmentation", perturbation.quickshift)
+    evaluate = clocked("model evaluations", perturbation.batched_probabilities)
+    fit = clocked("fit", base.explain_instance_with_data)
+    with (
+        mock.patch.object(perturbation, "quickshift", segment),
+        mock.patch.object(perturbation, "batched_probabilities", evaluate),
+        mock.patch.object(base, "explain_instance_with_data", fit),
+    ):
+        total = timed(lambda: explainer.explain(bundle, image, target=target, seed=0))
+    phases = {name: seconds for name, seconds in spent.items()}
+    phases["rest"] = total - sum(phases.values())
+    return phases
 
 
 def bench_cpu_work(bundle: ModelBundle, image: np.ndarray, target: int, record: Record) -> None:
@@ -218,6 +261,8 @@ def bench_image(
     record("cxrxai lime 1000 s", lime_s)
     record("lime / forward floor", lime_s / floor_1000)
     record("lime - forward floor s", lime_s - floor_1000)
+    for phase, seconds in lime_phases(bundle, image, target, size).items():
+        record(f"lime phase: {phase} s", seconds)
 
     rgb255 = np.repeat((image01.cpu().numpy() * 255.0).astype(np.float64)[:, :, None], 3, axis=2)
     superpixels = segmenter("quickshift")
