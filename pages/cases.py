@@ -101,8 +101,9 @@ if len({r["method"] for r in rows}) >= 2:
     st.caption(
         "Per class, first minus second method on the cases both were scored on: mean "
         "difference with a paired bootstrap 95 % CI, two-sided Wilcoxon signed-rank p, "
-        "Holm-adjusted over the class's pairs; 'better' only where the CI excludes 0 "
-        f"({METRICS[metric].direction}). The IoU range filter is not applied here."
+        "Holm-adjusted over the class's pairs; 'better' only where the CI excludes 0 and "
+        f"the Holm p is below 0.05 ({METRICS[metric].direction}). The IoU range filter is "
+        "not applied here."
     )
 curves = iou_versus_p(db)
 if curves:

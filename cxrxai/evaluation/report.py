@@ -261,7 +261,8 @@ def write_report(
         parts.append(
             "## Methods compared on the same cases (IoU)\n\nMean per-case difference "
             "[paired bootstrap 95 % CI], two-sided Wilcoxon signed-rank p, Holm-adjusted "
-            "over each class's pairs; 'better' only where the CI excludes 0.\n\n" + paired
+            "over each class's pairs; 'better' only where the CI excludes 0 and Holm "
+            "p < 0.05.\n\n" + paired
         )
     study1 = study1_table(db)
     if "|" in study1.splitlines()[0][2:]:

@@ -90,3 +90,10 @@ def test_one_region_setting_at_a_time():
         paired_comparisons(mixed)
     with pytest.raises(CxrxaiError, match="Unknown metric"):
         paired_comparisons(rows(), "accuracy")
+
+
+def test_two_cases_are_no_evidence_even_when_the_bootstrap_ci_excludes_zero():
+    few = [row("a", "k0", 0.3), row("b", "k0", 0.2), row("a", "k1", 0.5), row("b", "k1", 0.3)]
+    (c,) = paired_comparisons(few)
+    assert c.difference.low > 0  # both differences positive: the percentile CI is [0.1, 0.2]
+    assert c.p_value == pytest.approx(0.5) and c.better is None  # the rank test cannot say
