@@ -42,8 +42,8 @@ class PairedComparison:
     def better(self) -> str | None:
         """The method ahead on this metric's direction when both the CI excludes 0 and the
         Holm-adjusted p is below ALPHA, else None. Both: with a handful of cases the
-        percentile bootstrap interval is too narrow (2 cases give a CI of 2 points), while
-        the rank test then cannot reach significance."""
+        percentile bootstrap interval is too narrow to trust (two cases with positive
+        differences give a CI above 0), while the rank test cannot reach significance."""
         low, high = self.difference.low, self.difference.high
         if self.difference.n == 0 or math.isnan(low) or low <= 0 <= high:
             return None

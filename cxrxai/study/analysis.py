@@ -87,7 +87,7 @@ def decision_changes(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any
     per (rater, case), agreement with the model before the explanations were shown and
     after (the answer given with the ratings). Fractions with 95 % bootstrap CIs over
     those reads; ``to_agree`` / ``to_disagree`` count the changes by direction."""
-    reads: dict[tuple[str, str], tuple[float, float]] = {}
+    reads: dict[tuple[str, int], tuple[float, float]] = {}
     for row in rows:
         before, after = row.get("agrees_before_explanations"), row["agrees_with_model"]
         if before is not None and after is not None:
