@@ -10,6 +10,7 @@ import streamlit as st
 from cxrxai.cases import Annotation, findings_of
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.evaluate import region_setting_metrics
+from cxrxai.explain.agreement import map_agreement
 from cxrxai.explain.registry import METHODS
 from cxrxai.metrics.faithfulness import deletion_insertion
 from cxrxai.metrics.regions import REGION_MODES
@@ -192,6 +193,8 @@ if within_lungs and upload is None and case.anatomy("lungs") is not None:
 spacing = image.meta.pixel_spacing_mm
 unit = "mm" if spacing else "px"
 has_truth = any(a.role == "finding" and a.label == target_label for a in annotations)
+shown_maps: dict[str, np.ndarray] = {}
+shown_regions: dict[str, np.ndarray] = {}
 if methods:
     panels = st.columns(len(methods))
     for panel, method in zip(panels, methods, strict=True):
@@ -213,6 +216,7 @@ if methods:
                 st.error(str(exc))
                 continue
             values = heatmap.numpy()
+            shown_maps[method], shown_regions[method] = values, region
             shown = overlay(image.pixels, values, opacity, colormap=colormap)
             if show_region:
                 shown = draw_region(shown, region, boxes)
@@ -252,3 +256,11 @@ if methods:
                     ),
                 )
                 st.plotly_chart(chart, width="stretch")
+if len(shown_maps) >= 2:
+    st.subheader("Agreement between the maps")
+    st.dataframe(map_agreement(shown_maps, shown_regions), hide_index=True)
+    st.caption(
+        "Per pair: Spearman rank correlation of |values| and SSIM of the maps (as the "
+        "sanity check compares a map with its randomised self; at most 256 px a side), "
+        "and the IoU of the two regions at the current region setting."
+    )

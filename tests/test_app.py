@@ -81,6 +81,13 @@ def test_methods_panels_and_cache(monkeypatch, covid_root, tmp_path):
     assert len(list((tmp_path / "heatmaps").rglob("*.npz"))) == 3  # one cached map each
     downloads = [b for b in app.get("download_button") if b.label == "Download this panel (PNG)"]
     assert len(downloads) == 3
+    (agreement,) = app.dataframe  # the three maps compared pair by pair
+    assert list(agreement.value["methods"]) == [
+        "gradcam / gradcam++",
+        "gradcam / lrp",
+        "gradcam++ / lrp",
+    ]
+    assert agreement.value["spearman"].between(-1, 1).all()
 
 
 def _metric_values(app) -> list[str]:

@@ -31,6 +31,8 @@ FLAGS = [
     "--no-first-run",
 ]
 REPO = Path(__file__).resolve().parents[2]
+# The panels' metric tables (st.table); st.dataframe grids hold a <table> of their own.
+METRIC_TABLES = '[data-testid="stTable"] table'
 
 
 def _free_port() -> int:
@@ -125,12 +127,12 @@ def _screenshots(tmp_path: Path) -> Path:
 
 
 def _metric_texts(page) -> list[str]:
-    return page.locator("table").all_inner_texts()
+    return page.locator(METRIC_TABLES).all_inner_texts()
 
 
 def _wait_for_metrics(page, count: int, timeout_ms: int = 180_000) -> None:
     page.wait_for_function(
-        f"document.querySelectorAll('table').length >= {count}", timeout=timeout_ms
+        f"document.querySelectorAll('{METRIC_TABLES}').length >= {count}", timeout=timeout_ms
     )
     _wait_until_settled(page)
 
@@ -141,7 +143,8 @@ def _after_metrics_change(page, action) -> None:
     old = "|".join(_metric_texts(page))
     action()
     page.wait_for_function(
-        "(old) => Array.from(document.querySelectorAll('table')).map(t => t.innerText)"
+        f"(old) => Array.from(document.querySelectorAll('{METRIC_TABLES}'))"
+        ".map(t => t.innerText)"
         ".join('|') !== old",
         arg=old,
         timeout=60_000,
