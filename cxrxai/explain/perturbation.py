@@ -120,8 +120,10 @@ class _BatchedLime(lime_image.LimeImageExplainer):
         labels = []
         for start in range(0, num_samples, self.batch_size):
             keep = rows[start : start + self.batch_size][:, segment_ids]  # (B, h, w)
-            labels.append(self.predict(torch.where(keep, original, fudged)).cpu())
-        return data, torch.cat(labels).numpy()
+            labels.append(self.predict(torch.where(keep, original, fudged)))
+        # one copy to the host at the end: on a GPU, a copy per batch would wait for each
+        # batch before the next one is queued
+        return data, torch.cat(labels).cpu().numpy()
 
     def explain_gray(
         self, rgb: np.ndarray, segments: np.ndarray, label: int, num_samples: int
