@@ -190,11 +190,13 @@ class LimeExplainer(Explainer):
         superpixels = segmenter(self.segmentation, self.n_segments)(rgb)
         explanation = explainer.explain_gray(rgb, superpixels, index, self.num_samples)
         segments = torch.from_numpy(explanation.segments).long().to(bundle.device)
-        weights = torch.zeros(int(segments.max()) + 1, device=bundle.device)
+        # filled on the host and sent once: an element write per superpixel into a GPU
+        # tensor is a copy each
+        weights = np.zeros(int(explanation.segments.max()) + 1, dtype=np.float32)
         for segment, weight in explanation.local_exp[index]:
-            weights[segment] = float(weight)
+            weights[segment] = weight
         self.segments = segments
-        return weights[segments]
+        return torch.from_numpy(weights).to(bundle.device)[segments]
 
 
 @contextlib.contextmanager
