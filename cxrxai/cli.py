@@ -532,17 +532,18 @@ def cmd_study(args: argparse.Namespace) -> int:
 def cmd_precompute_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cxrxai.demo import evaluate_demo, precompute_demo
+    from cxrxai.demo import demo_bundle, evaluate_demo, precompute_demo
     from cxrxai.evaluation.browse import demo_results_path
 
     methods = tuple(_methods(args.methods))
     root = data_root(args.data_root)
+    bundle = demo_bundle()  # one load for both steps
     count = precompute_demo(
-        methods, root, lambda items: tqdm(items, desc="demo cases", unit="case")
+        methods, root, lambda items: tqdm(items, desc="demo cases", unit="case"), bundle
     )
     print(f"{count} explanation(s) computed and cached")
     path = demo_results_path()
-    summary = evaluate_demo(methods, root, path)
+    summary = evaluate_demo(methods, root, path, bundle)
     if summary.units_done or summary.units_skipped:
         print(
             f"Demo evaluation: {summary.units_done} case x method unit(s) scored, "

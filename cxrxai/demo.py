@@ -52,17 +52,24 @@ def sample_dicom_case() -> Case:
 DEMO_METHODS = ("gradcam", "lrp")  # the Review page's default panels
 
 
-def precompute_demo(
-    methods: tuple[str, ...] = DEMO_METHODS, root=None, progress=lambda items: items
-) -> int:
-    """Cache the default explanations of every demo case for its predicted label (what the
-    Review page opens on), so the demo shows them at once. Returns the maps computed."""
+def demo_bundle():  # -> cxrxai.checkpoint.ModelBundle
+    """The demo checkpoint, loaded (once per caller: pass it on)."""
     from cxrxai.checkpoint import load_checkpoint
-    from cxrxai.explain.cache import HeatmapCache
-    from cxrxai.explain.registry import get_explainer
     from cxrxai.settings import DEMO_CHECKPOINT
 
-    bundle = load_checkpoint(DEMO_CHECKPOINT)
+    return load_checkpoint(DEMO_CHECKPOINT)
+
+
+def precompute_demo(
+    methods: tuple[str, ...] = DEMO_METHODS, root=None, progress=lambda items: items, bundle=None
+) -> int:
+    """Cache the default explanations of every demo case for its predicted label (what the
+    Review page opens on), so the demo shows them at once. Returns the maps computed.
+    ``bundle``: the demo checkpoint when the caller has it loaded already."""
+    from cxrxai.explain.cache import HeatmapCache
+    from cxrxai.explain.registry import get_explainer
+
+    bundle = bundle or demo_bundle()
     cache = HeatmapCache()
     before = sum(1 for _ in cache.directory.rglob("*.npz")) if cache.directory.exists() else 0
     for case in progress(demo_cases(root)):
@@ -73,20 +80,20 @@ def precompute_demo(
     return sum(1 for _ in cache.directory.rglob("*.npz")) - before
 
 
-def evaluate_demo(methods: tuple[str, ...] = DEMO_METHODS, root=None, db_path=None):
+def evaluate_demo(
+    methods: tuple[str, ...] = DEMO_METHODS, root=None, db_path=None, bundle=None
+):  # -> cxrxai.evaluation.evaluate.Summary
     """Score the demo cases' maps for their labels into ``db_path`` (default
     :func:`cxrxai.evaluation.browse.demo_results_path`), the Cases page's content until
     a batch evaluation exists. Resumes like ``evaluate``: scored units are skipped.
-    Returns the :class:`~cxrxai.evaluation.evaluate.Summary`."""
-    from cxrxai.checkpoint import load_checkpoint
+    ``bundle``: the demo checkpoint when the caller has it loaded already."""
     from cxrxai.evaluation.browse import demo_results_path
     from cxrxai.evaluation.evaluate import Settings, Summary, evaluate_cases
     from cxrxai.evaluation.store import open_results, record_run
     from cxrxai.explain.cache import HeatmapCache
-    from cxrxai.settings import DEMO_CHECKPOINT
 
     root = root or data_root()
-    bundle = load_checkpoint(DEMO_CHECKPOINT)
+    bundle = bundle or demo_bundle()
     cases = [c for c in demo_cases(root) if set(c.labels) & set(bundle.labels)]
     if not cases:  # e.g. only the unlabelled sample DICOM: no database at all
         return Summary()

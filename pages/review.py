@@ -226,7 +226,7 @@ if methods:
             st.image(shown, width="stretch", caption=f"{method} for {heatmap.target_label}")
             st.download_button(
                 "Download this panel (PNG)",
-                png_bytes(shown),
+                lambda shown=shown: png_bytes(shown),  # encoded on click, not every rerun
                 file_name=f"{title.replace('/', '_')}-{method}-{heatmap.target_label}.png",
                 mime="image/png",
                 key=f"png-{method}",

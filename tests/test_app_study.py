@@ -72,17 +72,24 @@ def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path):
     assert [b.label for b in app.get("download_button")] == ["Ratings (CSV)", "Ratings (JSON)"]
 
 
-def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
+def _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, count: int):
+    """A study database with its admin password, and the first ``count`` COVID-19 demo
+    cases as study cases."""
+    from cxrxai.demo import demo_cases
+
     monkeypatch.setenv("CXRXAI_DATA", str(covid_root.parent))
     db = connect(tmp_path / "study.sqlite")
     service.set_admin_password(db, PASSWORD)
-    from cxrxai.demo import demo_cases
-
     refs = [
         service.CaseRef(c.case_id, c.dataset, c.split, c.labels[0])
         for c in demo_cases(covid_root.parent)
         if c.labels == ["COVID-19"]
-    ][:2]
+    ][:count]
+    return db, refs
+
+
+def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
+    db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 2)
     code = service.create_study(db, PASSWORD, "s", refs, ["gradcam", "lrp"], blinded=True)
     app = page("pages/study.py", code=code)  # the invitation link carries the code
     assert widget(app.text_input, "Study code").value == code
@@ -107,16 +114,7 @@ def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
 
 
 def test_rater_reads_the_case_before_the_explanations(monkeypatch, covid_root, tmp_path):
-    monkeypatch.setenv("CXRXAI_DATA", str(covid_root.parent))
-    db = connect(tmp_path / "study.sqlite")
-    service.set_admin_password(db, PASSWORD)
-    from cxrxai.demo import demo_cases
-
-    refs = [
-        service.CaseRef(c.case_id, c.dataset, c.split, c.labels[0])
-        for c in demo_cases(covid_root.parent)
-        if c.labels == ["COVID-19"]
-    ][:1]
+    db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 1)
     code = service.create_study(db, PASSWORD, "s", refs, ["gradcam"], first_read=True)
     app = page("pages/study.py", code=code)
     widget(app.text_input, "Your name").input("Ada")
