@@ -15,7 +15,7 @@ from cxrxai.evaluation.report import iou_curve_figure, iou_versus_p
 from cxrxai.evaluation.store import open_results
 from cxrxai.metrics.registry import METRICS
 from cxrxai.settings import data_root
-from pages.common import through_the_router
+from pages.common import compared_methods, through_the_router
 
 through_the_router()
 
@@ -96,7 +96,7 @@ if len({r["method"] for r in rows}) >= 2:
     metric = st.selectbox(
         "Compare on", COMPARED, format_func=lambda m: METRICS[m].label, key="compare-metric"
     )
-    table = browse.compared_methods(db, filters, metric)
+    table = compared_methods(path, filters, metric)
     st.dataframe(table, hide_index=True, width="stretch")
     st.caption(
         "Per class, first minus second method on the cases both were scored on: mean "
