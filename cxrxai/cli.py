@@ -64,6 +64,17 @@ def _methods(text: str) -> list[str]:
     return [m.strip() for m in text.split(",") if m.strip()]
 
 
+def _add_params(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="METHOD.NAME=VALUE",
+        help="a method's setting, repeatable: gradcam.layer=blocks.5, lime.num_samples=2000, "
+        "lrp.composite=epsilon-gamma-box ('python -m cxrxai methods' lists them)",
+    )
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
 
@@ -136,9 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", type=Path, default=Path("explanations"))
     explain.add_argument("--seed", type=int, default=0)
     explain.add_argument("--no-cache", action="store_true", help="do not use the heatmap cache")
+    _add_params(explain)
     _add_model_args(explain)
 
-    commands.add_parser("methods", help="list the explanation methods")
+    commands.add_parser("methods", help="list the explanation methods and their settings")
+
+    layers = commands.add_parser(
+        "layers", help="layers a CAM method can use (name, channels, height, width)"
+    )
+    _add_model_args(layers)
 
     sanity = commands.add_parser(
         "sanity", help="cascading model-parameter randomisation check (Adebayo et al.)"
@@ -151,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sanity.add_argument("--seed", type=int, default=0)
     sanity.add_argument("--csv", type=Path, help="also write the rows as CSV here")
+    _add_params(sanity)
     _add_model_args(sanity)
 
     batch = commands.add_parser(
@@ -170,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--faithfulness", action="store_true", help="deletion/insertion too")
     batch.add_argument("--seed", type=int, default=0)
     batch.add_argument("--no-cache", action="store_true", help="do not use the heatmap cache")
+    _add_params(batch)
     _add_data_root(batch)
     _add_model_args(batch)
 
@@ -307,13 +326,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from cxrxai.explain.cache import HeatmapCache
+    from cxrxai.explain.params import parse_param_specs
     from cxrxai.explain.run import explain_image
     from cxrxai.imageio import read_image
 
+    methods = _methods(args.methods)
+    settings = parse_param_specs(args.param, methods)  # before loading anything
     bundle = _load_bundle(args)
     image = read_image(args.image)
     target = _target(args.target)
-    methods = _methods(args.methods)
     written = explain_image(
         bundle,
         image.pixels,
@@ -323,6 +344,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         seed=args.seed,
         cache=None if args.no_cache else HeatmapCache(),
         stem=args.image.stem,
+        params=settings,
     )
     for heatmap, npz, png in written:
         print(
@@ -337,15 +359,19 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from cxrxai.explain.base import resolve_targets
+    from cxrxai.explain.params import parse_param_specs
     from cxrxai.explain.sanity import cascading_randomisation, verdicts
     from cxrxai.imageio import read_image
 
+    methods = _methods(args.methods)
+    settings = parse_param_specs(args.param, methods)
     bundle = _load_bundle(args)
     image = read_image(args.image).pixels
     target = _target(args.target)
     (index,) = resolve_targets(bundle, image, target)[:1]
-    methods = _methods(args.methods)
-    rows = cascading_randomisation(bundle, image, methods, index, args.seed, args.max_groups)
+    rows = cascading_randomisation(
+        bundle, image, methods, index, args.seed, args.max_groups, params=settings
+    )
     print(f"{'method':>22s} {'randomised through':>20s} {'spearman':>9s} {'ssim':>6s}")
     for row in rows:
         print(
@@ -366,11 +392,33 @@ def cmd_sanity(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
+    from cxrxai.explain.params import parameters
     from cxrxai.explain.registry import list_methods
 
     for method in list_methods():
         gradients = "gradients" if method["needs_gradients"] else "model-agnostic"
         print(f"{method['name']:>22s}  [{gradients}]  {method['description']}")
+        for param in parameters(method["name"]):
+            rule, options = param.rule, ""
+            if rule.choices or rule.suggestions:
+                options = f"; {'one of' if rule.choices else 'e.g.'} "
+                options += ", ".join(rule.choices or rule.suggestions or ())
+            default = "auto" if param.default is None else param.default
+            print(
+                f"{'':>24s}--param {method['name']}.{param.name}=...  "
+                f"(default {default}{options}): {param.rule.help}"
+            )
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from cxrxai.explain.cam import candidate_layers
+
+    bundle = _load_bundle(args)
+    print(f"{'layer':<40s} {'channels':>8s} {'height':>6s} {'width':>6s}")
+    for name, channels, height, width in candidate_layers(bundle):
+        default = "  (model card default)" if name == bundle.card.target_layer else ""
+        print(f"{name:<40s} {channels:8d} {height:6d} {width:6d}{default}")
     return 0
 
 
@@ -390,11 +438,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cxrxai.evaluation.evaluate import Settings, evaluate_cases
     from cxrxai.evaluation.store import LOCALISATION, export_csv, open_results, record_run
     from cxrxai.explain.cache import HeatmapCache
+    from cxrxai.explain.params import parse_param_specs, variant
     from cxrxai.explain.registry import get_explainer
 
     methods = _methods(args.methods)
+    method_params = parse_param_specs(args.param, methods)
     for name in methods:
-        get_explainer(name)  # unknown names fail before any work
+        get_explainer(name, **method_params.get(name, {}))  # fail before any work
     root = data_root(args.data_root)
     cases = _cases_for(args.dataset, args.split, root, args.limit, args.classes)
     bundle = _load_bundle(args)
@@ -405,16 +455,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         bundle.weights_sha256,
         root,
         args.split,
-        methods,
+        [variant(name, method_params.get(name, {})) for name in methods],
         within_lungs=args.within_lungs,
         empty=args.empty,
         seed=args.seed,
+        method_params=method_params,
     )
     settings = Settings(
         empty=args.empty,
         within_lungs=args.within_lungs,
         faithfulness=args.faithfulness,
         seed=args.seed,
+        method_params=method_params,
     )
     summary = evaluate_cases(
         bundle,
@@ -576,5 +628,6 @@ COMMANDS = {
     "info": cmd_info,
     "explain": cmd_explain,
     "methods": cmd_methods,
+    "layers": cmd_layers,
     "sanity": cmd_sanity,
 }

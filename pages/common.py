@@ -6,6 +6,8 @@ Only glue lives here: every computation is a ``cxrxai`` call.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import streamlit as st
 
@@ -15,6 +17,8 @@ from cxrxai.demo import demo_cases
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain import Heatmap, get_explainer
 from cxrxai.explain.cache import HeatmapCache, default_cache_dir, image_hash
+from cxrxai.explain.cam import candidate_layers
+from cxrxai.explain.params import changed, parameters
 from cxrxai.imageio import XRayImage, read_image
 from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
@@ -84,9 +88,11 @@ def require_bundle() -> ModelBundle:
         raise  # st.stop() raises; this line only satisfies type checkers
 
 
-def explain_cached(bundle: ModelBundle, pixels, method: str, target: int) -> Heatmap:
-    """One method's map: from memory after the first run of a page, else through the disk
-    cache (instant when the case was seen before), else computed."""
+def explain_cached(
+    bundle: ModelBundle, pixels, method: str, target: int, params: Mapping[str, Any] | None = None
+) -> Heatmap:
+    """One method's map with its settings: from memory after the first run of a page, else
+    through the disk cache (instant when the case was seen before), else computed."""
     return _explain_in_memory(
         bundle,
         pixels,
@@ -95,6 +101,7 @@ def explain_cached(bundle: ModelBundle, pixels, method: str, target: int) -> Hea
         image_hash(pixels),
         method,
         target,
+        tuple(sorted((params or {}).items())),
     )
 
 
@@ -107,12 +114,72 @@ def _explain_in_memory(
     image_sha: str,
     method: str,
     target: int,
+    params: tuple[tuple[str, Any], ...],
 ) -> Heatmap:
     """Keyed by hashes, so a widget change does not reload maps from disk (Heatmaps are
     never modified by the pages, so one object can serve every session)."""
     cache = HeatmapCache(cache_dir)
-    (heatmap,) = cache.explain(get_explainer(method), _bundle, _pixels, target=target)
+    explainer = get_explainer(method, **dict(params))
+    (heatmap,) = cache.explain(explainer, _bundle, _pixels, target=target)
     return heatmap
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def cam_layers(_bundle: ModelBundle, weights_sha256: str) -> list[str]:
+    """Names of the layers a CAM method can use, once per checkpoint."""
+    return [name for name, *_ in candidate_layers(_bundle)]
+
+
+def method_settings(bundle: ModelBundle, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """Widgets for the chosen methods' settings (those that change the map), described by
+    :mod:`cxrxai.explain.params`; returns only the settings changed from the defaults, so
+    maps computed with defaults (precomputed, cached) are found again."""
+    settings: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        shown = [p for p in parameters(method) if p.rule.ui]
+        if not shown:
+            continue
+        st.markdown(f"**{method}**")
+        chosen = {}
+        for param in shown:
+            key, label = f"param-{method}-{param.name}", param.name.replace("_", " ")
+            rule = param.rule
+            if param.name == "layer" or rule.choices or rule.suggestions:
+                if param.name == "layer":  # None means the card's layer: offer it by name
+                    default = bundle.card.target_layer
+                    names = cam_layers(bundle, bundle.weights_sha256)
+                    options = names if default in names else [default, *names]
+                else:
+                    default, options = param.default, list(rule.choices or rule.suggestions or ())
+                value = st.selectbox(
+                    label, options, options.index(default), key=key, help=rule.help
+                )
+                chosen[param.name] = None if param.name == "layer" and value == default else value
+            elif param.kind is int:
+                chosen[param.name] = int(
+                    st.number_input(
+                        label,
+                        min_value=int(rule.minimum or 1),
+                        value=int(param.default),
+                        step=1,
+                        key=key,
+                        help=rule.help,
+                    )
+                )
+            else:
+                chosen[param.name] = float(
+                    st.number_input(
+                        label,
+                        min_value=rule.minimum,
+                        max_value=rule.maximum,
+                        value=float(param.default),
+                        step=0.01,
+                        key=key,
+                        help=rule.help,
+                    )
+                )
+        settings[method] = changed(method, chosen)
+    return settings
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -56,8 +56,9 @@ with st.expander("Training details"):
     st.json({k: v for k, v in card.training.items() if k != "history"})
 with st.expander("Layers for CAM methods"):
     st.caption(
-        "Every layer with a spatial output, input to output. Pass a name as the CAM layer "
-        "(`--methods gradcam` with `layer=...` in the library) to compare layers."
+        "Every layer with a spatial output, in the order the outputs are produced (a "
+        "stage after its own layers). Compare layers under Review → Method settings, or "
+        "with `--param gradcam.layer=NAME` on the command line."
     )
     st.dataframe(
         [

@@ -11,6 +11,7 @@ from cxrxai.cases import Annotation, findings_of
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.evaluate import region_setting_metrics
 from cxrxai.explain.agreement import map_agreement
+from cxrxai.explain.params import describe as describe_params
 from cxrxai.explain.registry import METHODS
 from cxrxai.metrics.faithfulness import deletion_insertion
 from cxrxai.metrics.regions import REGION_MODES
@@ -31,6 +32,7 @@ from pages.common import (
     get_image,
     get_probabilities,
     get_uploaded_image,
+    method_settings,
     require_bundle,
     through_the_router,
 )
@@ -85,6 +87,8 @@ with st.sidebar:
         default=["gradcam", "lrp"],
         help="LIME and SHAP take tens of seconds on a CPU when not cached",
     )
+    with st.expander("Method settings"):
+        settings = method_settings(bundle, methods)
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
     colormap = st.selectbox("Colormap (non-negative maps)", COLORMAPS)
     st.subheader("Region from the heatmap")
@@ -201,7 +205,9 @@ if methods:
         with panel:
             try:
                 with st.spinner(f"Computing {method}…"):
-                    heatmap = explain_cached(bundle, image.pixels, method, target)
+                    heatmap = explain_cached(
+                        bundle, image.pixels, method, target, settings.get(method)
+                    )
                 region, boxes, row = region_setting_metrics(
                     heatmap,
                     annotations,
@@ -223,7 +229,13 @@ if methods:
             if show_truth and truth_on_panels:
                 scored = findings_of(annotations, target_label)
                 shown = draw_annotations(shown, scored, colours=colours, halo=True)
-            st.image(shown, width="stretch", caption=f"{method} for {heatmap.target_label}")
+            own_settings = describe_params(settings.get(method, {}))
+            caption = f"{method} for {heatmap.target_label}"
+            st.image(
+                shown,
+                width="stretch",
+                caption=f"{caption} ({own_settings})" if own_settings else caption,
+            )
             st.download_button(
                 "Download this panel (PNG)",
                 lambda shown=shown: png_bytes(shown),  # encoded on click, not every rerun

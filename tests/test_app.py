@@ -90,6 +90,28 @@ def test_methods_panels_and_cache(monkeypatch, covid_root, tmp_path):
     assert agreement.value["spearman"].between(-1, 1).all()
 
 
+def _captions(app) -> list[str]:
+    return [image.proto.imgs[0].caption for image in app.get("image")]
+
+
+def test_method_settings_change_the_maps(monkeypatch, covid_root, tmp_path):
+    app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent))
+    assert app.selectbox(key="param-gradcam-layer").value == "bn2"  # the card's layer
+    cached = set((tmp_path / "heatmaps").rglob("*.npz"))
+    assert len(cached) == 2 and not any("(" in c for c in _captions(app)[1:])
+    app.selectbox(key="param-gradcam-layer").set_value("blocks.5").run()
+    app.selectbox(key="param-lrp-composite").set_value("epsilon-gamma-box").run()
+    assert not app.exception and not app.error
+    captions = _captions(app)
+    assert captions[1].endswith("(layer=blocks.5)")
+    assert captions[2].endswith("(composite=epsilon-gamma-box)")
+    assert len(set((tmp_path / "heatmaps").rglob("*.npz")) - cached) == 2  # two new maps
+    # back to the card's layer: the first map again, from the cache (None = card default)
+    app.selectbox(key="param-gradcam-layer").set_value("bn2").run()
+    assert len(list((tmp_path / "heatmaps").rglob("*.npz"))) == 4
+    assert "(" not in _captions(app)[1]
+
+
 def _metric_values(app) -> list[str]:
     return [str(v) for table in app.table for v in table.value["value"]]
 

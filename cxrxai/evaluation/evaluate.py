@@ -24,6 +24,7 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import store
 from cxrxai.explain.base import Heatmap
 from cxrxai.explain.cache import HeatmapCache
+from cxrxai.explain.params import variant
 from cxrxai.explain.registry import get_explainer
 from cxrxai.metrics import faithfulness as faith
 from cxrxai.metrics.boxes import aggregate_box_iou
@@ -146,6 +147,11 @@ def evaluate_cases(
 ) -> Summary:
     settings = settings or Settings()
     explainers = {m: get_explainer(m, **settings.method_params.get(m, {})) for m in methods}
+    for explainer in explainers.values():
+        explainer.check(bundle)
+    # rows carry the variant (gradcam(layer=blocks.5)): a run with other settings is new
+    # work, never "already done", and its rows sit beside the defaults' for comparison
+    names = {m: variant(m, settings.method_params.get(m, {})) for m in methods}
     done = store.done_units(db, bundle.weights_sha256)
     summary = Summary()
     for case in progress(cases):
@@ -153,7 +159,7 @@ def evaluate_cases(
         if not targets:
             summary.cases_without_target.append(case.case_id)
             continue
-        pending = [m for m in methods if (case.case_id, m) not in done]
+        pending = [m for m in methods if (case.case_id, names[m]) not in done]
         summary.units_skipped += len(methods) - len(pending)
         if not pending:
             continue
@@ -172,7 +178,7 @@ def evaluate_cases(
                 index = bundle.labels.index(label)
                 heatmap = _explain(explainers[method], bundle, image, index, settings, cache)
                 truth, boxes = truth_for(case.annotations, label, image.shape)
-                base = _unit_row(bundle, case, method, label, probs, index)
+                base = _unit_row(bundle, case, names[method], label, probs, index)
                 try:
                     _, rows = score_heatmap(
                         heatmap,
@@ -185,7 +191,7 @@ def evaluate_cases(
                     )
                 except CxrxaiError as exc:  # e.g. a NaN map: say which case and method
                     raise CxrxaiError(
-                        f"Case '{case.case_id}', {method} for {label}: {exc} Cases already "
+                        f"Case '{case.case_id}', {names[method]} for {label}: {exc} Cases already "
                         "stored are kept; rerun without this method to go on."
                     ) from exc
                 for row in rows:

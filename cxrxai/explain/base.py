@@ -97,6 +97,12 @@ class Explainer(ABC):
         self.params = params
         self.segments: torch.Tensor | None = None  # set by superpixel methods in attribute()
 
+    def check(self, bundle: ModelBundle) -> None:
+        """Refuse settings this model cannot take (a CAM layer it lacks), before any work;
+        a CxrxaiError naming the fix. Settings that need no model are checked by
+        :func:`~cxrxai.explain.registry.get_explainer`."""
+        return None  # most methods take any model
+
     def explain(
         self, bundle: ModelBundle, image: np.ndarray, target: Target = None, seed: int = 0
     ) -> list[Heatmap]:

@@ -34,15 +34,17 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
     modules = dict(model.named_modules())
     if name not in modules:
         raise CxrxaiError(
-            f"Layer '{name}' is not in the model; list candidates with "
-            "cxrxai.explain.cam.candidate_layers(bundle)."
+            f"Layer '{name}' is not in the model; list the candidates with "
+            "`python -m cxrxai layers` (or the Model page, or candidate_layers(bundle))."
         )
     return modules[name]
 
 
 @torch.no_grad()
 def candidate_layers(bundle: ModelBundle) -> list[tuple[str, int, int, int]]:
-    """(name, channels, height, width) of every module with a 4-D output, input to output."""
+    """(name, channels, height, width) of every module with a 4-D output, in the order the
+    outputs are produced: a block follows its own layers (``layer4.2.conv3``, ...,
+    ``layer4.2``, ``layer4``), so stage outputs - the usual CAM choices - are listed too."""
     found: list[tuple[str, int, int, int]] = []
     hooks = []
 
@@ -55,7 +57,7 @@ def candidate_layers(bundle: ModelBundle) -> list[tuple[str, int, int, int]]:
 
     with bundle.private_model() as model:
         for name, module in model.named_modules():
-            if name and not list(module.children()):
+            if name:
                 hooks.append(module.register_forward_hook(record(name)))
         try:
             height, width = bundle.card.input_size
@@ -66,27 +68,55 @@ def candidate_layers(bundle: ModelBundle) -> list[tuple[str, int, int, int]]:
     return found
 
 
-def _gradient_start(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
+def check_layer(bundle: ModelBundle, name: str | None) -> None:
+    """A CAM layer must exist and produce a feature map (None: the card's, checked at load)."""
+    if name is None:
+        return
+    find_layer(bundle.model, name)
+    shapes = {layer: (c, h, w) for layer, c, h, w in candidate_layers(bundle)}
+    if name not in shapes:
+        raise CxrxaiError(
+            f"Layer '{name}' has no (N, C, H, W) feature map, so CAM methods cannot use it: "
+            "choose a convolutional layer (`python -m cxrxai layers` or the Model page "
+            "lists them)."
+        )
+
+
+def _gradient_start(name: str):  # -> a forward hook
     """Forward hook: the layer's output becomes a leaf that requires grad.
 
     The bundle's weights are frozen, so the backward pass of pytorch-grad-cam runs from
     the score to this layer only, instead of through the whole network into every
     weight (measured on the demo model, 2 CPU cores: 0.024 s instead of 0.086 s per
     Grad-CAM, identical maps). The clone keeps a later in-place op (DenseNet's ReLU after
-    ``norm5``) off the leaf.
+    ``norm5``) off the leaf. A layer without a feature map is refused here, by name,
+    rather than by pytorch-grad-cam's "Invalid grads shape" after the backward pass.
     """
-    return output.detach().requires_grad_(True).clone()
+
+    def hook(_module: nn.Module, _inputs: object, output: object) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else "not a tensor"
+            raise CxrxaiError(
+                f"Layer '{name}' outputs {shape}, not a (N, C, H, W) feature map, so CAM "
+                "methods cannot use it: choose a convolutional layer (`python -m cxrxai "
+                "layers` or the Model page lists them)."
+            )
+        return output.detach().requires_grad_(True).clone()
+
+    return hook
 
 
 @contextlib.contextmanager
-def gradients_from(layer: nn.Module) -> Iterator[None]:
-    """Backward passes start at ``layer`` while inside (see :func:`_gradient_start`).
+def gradients_from(model: nn.Module, name: str) -> Iterator[nn.Module]:
+    """The layer ``name`` of ``model``; backward passes start at it while inside (see
+    :func:`_gradient_start`).
 
     Enter before building the pytorch-grad-cam object, so this hook runs before its own.
     """
-    handle = layer.register_forward_hook(_gradient_start)
+    layer = find_layer(model, name)
+    handle = layer.register_forward_hook(_gradient_start(name))
     try:
-        yield
+        yield layer
     finally:
         handle.remove()
 
@@ -102,12 +132,14 @@ class CamExplainer(Explainer):
         self.layer = layer
         self.batch_size = batch_size
 
+    def check(self, bundle: ModelBundle) -> None:
+        check_layer(bundle, self.layer)
+
     def attribute(
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
     ) -> torch.Tensor:
         with bundle.private_model() as model:  # the hooks stay off the shared network
-            layer = find_layer(model, self.layer or bundle.card.target_layer)
-            with gradients_from(layer):
+            with gradients_from(model, self.layer or bundle.card.target_layer) as layer:
                 return self._cam(bundle, model, batch, index, layer)
 
     def _cam(

@@ -18,7 +18,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from cxrxai.checkpoint import ModelBundle
 from cxrxai.explain.base import Explainer
-from cxrxai.explain.cam import find_layer, gradients_from
+from cxrxai.explain.cam import check_layer, gradients_from
 
 
 def intensity_std(bundle: ModelBundle, sigma_fraction: float) -> torch.Tensor:
@@ -48,13 +48,15 @@ class SmoothGradCamExplainer(Explainer):
             batch_size,
         )
 
+    def check(self, bundle: ModelBundle) -> None:
+        check_layer(bundle, self.layer)
+
     def attribute(
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
     ) -> torch.Tensor:
         noise_std = intensity_std(bundle, self.sigma)
         with bundle.private_model() as model:  # the hooks stay off the shared network
-            layer = find_layer(model, self.layer or bundle.card.target_layer)
-            with gradients_from(layer):
+            with gradients_from(model, self.layer or bundle.card.target_layer) as layer:
                 return self._average(bundle, model, batch, index, generator, layer, noise_std)
 
     def _average(

@@ -25,7 +25,15 @@ def list_methods() -> list[dict[str, Any]]:
     ]
 
 
-def get_explainer(name: str, **params: Any) -> Explainer:
+def check_method(name: str) -> None:
     if name not in METHODS:
         raise CxrxaiError(f"Unknown explanation method '{name}'; available: {sorted(METHODS)}")
-    return METHODS[name](**params)
+
+
+def get_explainer(name: str, **params: Any) -> Explainer:
+    """A method by name with its settings (:mod:`cxrxai.explain.params`), checked first:
+    a wrong setting is a clear message before any work, not a TypeError mid-run."""
+    from cxrxai.explain.params import check_params
+
+    check_method(name)
+    return METHODS[name](**check_params(name, params))

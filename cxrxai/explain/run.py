@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -30,12 +31,18 @@ def explain_image(
     seed: int = 0,
     cache: HeatmapCache | None = None,
     stem: str = "image",
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[tuple[Heatmap, Path, Path]]:
     """For each method (and resolved target): ``<stem>_<method>_<label>.npz`` (the map at
     image resolution, plus superpixels where the method has them) and ``.png`` (overlay).
+    ``params``: settings per method name (:mod:`cxrxai.explain.params`).
     """
+    params = params or {}
+    # unknown names and wrong settings fail up front, before any map is computed
+    explainers = [get_explainer(name, **params.get(name, {})) for name in methods]
+    for explainer in explainers:
+        explainer.check(bundle)
     out_dir.mkdir(parents=True, exist_ok=True)
-    explainers = [get_explainer(name) for name in methods]  # unknown names fail up front
     written = []
     for explainer in tqdm(explainers, desc="explaining", unit="method"):
         if cache is not None:

@@ -10,7 +10,9 @@ min-max normalised maps (scipy and scikit-image do the arithmetic).
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,9 +77,14 @@ def cascading_randomisation(
     target: int,
     seed: int = 0,
     max_groups: int | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[SanityRow]:
-    """Rows per method and cascade step; the trained bundle is never modified."""
-    explainers = {name: get_explainer(name) for name in methods}
+    """Rows per method and cascade step; the trained bundle is never modified.
+    ``params``: settings per method name (:mod:`cxrxai.explain.params`)."""
+    params = params or {}
+    explainers = {name: get_explainer(name, **params.get(name, {})) for name in methods}
+    for explainer in explainers.values():
+        explainer.check(bundle)
     original = {
         name: explainer.explain(bundle, image, target=target, seed=seed)[0].numpy()
         for name, explainer in explainers.items()

@@ -9,6 +9,7 @@ import torch
 
 from cxrxai.cases import Annotation, Case
 from cxrxai.checkpoint import load_checkpoint
+from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import store
 from cxrxai.evaluation.evaluate import DEFAULT_REGIONS, Settings, evaluate_cases
 
@@ -73,6 +74,25 @@ def test_resume_after_interruption(bundle, cases, tmp_path, monkeypatch):
     summary = evaluate_cases(bundle, cases, ["gradcam", "lrp"], db)
     assert summary.units_skipped == 2 and summary.units_done == 6
     assert db[store.LOCALISATION].count == 8 * len(DEFAULT_REGIONS)  # nothing twice
+
+
+def test_method_settings_are_their_own_rows(bundle, cases, tmp_path):
+    db = store.open_results(tmp_path / "r.sqlite")
+    evaluate_cases(bundle, cases, ["gradcam"], db)
+    layer2 = Settings(method_params={"gradcam": {"layer": "layer2"}})
+    summary = evaluate_cases(bundle, cases, ["gradcam"], db, layer2)
+    # other settings are new work, not "already done", and stay apart from the defaults'
+    assert summary.units_skipped == 0 and summary.units_done == 4
+    methods = {r["method"] for r in db[store.LOCALISATION].rows}
+    assert methods == {"gradcam", "gradcam(layer=layer2)"}
+    default_is_default = Settings(method_params={"gradcam": {"layer": None}})
+    assert evaluate_cases(bundle, cases, ["gradcam"], db, default_is_default).units_done == 0
+    sql = "select avg(iou) from localisation where method = ? and mode = 'otsu'"
+    ious = [db.execute(sql, [m]).fetchone()[0] for m in sorted(methods)]
+    assert ious[0] != ious[1]
+    no_feature_map = Settings(method_params={"gradcam": {"layer": "fc"}})
+    with pytest.raises(CxrxaiError, match="Layer 'fc' has no"):
+        evaluate_cases(bundle, cases, ["gradcam"], db, no_feature_map)
 
 
 def test_superpixel_regions_for_lime_and_faithfulness(bundle, cases, tmp_path):

@@ -79,8 +79,15 @@ def test_cli_evaluate_then_report(covid_root, tmp_path, capsys):
     assert "1 case x method units computed" in capsys.readouterr().out
     assert main(args) == 0  # resumed: nothing recomputed
     assert "0 case x method units computed, 1 already" in capsys.readouterr().out
+    # another CAM layer is a variant of its own, scored beside the default
+    assert main([*args, "--param", "gradcam.layer=blocks.5"]) == 0
+    assert "1 case x method units computed, 0 already" in capsys.readouterr().out
     assert main(["report", "--db", str(db_path), "--out", str(tmp_path / "rep")]) == 0
-    assert "gradcam | COVID-19" in (tmp_path / "rep" / "report.md").read_text()
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "| gradcam | COVID-19 |" in text and "| gradcam(layer=blocks.5) | COVID-19 |" in text
+    runs = list(store.open_results(db_path)["runs"].rows)
+    assert runs[-1]["methods"] == "gradcam(layer=blocks.5)"
+    assert '"layer": "blocks.5"' in runs[-1]["settings"]
 
 
 def test_cli_clear_errors(tmp_path, capsys):

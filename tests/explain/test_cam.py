@@ -58,8 +58,14 @@ def test_other_layer_by_name(tiny_bundle, image):
 
 
 def test_candidate_layers(tiny_bundle):
-    layers = {name: (c, h, w) for name, c, h, w in candidate_layers(tiny_bundle)}
+    listed = candidate_layers(tiny_bundle)
+    layers = {name: (c, h, w) for name, c, h, w in listed}
     assert layers["layer4.1.conv2"] == (512, 2, 2) and layers["layer3.1.conv2"] == (256, 4, 4)
+    # stages (containers) too, each after its own layers; nothing without a feature map
+    assert layers["layer4"] == (512, 2, 2) and tiny_bundle.card.target_layer in layers
+    names = [name for name, *_ in listed]
+    assert names.index("layer4.1.conv2") < names.index("layer4") < len(names)
+    assert "fc" not in layers and "global_pool" not in layers
 
 
 def test_targets(tiny_bundle, image):
