@@ -112,6 +112,21 @@ def test_method_settings_change_the_maps(monkeypatch, covid_root, tmp_path):
     assert "(" not in _captions(app)[1]
 
 
+def test_sanity_check_of_the_shown_maps(monkeypatch, covid_root):
+    app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent))
+    app.multiselect[0].set_value(["gradcam"]).run()
+    app.button(key="sanity-run").click().run()
+    assert not app.exception and not app.error
+    (verdict,) = [d.value for d in app.dataframe if "verdict" in d.value.columns]
+    assert list(verdict["method"]) == ["gradcam"]
+    assert verdict["verdict"][0] == "passes: the map changes"
+    charts = [str(chart.proto.spec) for chart in app.get("plotly_chart")]
+    assert any("Spearman with the trained map" in spec for spec in charts)
+    # other settings are another question: the stored result is not shown for them
+    app.selectbox(key="param-gradcam-layer").set_value("blocks.5").run()
+    assert not [d for d in app.dataframe if "verdict" in d.value.columns]
+
+
 def _metric_values(app) -> list[str]:
     return [str(v) for table in app.table for v in table.value["value"]]
 

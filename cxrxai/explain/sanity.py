@@ -10,7 +10,7 @@ min-max normalised maps (scipy and scikit-image do the arithmetic).
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -78,9 +78,11 @@ def cascading_randomisation(
     seed: int = 0,
     max_groups: int | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[SanityRow]:
     """Rows per method and cascade step; the trained bundle is never modified.
-    ``params``: settings per method name (:mod:`cxrxai.explain.params`)."""
+    ``params``: settings per method name (:mod:`cxrxai.explain.params`); ``progress(done,
+    total)`` is called after each step (the dashboard's progress bar)."""
     params = params or {}
     explainers = {name: get_explainer(name, **params.get(name, {})) for name in methods}
     for explainer in explainers.values():
@@ -103,6 +105,8 @@ def cascading_randomisation(
                 values = explainer.explain(randomised_bundle, image, target=target, seed=seed)[0]
                 rho, ssim = compare_maps(original[method], values.numpy())
                 rows.append(SanityRow(method, name, step, rho, ssim))
+            if progress is not None:
+                progress(step, len(groups))
     return rows
 
 
