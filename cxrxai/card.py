@@ -8,6 +8,7 @@ message naming the field and the fix.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -112,6 +113,27 @@ class ModelCard:
 
     def threshold(self, label: str) -> float:
         return float(self.thresholds.get(label, 0.5))
+
+    def positives(self, probabilities: Sequence[float]) -> list[int]:
+        """Output indices the model calls positive, in label order: the most probable class
+        (multi-class), or every label at or above its operating threshold (multi-label;
+        possibly none). The one definition the pages, targets and evaluation rows use."""
+        if self.task == "multiclass":
+            return [max(range(len(self.labels)), key=lambda i: probabilities[i])]
+        return [
+            i for i, label in enumerate(self.labels) if probabilities[i] >= self.threshold(label)
+        ]
+
+    def diagnosis(self, probabilities: Sequence[float], with_p: bool = False) -> str:
+        """What the model says, for people: the class, or the labels above their operating
+        thresholds (most probable first), or that none is; ``with_p`` adds each one's p."""
+        found = sorted(self.positives(probabilities), key=lambda i: -probabilities[i])
+        if not found:
+            return "no finding above its operating threshold"
+        return ", ".join(
+            f"{self.labels[i]} (p = {probabilities[i]:.2f})" if with_p else self.labels[i]
+            for i in found
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -91,6 +91,9 @@ with st.sidebar:
     )
     with st.expander("Method settings"):
         settings = method_settings(bundle, methods)
+    per_row = st.slider(
+        "Panels per row", 1, 4, 3, help="fewer per row: larger panels, to look closely"
+    )
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
     colormap = st.selectbox("Colormap (non-negative maps)", COLORMAPS)
     st.subheader("Region from the heatmap")
@@ -143,9 +146,14 @@ with st.sidebar:
 
 image = base_image if window is None else base_image.with_window(*window)
 probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
-predicted = int(probabilities.argmax())
+positives = bundle.card.positives(probabilities)
+# default: the most probable label the model calls positive (multi-label: may be none)
+predicted = max(positives or range(len(probabilities)), key=lambda i: probabilities[i])
 target_label = st.sidebar.selectbox(
-    "Explain the label", bundle.labels, index=predicted, help="default: the predicted label"
+    "Explain the label",
+    bundle.labels,
+    index=predicted,
+    help="default: the predicted label (multi-label: the most probable above its threshold)",
 )
 target = bundle.labels.index(target_label)
 if use_own:
@@ -174,14 +182,33 @@ with right:
             textposition="auto",
         )
     )
+    if bundle.card.task == "multilabel":  # where each label turns positive
+        figure.add_scatter(
+            x=[bundle.card.threshold(bundle.labels[i]) for i in order],
+            y=[bundle.labels[i] for i in order],
+            mode="markers",
+            marker={"symbol": "line-ns-open", "size": 18, "color": "black"},
+            name="operating threshold",
+            hovertemplate="threshold %{x:.2f}<extra></extra>",
+        )
     figure.update_layout(
+        showlegend=False,
         xaxis={"range": [0, 1], "title": "probability"},
         height=260,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         title=f"{bundle.card.name or 'model'} ({bundle.card.task})",
     )
     st.plotly_chart(figure, width="stretch")
-    st.metric("Predicted", bundle.labels[predicted], help=f"{bundle.card.task} model")
+    st.metric(
+        "Predicted",
+        bundle.card.diagnosis(probabilities),
+        help=f"{bundle.card.task} model"
+        + (
+            ": labels at or above their operating threshold (black ticks)"
+            if bundle.card.task == "multilabel"
+            else ""
+        ),
+    )
     if upload is None and case.labels:
         st.write(f"**Reference label(s):** {', '.join(case.labels)}")
     meta = image.meta
@@ -202,7 +229,11 @@ has_truth = any(a.role == "finding" and a.label == target_label for a in annotat
 shown_maps: dict[str, np.ndarray] = {}
 shown_regions: dict[str, np.ndarray] = {}
 if methods:
-    panels = st.columns(len(methods))
+    panels = [
+        column
+        for start in range(0, len(methods), per_row)
+        for column in st.columns(per_row)[: len(methods[start : start + per_row])]
+    ]
     for panel, method in zip(panels, methods, strict=True):
         with panel:
             try:

@@ -71,11 +71,8 @@ bundle = require_bundle()
 image = get_image(str(case.image_path))
 target = bundle.labels.index(task.target) if task.target in bundle.labels else None
 probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
-predicted = bundle.labels[int(probabilities.argmax())]
-st.write(
-    f"**Model's diagnosis:** {predicted} (p = {probabilities.max():.2f}). "
-    f"**Explained label:** {task.target}"
-)
+diagnosis = bundle.card.diagnosis(probabilities, with_p=True)
+st.write(f"**Model's diagnosis:** {diagnosis}. **Explained label:** {task.target}")
 if service.needs_first_read(db, task):  # the study asks for a read before explanations
     st.image(image.pixels, clamp=True, caption="The case, before any explanation", width=640)
     with st.form(f"first-read-{task.id}"):

@@ -88,6 +88,9 @@ def test_methods_panels_and_cache(monkeypatch, covid_root, tmp_path):
         "gradcam++ / lrp",
     ]
     assert agreement.value["spearman"].between(-1, 1).all()
+    columns = len(app.columns)
+    widget(app.slider, "Panels per row").set_value(2).run()  # two rows of two columns
+    assert not app.exception and len(app.get("image")) == 4 and len(app.columns) == columns + 1
 
 
 def _captions(app) -> list[str]:
@@ -228,3 +231,23 @@ def test_model_page_layers_and_loading_another_checkpoint(monkeypatch, tmp_path,
     widget(app.button, "Load").click().run()
     assert not app.exception and "Loaded" in app.success[0].value
     assert "x, y" in " ".join(m.value for m in app.markdown)
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "positive"),
+    [({"a": 0.0, "b": 1.0, "c": 0.0}, {"a", "c"}), ({"a": 1.0, "b": 1.0, "c": 1.0}, set())],
+)
+def test_multilabel_model_shows_labels_above_their_thresholds(
+    monkeypatch, tmp_path, tiny_checkpoint, thresholds, positive
+):
+    folder = tiny_checkpoint(labels=("a", "b", "c"), task="multilabel", thresholds=thresholds)
+    app = run_app(monkeypatch, CXRXAI_DATA=str(tmp_path / "none"), CXRXAI_CHECKPOINT=str(folder))
+    assert not app.exception and not app.error
+    shown = app.metric[0].value
+    if positive:
+        assert set(shown.split(", ")) == positive  # not just the most probable label
+        assert widget(app.selectbox, "Explain the label").value in positive
+    else:
+        assert shown == "no finding above its operating threshold"
+    (chart,) = [c for c in app.get("plotly_chart") if "operating threshold" in str(c.proto.spec)]
+    assert chart is not None

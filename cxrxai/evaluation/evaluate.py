@@ -223,15 +223,9 @@ def _explain(explainer, bundle, image, index, settings: Settings, cache) -> Heat
 def _unit_row(
     bundle: ModelBundle, case: Case, method: str, label: str, probs: np.ndarray, index: int
 ) -> dict[str, Any]:
-    if bundle.card.task == "multiclass":
-        predicted = bundle.labels[int(probs.argmax())]
-        correct = predicted == label
-    else:
-        above = [
-            lab for i, lab in enumerate(bundle.labels) if probs[i] >= bundle.card.threshold(lab)
-        ]
-        predicted = ";".join(above)
-        correct = label in above
+    positives = bundle.card.positives(probs)
+    predicted = ";".join(bundle.labels[i] for i in positives)
+    correct = index in positives
     return {
         "checkpoint_sha256": bundle.weights_sha256,
         "case_id": case.case_id,

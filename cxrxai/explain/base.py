@@ -68,10 +68,7 @@ def resolve_targets(bundle: ModelBundle, image: np.ndarray, target: Target = Non
             )
         return [int(target)]
     probs = bundle.predict_proba(image)[0]
-    if bundle.card.task == "multiclass":
-        return [int(probs.argmax())]
-    above = [i for i, label in enumerate(labels) if probs[i] >= bundle.card.threshold(label)]
-    return above or [int(probs.argmax())]
+    return bundle.card.positives(probs) or [int(probs.argmax())]
 
 
 def to_image_size(values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
