@@ -238,6 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--mode", default="top-percent", help="region mode of the main table")
     report.add_argument("--value", type=float, default=10.0, help="its value (p, t or N)")
 
+    xrv = commands.add_parser(
+        "import-xrv",
+        help="turn a torchxrayvision weights file you have into a checkpoint folder",
+    )
+    xrv.add_argument("weights", type=Path, help="the .pt file (a state dict or a pickled model)")
+    xrv.add_argument("--out", type=Path, required=True, help="new checkpoint folder")
+    xrv.add_argument("--architecture", choices=("densenet121", "resnet50"), default="densenet121")
+    xrv.add_argument(
+        "--labels",
+        default=None,
+        help="comma-separated output labels (default: torchxrayvision's 18 pathologies)",
+    )
+
     info = commands.add_parser("info", help="metadata of an image (no patient identifiers)")
     info.add_argument("image", type=Path)
     return parser
@@ -429,6 +442,31 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     image = read_image(args.image)
     print(json.dumps(asdict(image.meta), indent=2, default=str))
+    return 0
+
+
+def cmd_import_xrv(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from cxrxai.checkpoint import file_sha256, load_xrv_weights, save_checkpoint
+
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise CxrxaiError(f"'{args.out}' already exists and is not empty; choose a new folder.")
+    labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
+    bundle = load_xrv_weights(args.weights, args.architecture, labels, device="cpu")
+    card = replace(
+        bundle.card,
+        notes=(
+            f"Imported from the torchxrayvision weights file {args.weights.name} (sha256 "
+            f"{file_sha256(args.weights)[:16]}) with `python -m cxrxai import-xrv`. "
+            "Operating thresholds are 0.5 until set under 'thresholds' in this card."
+        ),
+    )
+    save_checkpoint(bundle.model, card, args.out)
+    print(
+        f"checkpoint written to {args.out} ({card.architecture}, {len(card.labels)} labels); "
+        f"open it with --checkpoint {args.out} or on the Model page"
+    )
     return 0
 
 
@@ -626,6 +664,7 @@ COMMANDS = {
     "evaluate-model": cmd_evaluate_model,
     "predict": cmd_predict,
     "info": cmd_info,
+    "import-xrv": cmd_import_xrv,
     "explain": cmd_explain,
     "methods": cmd_methods,
     "layers": cmd_layers,

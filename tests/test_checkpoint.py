@@ -137,6 +137,29 @@ def test_torchxrayvision_densenet_from_local_file(tmp_path, as_module):
     np.testing.assert_allclose(bundle.predict_proba(image), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_import_xrv_writes_a_checkpoint_the_dashboard_loads(tmp_path, capsys):
+    import torchxrayvision as xrv
+
+    from cxrxai.cli import main
+
+    torch.manual_seed(0)
+    torch.save(xrv.models.DenseNet(weights=None).eval(), tmp_path / "xrv.pt")
+    out = tmp_path / "xrv-checkpoint"
+    assert main(["import-xrv", str(tmp_path / "xrv.pt"), "--out", str(out)]) == 0
+    assert "checkpoint written" in capsys.readouterr().out
+    imported = load_checkpoint(out, device="cpu")
+    direct = load_xrv_weights(tmp_path / "xrv.pt", device="cpu")
+    assert imported.card.framework == "torchxrayvision" and "import-xrv" in imported.card.notes
+    image = np.random.default_rng(2).random((240, 260), dtype=np.float32)
+    np.testing.assert_allclose(imported.predict_proba(image), direct.predict_proba(image))
+    # never over an existing checkpoint; a file that is not xrv weights is one clear line
+    assert main(["import-xrv", str(tmp_path / "xrv.pt"), "--out", str(out)]) == 2
+    assert "not empty; choose a new folder" in capsys.readouterr().err
+    (tmp_path / "bad.pt").write_bytes(b"not a torch file")
+    assert main(["import-xrv", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "n")]) == 2
+    assert "could not be read" in capsys.readouterr().err
+
+
 def test_torchxrayvision_wrong_file(tmp_path):
     torch.save({"not": torch.zeros(3)}, tmp_path / "w.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
