@@ -4,6 +4,7 @@ localisation metrics, a radiologist's own box, and the deletion curve on demand.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -13,6 +14,7 @@ from cxrxai.evaluation.evaluate import region_setting_metrics
 from cxrxai.explain.agreement import map_agreement
 from cxrxai.explain.cache import image_hash
 from cxrxai.explain.params import describe as describe_params
+from cxrxai.explain.params import variant
 from cxrxai.explain.registry import METHODS
 from cxrxai.explain.sanity import FAIL_SPEARMAN, cascading_randomisation, verdicts
 from cxrxai.metrics.faithfulness import deletion_insertion
@@ -228,6 +230,7 @@ unit = "mm" if spacing else "px"
 has_truth = any(a.role == "finding" and a.label == target_label for a in annotations)
 shown_maps: dict[str, np.ndarray] = {}
 shown_regions: dict[str, np.ndarray] = {}
+case_metrics: list[dict] = []  # every panel's metrics, for one CSV
 if methods:
     panels = [
         column
@@ -282,6 +285,17 @@ if methods:
             )
             if has_truth:
                 st.table(describe(row, unit))
+                case_metrics.append(
+                    {
+                        "case": title,
+                        "method": variant(method, settings.get(method, {})),
+                        "target": target_label,
+                        "region": mode,
+                        "region value": value,
+                        "unit": unit,
+                    }
+                    | row
+                )
             else:
                 st.caption(f"No annotation of '{target_label}' on this case: no overlap metrics.")
             if st.button("Deletion / insertion curve", key=f"curve-{method}"):
@@ -301,6 +315,14 @@ if methods:
                     ),
                 )
                 st.plotly_chart(chart, width="stretch")
+if case_metrics:
+    st.download_button(
+        "Download this case's metrics (CSV)",
+        lambda: pd.DataFrame(case_metrics).to_csv(index=False),
+        file_name=f"{title.replace('/', '_')}-{target_label}-metrics.csv",
+        mime="text/csv",
+        key="metrics-csv",
+    )
 if len(shown_maps) >= 2:
     st.subheader("Agreement between the maps")
     st.dataframe(map_agreement(shown_maps, shown_regions), hide_index=True)

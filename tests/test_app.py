@@ -147,6 +147,8 @@ def test_metrics_follow_the_region_slider_without_recomputing(monkeypatch, covid
     assert sorted((tmp_path / "heatmaps").rglob("*.npz")) == cached  # no new explanation
     widget(app.selectbox, "Region mode").select("otsu").run()
     assert not app.exception and len(app.table) == 2
+    (download,) = [b for b in app.get("download_button") if b.proto.label.endswith("(CSV)")]
+    assert download.proto.label == "Download this case's metrics (CSV)"
 
 
 def test_next_case_own_box_and_deletion_curve(monkeypatch, covid_root):

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
@@ -227,6 +228,16 @@ def test_review_in_a_real_browser(server, tmp_path):
         assert after != before[: len(after)] and any("IoU" in t for t in after)
         assert sorted((tmp_path / "heatmaps").rglob("*.npz")) == cached
         page.screenshot(path=shots / "review-threshold-moved.png", full_page=True)
+
+        # the case's metrics as one CSV, and one panel as a PNG, through the browser
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Download this case's metrics (CSV)").click()
+        table = pd.read_csv(download.value.path())
+        assert list(table["method"]) == ["gradcam", "lrp", "gradcam++"]
+        assert table["iou"].between(0, 1).all() and set(table["unit"]) == {"px"}
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Download this panel (PNG)").first.click()
+        assert Path(download.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
         # next case (computed), then back: every explanation of this one is cached
         page.get_by_role("button", name="Next ▶").click()
