@@ -12,35 +12,20 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
-from cxrxai.explain.sanity import compare_maps
+from cxrxai.explain.sanity import compare_maps, downsized
 from cxrxai.metrics.overlap import iou
-
-# Maps come from the model's input size (224-512 px) upsampled to the image; ranking 3.6 M
-# pixels of a full radiograph per pair would take seconds on every slider move, and the
-# upsampled detail carries no information the input-size map did not.
-AGREEMENT_SIDE = 256
-
-
-def _downsized(values: np.ndarray) -> np.ndarray:
-    height, width = values.shape
-    scale = AGREEMENT_SIDE / max(height, width)
-    if scale >= 1.0:
-        return values.astype(np.float32)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(values.astype(np.float32), size, interpolation=cv2.INTER_AREA)
 
 
 def map_agreement(
     maps: dict[str, np.ndarray], regions: dict[str, np.ndarray] | None = None
 ) -> list[dict[str, Any]]:
     """One row per pair of methods: Spearman (|values|) and SSIM of the maps (at most
-    AGREEMENT_SIDE px a side) and, with ``regions``, the IoU of the two regions (full
+    COMPARE_SIDE px a side) and, with ``regions``, the IoU of the two regions (full
     resolution; NaN when both are empty)."""
-    small = {name: _downsized(values) for name, values in maps.items()}
+    small = {name: downsized(values) for name, values in maps.items()}
     rows = []
     for first, second in itertools.combinations(maps, 2):
         rho, ssim = compare_maps(small[first], small[second])

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from cxrxai.explain.agreement import AGREEMENT_SIDE, map_agreement
+from cxrxai.explain.agreement import map_agreement
+from cxrxai.explain.sanity import COMPARE_SIDE
 
 
 def test_identical_opposite_and_unrelated_maps():
@@ -42,6 +43,6 @@ def test_full_size_maps_are_compared_downsized():
     b = np.exp(-((yy - 700) ** 2 + (xx - 500) ** 2) / 2e4).astype(np.float32)
     (row,) = map_agreement({"a": a, "b": b})
     (small,) = map_agreement({"a": a[::4, ::4], "b": b[::4, ::4]})  # 250 x 200, as is
-    assert max(a.shape) > AGREEMENT_SIDE
+    assert max(a.shape) > COMPARE_SIDE
     assert row["spearman"] == pytest.approx(small["spearman"], abs=0.02)
     assert row["ssim"] == pytest.approx(small["ssim"], abs=0.05)

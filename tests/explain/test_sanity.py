@@ -9,7 +9,14 @@ import torch
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.explain import registry
 from cxrxai.explain.base import Explainer
-from cxrxai.explain.sanity import cascading_randomisation, compare_maps, layer_groups, verdicts
+from cxrxai.explain.sanity import (
+    SanityRow,
+    cascading_randomisation,
+    compare_maps,
+    downsized,
+    layer_groups,
+    verdicts,
+)
 
 
 class ImageItselfExplainer(Explainer):
@@ -36,6 +43,15 @@ def test_compare_maps_identity_and_noise():
     assert abs(rho) < 0.2 and ssim < 0.3
 
 
+def test_compare_maps_at_most_256_px_a_side():
+    yy, xx = np.mgrid[0:1200, 0:900]
+    a = np.exp(-((yy - 300) ** 2 + (xx - 300) ** 2) / 4e4).astype(np.float32)
+    b = a + np.random.default_rng(0).normal(0, 0.05, a.shape).astype(np.float32)
+    assert downsized(a).shape == (256, 192)
+    assert compare_maps(a, b) == compare_maps(downsized(a), downsized(b))
+    assert downsized(a[:100, :80]).shape == (100, 80)  # small maps as they are
+
+
 def test_layer_groups_run_stem_to_classifier(bundle):
     names = [name for name, _ in layer_groups(bundle.model)]
     assert names[0] == "conv1" and names[-1] == "fc" and "layer4.1" in names
@@ -60,3 +76,13 @@ def test_model_blind_method_fails_and_gradcam_changes(bundle, monkeypatch):
     # the trained bundle itself is untouched
     for old, new in zip(before, bundle.model.parameters(), strict=True):
         assert torch.equal(old, new)
+
+
+def test_a_map_turned_into_its_opposite_passes():
+    rows = [
+        SanityRow("inverted", "fc", 1, 0.9, 0.8),
+        SanityRow("inverted", "conv1", 2, -0.7, 0.06),  # it changed with the model
+        SanityRow("survivor", "fc", 1, 0.9, 0.8),
+        SanityRow("survivor", "conv1", 2, 0.6, 0.5),
+    ]
+    assert verdicts(rows) == {"inverted": True, "survivor": False}
