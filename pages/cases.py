@@ -15,7 +15,7 @@ from cxrxai.evaluation.report import iou_curve_figure, iou_versus_p
 from cxrxai.evaluation.store import open_results
 from cxrxai.metrics.registry import METRICS
 from cxrxai.settings import data_root
-from pages.common import compared_methods, through_the_router
+from pages.common import compared_methods, open_in_review, through_the_router
 
 through_the_router()
 
@@ -77,7 +77,26 @@ columns = [
     "box_iou_mean",
 ]
 table = [{c: r[c] for c in columns} for r in rows]
-st.dataframe(table, hide_index=True, width="stretch")
+selection = st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    on_select="rerun",
+    selection_mode="single-row",
+    key="cases-table",
+)
+chosen = selection.selection.rows if selection else []
+if chosen:
+    row = rows[chosen[0]]
+    label = f"Open {row['case_id']} in Review ({row['method']} for {row['target']})"
+    if st.button(label, key="open-selected"):
+        case = find_case(row["dataset"], row["split"], row["case_id"], data_root())
+        if case is None:
+            st.error(f"Case '{row['case_id']}' was not found under {data_root()}.")
+        else:
+            open_in_review(case, row["target"], row["method"])
+else:
+    st.caption("Select a row to open that case in Review with its method and label.")
 buffer = io.StringIO()
 writer = csv.DictWriter(buffer, fieldnames=columns)
 writer.writeheader()
@@ -119,7 +138,4 @@ for i, pick in enumerate(browse.qualitative_picks(rows)):
         if case is None:
             st.error(f"Case '{pick.case_id}' was not found under {data_root()}.")
         else:
-            st.session_state["extra_cases"] = [case]
-            st.session_state["class_filter"] = "all"
-            st.session_state["case_id"] = case.case_id
-            st.switch_page("pages/review.py")
+            open_in_review(case, pick.target)

@@ -18,7 +18,7 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.explain import Heatmap, get_explainer
 from cxrxai.explain.cache import HeatmapCache, default_cache_dir, image_hash
 from cxrxai.explain.cam import candidate_layers
-from cxrxai.explain.params import changed, parameters
+from cxrxai.explain.params import changed, parameters, parse_variant
 from cxrxai.imageio import XRayImage, read_image
 from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
@@ -133,7 +133,11 @@ def cam_layers(_bundle: ModelBundle, weights_sha256: str) -> list[str]:
 def method_settings(bundle: ModelBundle, methods: list[str]) -> dict[str, dict[str, Any]]:
     """Widgets for the chosen methods' settings (those that change the map), described by
     :mod:`cxrxai.explain.params`; returns only the settings changed from the defaults, so
-    maps computed with defaults (precomputed, cached) are found again."""
+    maps computed with defaults (precomputed, cached) are found again.
+
+    Each widget's value lives in the session under ``param-METHOD-NAME`` (set there first,
+    never passed as a default too), so another page can open a case with settings
+    (:func:`open_in_review`)."""
     settings: dict[str, dict[str, Any]] = {}
     for method in methods:
         shown = [p for p in parameters(method) if p.rule.ui]
@@ -151,28 +155,24 @@ def method_settings(bundle: ModelBundle, methods: list[str]) -> dict[str, dict[s
                     options = names if default in names else [default, *names]
                 else:
                     default, options = param.default, list(rule.choices or rule.suggestions or ())
-                value = st.selectbox(
-                    label, options, options.index(default), key=key, help=rule.help
-                )
+                if st.session_state.get(key) not in options:  # new, or another model's layer
+                    st.session_state[key] = default
+                value = st.selectbox(label, options, key=key, help=rule.help)
                 chosen[param.name] = None if param.name == "layer" and value == default else value
             elif param.kind is int:
+                st.session_state.setdefault(key, int(param.default))
                 chosen[param.name] = int(
                     st.number_input(
-                        label,
-                        min_value=int(rule.minimum or 1),
-                        value=int(param.default),
-                        step=1,
-                        key=key,
-                        help=rule.help,
+                        label, min_value=int(rule.minimum or 1), step=1, key=key, help=rule.help
                     )
                 )
             else:
+                st.session_state.setdefault(key, float(param.default))
                 chosen[param.name] = float(
                     st.number_input(
                         label,
                         min_value=rule.minimum,
                         max_value=rule.maximum,
-                        value=float(param.default),
                         step=0.01,
                         key=key,
                         help=rule.help,
@@ -180,6 +180,24 @@ def method_settings(bundle: ModelBundle, methods: list[str]) -> dict[str, dict[s
                 )
         settings[method] = changed(method, chosen)
     return settings
+
+
+def open_in_review(case: Case, target: str | None = None, method: str | None = None) -> None:
+    """Switch to the Review page on ``case``, explaining ``target`` with ``method`` (a
+    results row's name: a variant such as ``gradcam(layer=blocks.6)`` opens with its
+    settings)."""
+    st.session_state["extra_cases"] = [case]
+    st.session_state["class_filter"] = "all"
+    st.session_state["case_id"] = case.case_id
+    if target is not None:
+        st.session_state["review_request"] = {"case_id": case.case_id, "target": target}
+    if method is not None:
+        name, params = parse_variant(method)
+        st.session_state["methods"] = [name]
+        for param, value in params.items():
+            if value is not None:
+                st.session_state[f"param-{name}-{param}"] = value
+    st.switch_page("pages/review.py")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

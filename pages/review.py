@@ -85,10 +85,11 @@ with st.sidebar:
         disabled=not show_truth,
         help="The findings of the explained label, outlined over each heatmap",
     )
+    st.session_state.setdefault("methods", ["gradcam", "lrp"])
     methods = st.multiselect(
         "Explanations",
         list(METHODS),
-        default=["gradcam", "lrp"],
+        key="methods",
         help="LIME and SHAP take tens of seconds on a CPU when not cached",
     )
     with st.expander("Method settings"):
@@ -151,10 +152,12 @@ probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.
 positives = bundle.card.positives(probabilities)
 # default: the most probable label the model calls positive (multi-label: may be none)
 predicted = max(positives or range(len(probabilities)), key=lambda i: probabilities[i])
+request = st.session_state.get("review_request") or {}  # a case opened from the Cases page
+requested = request.get("target") if request.get("case_id") == case_id and upload is None else None
 target_label = st.sidebar.selectbox(
     "Explain the label",
     bundle.labels,
-    index=predicted,
+    index=bundle.labels.index(requested) if requested in bundle.labels else predicted,
     help="default: the predicted label (multi-label: the most probable above its threshold)",
 )
 target = bundle.labels.index(target_label)

@@ -220,6 +220,37 @@ def test_cases_page_table_plots_and_open_in_review(monkeypatch, covid_root, tmp_
     assert widget(app.selectbox, "Case").value in {c.case_id for c in picked}
 
 
+def test_a_selected_row_opens_in_review_with_its_method_settings_and_label(
+    monkeypatch, covid_root, tmp_path
+):
+    from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.evaluation.evaluate import Settings, evaluate_cases
+    from cxrxai.evaluation.store import open_results
+    from cxrxai.settings import DEMO_CHECKPOINT
+
+    case = [c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"]][-1]
+    db_path = tmp_path / "results.sqlite"
+    layer = Settings(method_params={"gradcam": {"layer": "blocks.5"}})
+    bundle = load_checkpoint(DEMO_CHECKPOINT)
+    evaluate_cases(bundle, [case], ["gradcam"], open_results(db_path), layer)
+    app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent), CXRXAI_RESULTS=str(db_path))
+    app.switch_page("pages/cases.py").run()
+    assert not [b for b in app.button if b.key == "open-selected"]  # nothing selected yet
+    app.session_state["cases-table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    app.run()
+    button = app.button(key="open-selected")
+    assert button.label == f"Open {case.case_id} in Review (gradcam(layer=blocks.5) for COVID-19)"
+    button.click().run()
+    assert not app.exception and not app.error
+    assert widget(app.selectbox, "Case").value == case.case_id
+    assert app.multiselect[0].value == ["gradcam"]
+    assert app.selectbox(key="param-gradcam-layer").value == "blocks.5"
+    assert widget(app.selectbox, "Explain the label").value == "COVID-19"
+    assert _captions(app)[1].endswith("(layer=blocks.5)")
+    assert not app.warning  # no "default value and Session State API" warning
+
+
 def test_model_page_layers_and_loading_another_checkpoint(monkeypatch, tmp_path, tiny_checkpoint):
     app = run_app(monkeypatch, CXRXAI_DATA=str(tmp_path / "none"))
     app.switch_page("pages/model.py").run()

@@ -196,3 +196,22 @@ def variant(method: str, params: Mapping[str, Any]) -> str:
     differ from the defaults, so that variants of a method are compared, not mixed."""
     own = describe(changed(method, params))
     return f"{method}({own})" if own else method
+
+
+def parse_variant(name: str) -> tuple[str, dict[str, Any]]:
+    """``gradcam(layer=blocks.5)`` -> ("gradcam", {"layer": "blocks.5"}): the inverse of
+    :func:`variant`, for results rows opened again (values typed as the settings say)."""
+    method, bracket, inner = name.partition("(")
+    if not bracket:
+        return name, {}
+    if not inner.endswith(")"):
+        raise CxrxaiError(f"Cannot read the method variant '{name}'.")
+    known = {p.name: p for p in parameters(method)}
+    settings: dict[str, Any] = {}
+    # values never hold ", " (layer names, composites, maskers such as blur(8,8) do not)
+    for item in inner[:-1].split(", "):
+        key, equals, text = item.partition("=")
+        if not equals or key not in known:
+            raise CxrxaiError(f"Cannot read the setting '{item}' of the method variant '{name}'.")
+        settings[key] = known[key].parse(method, text)
+    return method, settings

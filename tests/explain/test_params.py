@@ -11,7 +11,15 @@ from cxrxai.cli import main
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain import get_explainer
 from cxrxai.explain.lrp import COMPOSITES
-from cxrxai.explain.params import changed, check_params, describe, parameters, parse_param_specs
+from cxrxai.explain.params import (
+    changed,
+    check_params,
+    describe,
+    parameters,
+    parse_param_specs,
+    parse_variant,
+    variant,
+)
 from cxrxai.explain.registry import METHODS
 from cxrxai.explain.sanity import cascading_randomisation
 
@@ -164,3 +172,29 @@ def test_sanity_check_uses_the_settings(checkpoint):
         cascading_randomisation(
             bundle, image, ["gradcam"], 1, max_groups=1, params={"gradcam": {"layer": "fc"}}
         )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"layer": "blocks.5"},
+        {"max_evals": 1000, "masker": "blur(8,8)"},
+        {"n_samples": 20, "sigma": 0.2},
+    ],
+)
+def test_variant_names_read_back(params):
+    method = {"layer": "gradcam", "max_evals": "shap", "n_samples": "smoothgrad"}.get(
+        next(iter(params), "layer")
+    )
+    name = variant(method, params)
+    assert parse_variant(name) == (method, params)
+
+
+def test_bad_variant_names_are_clear():
+    with pytest.raises(CxrxaiError, match="Cannot read the setting 'depth=3'"):
+        parse_variant("gradcam(depth=3)")
+    with pytest.raises(CxrxaiError, match="Cannot read the method variant"):
+        parse_variant("gradcam(layer=x")
+    with pytest.raises(CxrxaiError, match="Unknown explanation method"):
+        parse_variant("psychic(layer=x)")
