@@ -134,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("image", type=Path)
     _add_model_args(predict)
 
-    explain = commands.add_parser("explain", help="explanation maps and overlays of one image")
-    explain.add_argument("image", type=Path)
+    explain = commands.add_parser(
+        "explain", help="explanation maps and overlays of images (files or folders)"
+    )
+    explain.add_argument("image", type=Path, nargs="+", help="image files, or folders of them")
     explain.add_argument(
         "--methods", default="gradcam", help="comma-separated; see 'python -m cxrxai methods'"
     )
@@ -338,32 +340,59 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from cxrxai.explain.cache import HeatmapCache
     from cxrxai.explain.params import parse_param_specs
     from cxrxai.explain.run import explain_image
-    from cxrxai.imageio import read_image
+    from cxrxai.imageio import image_files, read_image
 
     methods = _methods(args.methods)
     settings = parse_param_specs(args.param, methods)  # before loading anything
-    bundle = _load_bundle(args)
-    image = read_image(args.image)
-    target = _target(args.target)
-    written = explain_image(
-        bundle,
-        image.pixels,
-        methods,
-        args.out,
-        target=target,
-        seed=args.seed,
-        cache=None if args.no_cache else HeatmapCache(),
-        stem=args.image.stem,
-        params=settings,
-    )
-    for heatmap, npz, png in written:
-        print(
-            f"{heatmap.method:>22s}  {heatmap.target_label:<12s} {heatmap.seconds:7.2f} s  "
-            f"{npz}  {png}"
+    paths = image_files(args.image)
+    stems = [path.stem for path in paths]
+    twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if twice:
+        raise CxrxaiError(
+            f"Several images are named {', '.join(twice[:3])}: their maps would overwrite "
+            "each other in --out; explain them in separate runs with their own --out."
         )
+    bundle = _load_bundle(args)
+    target = _target(args.target)
+    cache = None if args.no_cache else HeatmapCache()
+    failed = []
+    for path in tqdm(paths, desc="images", unit="image", disable=len(paths) == 1):
+        try:
+            image = read_image(path)
+        except CxrxaiError as exc:  # one bad file in a folder: say so, explain the others
+            if len(paths) == 1:
+                raise
+            failed.append(path)
+            print(f"skipped: {exc}", file=sys.stderr)
+            continue
+        written = explain_image(
+            bundle,
+            image.pixels,
+            methods,
+            args.out,
+            target=target,
+            seed=args.seed,
+            cache=cache,
+            stem=path.stem,
+            params=settings,
+        )
+        for heatmap, npz, png in written:
+            print(
+                f"{heatmap.method:>22s}  {heatmap.target_label:<12s} "
+                f"{heatmap.seconds:7.2f} s  {npz}  {png}"
+            )
+    if failed:
+        print(
+            f"error: {len(failed)} of {len(paths)} image(s) could not be read (above); the "
+            "others' maps are written.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

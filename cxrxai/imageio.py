@@ -8,6 +8,7 @@ print or log them.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,10 +16,31 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cxrxai.errors import ImageReadError
+from cxrxai.errors import CxrxaiError, ImageReadError
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 RASTER_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF")
+IMAGE_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", *DICOM_SUFFIXES)
+
+
+def image_files(paths: Iterable[Path | str]) -> list[Path]:
+    """Files and folders named on a command line -> image files: a folder gives its PNG,
+    JPEG and DICOM files (not its subfolders), sorted; a file is taken as it is (its
+    reading says if it is no image). A path that does not exist is an error."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            inside = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_FILE_SUFFIXES
+            )
+            if not inside:
+                raise CxrxaiError(f"Folder '{path}' holds no PNG, JPEG or DICOM file.")
+            found += inside
+        elif path.exists():
+            found.append(path)
+        else:
+            raise CxrxaiError(f"'{path}' does not exist.")
+    return found
 
 
 @dataclass(frozen=True)

@@ -73,3 +73,33 @@ def test_colours_and_overlay():
         overlay(np.zeros((2, 3), np.float32), signed)
     with pytest.raises(ValueError, match="alpha"):
         overlay(np.zeros((1, 3), np.float32), signed, alpha=2.0)
+
+
+def test_explain_a_folder_skips_a_broken_file(tmp_path, checkpoint, capsys):
+    folder = tmp_path / "xrays"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.jpg"):
+        cv2.imwrite(str(folder / name), (rng.random((40, 30)) * 255).astype(np.uint8))
+    (folder / "c.dcm").write_bytes(b"not a dicom")
+    (folder / "notes.txt").write_text("not an image")  # not an image suffix: not listed
+    out = tmp_path / "out"
+    args = ["explain", str(folder), "--checkpoint", str(checkpoint), "--no-cache"]
+    assert main([*args, "--out", str(out), "--target", "Normal"]) == 1
+    err = capsys.readouterr().err
+    assert "skipped:" in err and "c.dcm" in err and "1 of 3 image(s)" in err
+    assert sorted(p.name for p in out.glob("*.npz")) == [
+        "a_gradcam_Normal.npz",
+        "b_gradcam_Normal.npz",
+    ]
+
+
+def test_explain_refuses_images_that_would_overwrite_each_other(tmp_path, checkpoint, capsys):
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "x.png"), np.zeros((8, 8), np.uint8))
+    args = ["explain", str(tmp_path / "one" / "x.png"), str(tmp_path / "two" / "x.png")]
+    assert main([*args, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")]) == 2
+    assert "Several images are named x" in capsys.readouterr().err
+    assert main(["explain", str(tmp_path / "nowhere"), "--checkpoint", str(checkpoint)]) == 2
+    assert "'" + str(tmp_path / "nowhere") + "' does not exist" in capsys.readouterr().err
