@@ -37,6 +37,12 @@ st.write(
     f"**CAM layer:** `{card.target_layer}` · **device:** {bundle.device}"
 )
 st.write("**Labels (output order):** " + ", ".join(card.labels))
+if card.task == "multilabel":
+    st.write(
+        "**Operating thresholds** (a label is predicted at or above its threshold; 0.5 "
+        "where the card sets none): "
+        + ", ".join(f"{label} {card.threshold(label):.2f}" for label in card.labels)
+    )
 if card.notes:
     st.caption(card.notes)
 metrics = card.validation_metrics

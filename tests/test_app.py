@@ -264,6 +264,12 @@ def test_model_page_layers_and_loading_another_checkpoint(monkeypatch, tmp_path,
     widget(app.button, "Load").click().run()
     assert not app.exception and "Loaded" in app.success[0].value
     assert "x, y" in " ".join(m.value for m in app.markdown)
+    assert not any("Operating thresholds" in m.value for m in app.markdown)  # multi-class
+    folder = tiny_checkpoint(labels=("x", "y"), task="multilabel", thresholds={"x": 0.3})
+    app.run()  # the field now starts from the loaded folder (a new widget)
+    widget(app.text_input, "Checkpoint folder").input(str(folder)).run()
+    widget(app.button, "Load").click().run()
+    assert any("x 0.30, y 0.50" in m.value for m in app.markdown)
 
 
 @pytest.mark.parametrize(
