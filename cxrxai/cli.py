@@ -60,8 +60,25 @@ def _target(text: str | None) -> int | str | None:
     return int(text) if text is not None and text.isdigit() else text
 
 
-def _methods(text: str) -> list[str]:
-    return [m.strip() for m in text.split(",") if m.strip()]
+def _methods(text: str, variants: bool = False) -> list[str]:
+    """Comma-separated method names; with ``variants``, names with settings too
+    (``gradcam,gradcam(layer=blocks.6)``: commas inside parentheses do not split)."""
+    names, depth, current = [], 0, ""
+    for char in text + ",":
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth <= 0:
+            names, current = [*names, current.strip()], ""
+        else:
+            current += char
+    names = [name for name in names if name]
+    for name in names:
+        if "(" in name and not variants:
+            method, _, settings = name.partition("(")
+            raise CxrxaiError(
+                f"'{name}': here a method's settings go in --param, e.g. "
+                f"--param {method}.{settings.split(',')[0].rstrip(')')}."
+            )
+    return names
 
 
 def _add_params(parser: argparse.ArgumentParser) -> None:
@@ -204,7 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--split", default="Val", help="create: split name, folder or manifest")
     study.add_argument("--classes", default=None, help="create: only these labels")
     study.add_argument("--limit", type=int, default=None, help="create: first N cases per class")
-    study.add_argument("--methods", default="gradcam,lime,lrp", help="create: methods")
+    study.add_argument(
+        "--methods",
+        default="gradcam,lime,lrp",
+        help="create: methods, variants too (gradcam,gradcam(layer=blocks.6))",
+    )
     study.add_argument("--open", action="store_true", help="create: show method names")
     study.add_argument(
         "--first-read",
@@ -591,7 +612,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             password,
             args.name,
             refs,
-            _methods(args.methods),
+            _methods(args.methods, variants=True),
             not args.open,
             args.seed,
             first_read=args.first_read,

@@ -248,6 +248,18 @@ def evaluation_picks():  # -> list[cxrxai.study.service.CaseRef]
     return list(unique.values())
 
 
+def evaluated_variants() -> list[str]:
+    """Method variants with settings (``gradcam(layer=blocks.6)``) in the batch evaluation,
+    offered to a study beside the plain methods."""
+    from cxrxai.evaluation import browse
+    from cxrxai.evaluation.store import open_results
+
+    path = browse.default_results_path()
+    if not path.is_file():
+        return []
+    return [m for m in browse.distinct(open_results(path), "method") if "(" in m]
+
+
 def compared_methods(path, filters, metric: str) -> list[dict]:
     """The Cases page's paired comparison of methods, recomputed only when the results
     database or the choice changes, not on every widget change elsewhere on the page:

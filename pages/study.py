@@ -7,6 +7,7 @@ import time
 import numpy as np
 import streamlit as st
 
+from cxrxai.explain.params import parse_variant
 from cxrxai.render import colour_legend, overlay
 from cxrxai.study import service
 from pages.common import (
@@ -99,7 +100,8 @@ with st.form(f"rate-{task.id}"):
     columns = st.columns(len(task.methods))
     for column, method, label in zip(columns, task.methods, task.shown_as, strict=True):
         with column:
-            heatmap = explain_cached(bundle, image.pixels, method, target or 0)
+            name, params = parse_variant(method)  # gradcam(layer=blocks.6): its settings
+            heatmap = explain_cached(bundle, image.pixels, name, target or 0, params)
             values = heatmap.numpy()
             st.image(overlay(image.pixels, values, opacity), caption=f"Panel {label}")
             st.caption(colour_legend(values, heatmap.target_label))

@@ -15,6 +15,7 @@ from cxrxai.explain.registry import METHODS
 from cxrxai.settings import data_root
 from cxrxai.study import analysis, service
 from pages.common import (
+    evaluated_variants,
     evaluation_picks,
     get_demo_cases,
     require_bundle,
@@ -84,7 +85,13 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
     with st.form("create"):
         name = st.text_input("Study name", value="Trust in explanations")
         chosen = st.multiselect("Cases", list(by_id), default=list(by_id))
-        methods = st.multiselect("Methods", list(METHODS), default=["gradcam", "lime", "lrp"])
+        methods = st.multiselect(
+            "Methods",
+            [*METHODS, *evaluated_variants()],
+            default=["gradcam", "lime", "lrp"],
+            help="Variants with settings (another CAM layer, another LRP composite) are "
+            "offered once the batch evaluation holds them (`evaluate --param ...`)",
+        )
         blinded = st.toggle("Blinded (methods shown as A, B, C…; no metrics)", value=True)
         first_read = st.toggle(
             "First read without explanations",

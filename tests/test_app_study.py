@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -131,3 +133,23 @@ def test_rater_reads_the_case_before_the_explanations(monkeypatch, covid_root, t
     assert {r.label for r in app.radio} >= {"Trust (A)", "Do you agree with the model's diagnosis?"}
     resumed = page("pages/study.py", rater=app.query_params["rater"])  # a reload
     assert question not in [r.label for r in resumed.radio]  # the first read is not asked again
+
+
+def test_a_study_compares_variants_of_a_method(monkeypatch, covid_root, tmp_path):
+    db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 1)
+    variants = ["gradcam", "gradcam(layer=blocks.6)"]
+    code = service.create_study(db, PASSWORD, "layers", refs, variants, blinded=False)
+    app = page("pages/study.py", code=code)
+    widget(app.text_input, "Your name").input("Dr Lin")
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    captions = [image.proto.imgs[0].caption for image in app.get("image")]
+    assert len(captions) == 2 and captions[0] != captions[1]
+    # the second panel's map was computed with its own layer
+    layers = set()
+    for path in (tmp_path / "heatmaps").rglob("*.npz"):
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+        if meta["method"] == "gradcam":
+            layers.add(meta["params"]["layer"])
+    assert layers == {None, "blocks.6"}

@@ -6,8 +6,10 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from cxrxai.cli import main
+from cxrxai.errors import CxrxaiError
 
 
 def test_info_prints_metadata_without_identifiers(rg1_files, capsys):
@@ -76,3 +78,16 @@ def test_precompute_demo_scores_the_demo_cases_for_the_cases_page(
     # a batch evaluation, once it exists, takes the page over
     (tmp_path / "none.sqlite").write_bytes(demo_db.read_bytes())
     assert browse.results_to_browse() == (tmp_path / "none.sqlite", False)
+
+
+def test_method_lists_split_outside_parentheses_and_variants_only_where_allowed():
+    from cxrxai.cli import _methods
+
+    text = "gradcam, gradcam(layer=blocks.6),shap(max_evals=100, masker=blur(8,8)),"
+    assert _methods(text, variants=True) == [
+        "gradcam",
+        "gradcam(layer=blocks.6)",
+        "shap(max_evals=100, masker=blur(8,8))",
+    ]
+    with pytest.raises(CxrxaiError, match=r"--param gradcam\.layer=blocks\.6"):
+        _methods("gradcam(layer=blocks.6)")

@@ -111,6 +111,15 @@ def create_study(
         raise StudyError("A study needs at least one case.")
     if len(methods) < 1 or len(set(methods)) != len(methods):
         raise StudyError(f"Methods must be distinct and at least one, got {methods}.")
+    from cxrxai.explain.params import parse_variant  # the explainers are heavy imports
+    from cxrxai.explain.registry import get_explainer
+
+    for method in methods:  # a name or a variant with settings, checked before it is stored
+        try:
+            name, params = parse_variant(method)
+            get_explainer(name, **params)
+        except CxrxaiError as exc:
+            raise StudyError(f"Method '{method}': {exc}") from exc
     code = secrets.token_hex(3).upper()
     with write_transaction(db):
         study_id = (

@@ -225,3 +225,18 @@ def test_first_read_comes_before_the_ratings_and_is_never_replaced(db):
     # a study without a first read never asks for one
     plain = service.join(db, service.create_study(db, PASSWORD, "p", make_cases(1), ["lrp"]), "C")
     assert not service.needs_first_read(db, service.next_assignment(db, plain))
+
+
+def test_methods_may_be_variants_and_are_checked(db):
+    cases = make_cases(2)
+    variants = ["gradcam", "gradcam(layer=blocks.6)", "lrp(composite=epsilon-gamma-box)"]
+    code = service.create_study(db, PASSWORD, "layers", cases, variants)
+    (study,) = db["studies"].rows_where("code = ?", [code])
+    assert json.loads(study["methods"]) == variants
+    for bad, message in (
+        ("gradcam(depth=3)", "Cannot read the setting 'depth=3'"),
+        ("lrp(composite=zplus)", "must be one of"),
+        ("psychic", "Unknown explanation method"),
+    ):
+        with pytest.raises(StudyError, match=message):
+            service.create_study(db, PASSWORD, "bad", cases, ["gradcam", bad])
