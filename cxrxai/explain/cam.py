@@ -73,8 +73,7 @@ def check_layer(bundle: ModelBundle, name: str | None) -> None:
     if name is None:
         return
     find_layer(bundle.model, name)
-    shapes = {layer: (c, h, w) for layer, c, h, w in candidate_layers(bundle)}
-    if name not in shapes:
+    if name not in {layer for layer, *_ in candidate_layers(bundle)}:
         raise CxrxaiError(
             f"Layer '{name}' has no (N, C, H, W) feature map, so CAM methods cannot use it: "
             "choose a convolutional layer (`python -m cxrxai layers` or the Model page "
