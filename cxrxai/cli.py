@@ -60,6 +60,11 @@ def _target(text: str | None) -> int | str | None:
     return int(text) if text is not None and text.isdigit() else text
 
 
+def _names(text: str) -> list[str]:
+    """Comma-separated names (labels, classes), blanks dropped."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def _methods(text: str, variants: bool = False) -> list[str]:
     """Comma-separated method names; with ``variants``, names with settings too
     (``gradcam,gradcam(layer=blocks.6)``: commas inside parentheses do not split)."""
@@ -298,7 +303,7 @@ def _cases_for(dataset: str, split: str, root: Path, limit: int | None, classes:
 
     cases = load_split_cases(dataset, split, root, limit_per_class=limit)
     if classes:
-        wanted = set(_methods(classes))
+        wanted = set(_names(classes))
         cases = [c for c in cases if wanted & set(c.labels)]
     return cases
 
@@ -502,7 +507,7 @@ def cmd_import_xrv(args: argparse.Namespace) -> int:
 
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         raise CxrxaiError(f"'{args.out}' already exists and is not empty; choose a new folder.")
-    labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
+    labels = _names(args.labels) if args.labels else None
     bundle = load_xrv_weights(args.weights, args.architecture, labels, device="cpu")
     card = replace(
         bundle.card,
@@ -596,7 +601,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         if not password:
             raise CxrxaiError("Set CXRXAI_ADMIN_PASSWORD to the study admin password.")
         root = data_root(args.data_root)
-        wanted = _methods(args.classes) if args.classes else []
+        wanted = _names(args.classes) if args.classes else []
         refs = [
             service.CaseRef(
                 c.case_id,
