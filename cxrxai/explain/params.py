@@ -181,8 +181,9 @@ def parse_param_specs(specs: Iterable[str], methods: Sequence[str]) -> dict[str,
 
 
 def changed(method: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings that differ from the method's defaults (for captions and file names)."""
-    defaults = {p.name: p.default for p in parameters(method)}
+    """The settings that differ from the method's defaults and change the map (for captions
+    and variant names; a batch size changes the speed only)."""
+    defaults = {p.name: p.default for p in parameters(method) if p.rule.ui}
     return {k: v for k, v in params.items() if k in defaults and v != defaults[k]}
 
 

@@ -106,6 +106,8 @@ def test_changed_and_describe():
     assert changed("gradcam", params) == {"layer": "layer3"}
     assert describe(changed("gradcam", params)) == "layer=layer3"
     assert describe({}) == ""
+    # speed-only settings do not make a variant: the maps are the same
+    assert variant("lime", {"batch_size": 64, "num_samples": 2000}) == "lime(num_samples=2000)"
 
 
 @pytest.fixture(scope="module")
