@@ -161,6 +161,16 @@ def _wait_until_settled(page, timeout_ms: int = 120_000, pause_ms: int = 300) ->
     page.wait_for_timeout(pause_ms)
 
 
+def _download(page, button: str) -> Path:
+    """Click a download button (the first of that name) once the page has settled - a click
+    on an element of the previous run (the one a former download's click started) is
+    lost - and return the downloaded file."""
+    _wait_until_settled(page)
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name=button).first.click()
+    return Path(download.value.path())
+
+
 def _open_expander(page, label: str, inside: str, timeout_s: float = 120.0) -> None:
     """Open an expander and wait until ``inside`` shows. While the first run is still
     computing maps, Streamlit can re-create the expander closed after a click (seen once
@@ -230,14 +240,11 @@ def test_review_in_a_real_browser(server, tmp_path):
         page.screenshot(path=shots / "review-threshold-moved.png", full_page=True)
 
         # the case's metrics as one CSV, and one panel as a PNG, through the browser
-        with page.expect_download(timeout=60_000) as download:
-            page.get_by_role("button", name="Download this case's metrics (CSV)").click()
-        table = pd.read_csv(download.value.path())
+        table = pd.read_csv(_download(page, "Download this case's metrics (CSV)"))
         assert list(table["method"]) == ["gradcam", "lrp", "gradcam++"]
         assert table["iou"].between(0, 1).all() and set(table["unit"]) == {"px"}
-        with page.expect_download(timeout=60_000) as download:
-            page.get_by_role("button", name="Download this panel (PNG)").first.click()
-        assert Path(download.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        png = _download(page, "Download this panel (PNG)")
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
         # next case (computed), then back: every explanation of this one is cached
         page.get_by_role("button", name="Next ▶").click()
