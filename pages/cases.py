@@ -85,7 +85,8 @@ selection = st.dataframe(
     selection_mode="single-row",
     key="cases-table",
 )
-chosen = selection.selection.rows if selection else []
+# a selection kept from before a filter change may point past the shorter table
+chosen = [i for i in (selection.selection.rows if selection else []) if i < len(rows)]
 if chosen:
     row = rows[chosen[0]]
     label = f"Open {row['case_id']} in Review ({row['method']} for {row['target']})"

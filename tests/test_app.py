@@ -248,6 +248,11 @@ def test_a_selected_row_opens_in_review_with_its_method_settings_and_label(
     assert app.selectbox(key="param-gradcam-layer").value == "blocks.5"
     assert widget(app.selectbox, "Explain the label").value == "COVID-19"
     assert _captions(app)[1].endswith("(layer=blocks.5)")
+    # a selection left from a longer table is ignored, not an IndexError
+    app.switch_page("pages/cases.py").run()
+    app.session_state["cases-table"] = {"selection": {"rows": [5], "columns": [], "cells": []}}
+    app.run()
+    assert not app.exception and not [b for b in app.button if b.key == "open-selected"]
     assert not app.warning  # no "default value and Session State API" warning
 
 
