@@ -10,6 +10,7 @@ import plotly.express as px
 import streamlit as st
 
 from cxrxai.datasets.registry import find_case
+from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import browse
 from cxrxai.evaluation.report import iou_curve_figure, iou_versus_p
 from cxrxai.evaluation.store import open_results
@@ -95,7 +96,10 @@ if chosen:
         if case is None:
             st.error(f"Case '{row['case_id']}' was not found under {data_root()}.")
         else:
-            open_in_review(case, row["target"], row["method"])
+            try:
+                open_in_review(case, row["target"], row["method"])
+            except CxrxaiError as exc:  # a method this version does not know
+                st.error(f"Cannot open it in Review: {exc}")
 else:
     st.caption("Select a row to open that case in Review with its method and label.")
 buffer = io.StringIO()

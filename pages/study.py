@@ -7,6 +7,7 @@ import time
 import numpy as np
 import streamlit as st
 
+from cxrxai.errors import CxrxaiError
 from cxrxai.explain.params import parse_variant
 from cxrxai.render import colour_legend, overlay
 from cxrxai.study import service
@@ -100,8 +101,12 @@ with st.form(f"rate-{task.id}"):
     columns = st.columns(len(task.methods))
     for column, method, label in zip(columns, task.methods, task.shown_as, strict=True):
         with column:
-            name, params = parse_variant(method)  # gradcam(layer=blocks.6): its settings
-            heatmap = explain_cached(bundle, image.pixels, name, target or 0, params)
+            try:
+                name, params = parse_variant(method)  # gradcam(layer=blocks.6): its settings
+                heatmap = explain_cached(bundle, image.pixels, name, target or 0, params)
+            except CxrxaiError as exc:  # e.g. a layer the loaded model lacks
+                st.error(f"Panel {label} cannot be shown: {exc} Tell the study admin.")
+                st.stop()
             values = heatmap.numpy()
             st.image(overlay(image.pixels, values, opacity), caption=f"Panel {label}")
             st.caption(colour_legend(values, heatmap.target_label))

@@ -253,6 +253,15 @@ def test_a_selected_row_opens_in_review_with_its_method_settings_and_label(
     app.session_state["cases-table"] = {"selection": {"rows": [5], "columns": [], "cells": []}}
     app.run()
     assert not app.exception and not [b for b in app.button if b.key == "open-selected"]
+    # a row of a method this version cannot read is a message, not a traceback
+    results = open_results(db_path)
+    results.execute("update localisation set method = 'gradcam(depth=3)'")
+    results.conn.commit()
+    app.session_state["cases-table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    app.run()
+    app.button(key="open-selected").click().run()
+    assert not app.exception
+    assert "Cannot read the setting 'depth=3'" in app.error[0].value
     assert not app.warning  # no "default value and Session State API" warning
 
 

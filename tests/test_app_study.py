@@ -153,3 +153,10 @@ def test_a_study_compares_variants_of_a_method(monkeypatch, covid_root, tmp_path
         if meta["method"] == "gradcam":
             layers.add(meta["params"]["layer"])
     assert layers == {None, "blocks.6"}
+    # a variant the loaded model cannot take (another checkpoint's layer): a message
+    code = service.create_study(db, PASSWORD, "x", refs, ["gradcam(layer=features.norm5)"])
+    app = page("pages/study.py", code=code)
+    widget(app.text_input, "Your name").input("Dr Lin")
+    app.button[0].click().run()
+    assert not app.exception
+    assert "Layer 'features.norm5' is not in the model" in app.error[0].value
