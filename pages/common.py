@@ -155,6 +155,12 @@ def method_settings(bundle: ModelBundle, methods: list[str]) -> dict[str, dict[s
                     options = names if default in names else [default, *names]
                 else:
                     default, options = param.default, list(rule.choices or rule.suggestions or ())
+                    current = st.session_state.get(key)  # e.g. a variant opened from Cases
+                    if rule.suggestions and current not in options:
+                        try:
+                            options.append(param.check(method, current))
+                        except CxrxaiError:
+                            pass  # not a value of this setting: the default below
                 if st.session_state.get(key) not in options:  # new, or another model's layer
                     st.session_state[key] = default
                 value = st.selectbox(label, options, key=key, help=rule.help)

@@ -265,6 +265,22 @@ def test_a_selected_row_opens_in_review_with_its_method_settings_and_label(
     assert not app.warning  # no "default value and Session State API" warning
 
 
+def test_a_variant_with_a_value_outside_the_suggestions_opens_as_it_is(monkeypatch, covid_root):
+    from cxrxai.datasets.covidqu import load_covid_qu_ex
+
+    case = next(c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"])
+    app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent))
+    app.session_state["extra_cases"] = [case]
+    app.session_state["case_id"] = case.case_id
+    app.session_state["methods"] = ["shap"]
+    app.session_state["param-shap-masker"] = "blur(5,5)"  # what open_in_review sets
+    app.session_state["param-shap-max_evals"] = 50
+    app.run()
+    assert not app.exception and not app.error
+    assert app.selectbox(key="param-shap-masker").value == "blur(5,5)"
+    assert _captions(app)[1].endswith("(max_evals=50, masker=blur(5,5))")
+
+
 def test_model_page_layers_and_loading_another_checkpoint(monkeypatch, tmp_path, tiny_checkpoint):
     app = run_app(monkeypatch, CXRXAI_DATA=str(tmp_path / "none"))
     app.switch_page("pages/model.py").run()
