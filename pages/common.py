@@ -89,16 +89,23 @@ def require_bundle() -> ModelBundle:
 
 
 def explain_cached(
-    bundle: ModelBundle, pixels, method: str, target: int, params: Mapping[str, Any] | None = None
+    bundle: ModelBundle,
+    pixels,
+    method: str,
+    target: int,
+    params: Mapping[str, Any] | None = None,
+    pixels_sha: str | None = None,
 ) -> Heatmap:
     """One method's map with its settings: from memory after the first run of a page, else
-    through the disk cache (instant when the case was seen before), else computed."""
+    through the disk cache (instant when the case was seen before), else computed.
+    ``pixels_sha``: the image's hash when the page has it (hashing a full radiograph costs
+    12 ms, once per panel on every widget change otherwise)."""
     return _explain_in_memory(
         bundle,
         pixels,
         str(default_cache_dir()),
         bundle.weights_sha256,
-        image_hash(pixels),
+        pixels_sha or image_hash(pixels),
         method,
         target,
         tuple(sorted((params or {}).items())),
@@ -125,9 +132,10 @@ def _explain_in_memory(
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def cam_layers(_bundle: ModelBundle, weights_sha256: str) -> list[str]:
-    """Names of the layers a CAM method can use, once per checkpoint."""
-    return [name for name, *_ in candidate_layers(_bundle)]
+def cam_layers(_bundle: ModelBundle, weights_sha256: str) -> list[tuple[str, int, int, int]]:
+    """(name, channels, height, width) of the layers a CAM method can use, once per
+    checkpoint rather than a forward pass on every widget change."""
+    return candidate_layers(_bundle)
 
 
 def method_settings(bundle: ModelBundle, methods: list[str]) -> dict[str, dict[str, Any]]:
@@ -151,7 +159,7 @@ def method_settings(bundle: ModelBundle, methods: list[str]) -> dict[str, dict[s
             if param.name == "layer" or rule.choices or rule.suggestions:
                 if param.name == "layer":  # None means the card's layer: offer it by name
                     default = bundle.card.target_layer
-                    names = cam_layers(bundle, bundle.weights_sha256)
+                    names = [name for name, *_ in cam_layers(bundle, bundle.weights_sha256)]
                     options = names if default in names else [default, *names]
                 else:
                     default, options = param.default, list(rule.choices or rule.suggestions or ())

@@ -7,8 +7,7 @@ import streamlit as st
 
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.errors import CxrxaiError
-from cxrxai.explain.cam import candidate_layers
-from pages.common import checkpoint_path, require_bundle, through_the_router
+from pages.common import cam_layers, checkpoint_path, require_bundle, through_the_router
 
 through_the_router()
 
@@ -75,7 +74,7 @@ with st.expander("Layers for CAM methods"):
                 "width": w,
                 "card default": "✓" if name == card.target_layer else "",
             }
-            for name, c, h, w in candidate_layers(bundle)
+            for name, c, h, w in cam_layers(bundle, bundle.weights_sha256)
         ],
         hide_index=True,
         width="stretch",

@@ -16,7 +16,7 @@ from cxrxai.explain.cache import image_hash
 from cxrxai.explain.params import describe as describe_params
 from cxrxai.explain.params import variant
 from cxrxai.explain.registry import METHODS
-from cxrxai.explain.sanity import FAIL_SPEARMAN, cascading_randomisation, verdicts
+from cxrxai.explain.sanity import FAIL_SPEARMAN, cascading_randomisation, deepest, verdicts
 from cxrxai.metrics.faithfulness import deletion_insertion
 from cxrxai.metrics.regions import REGION_MODES
 from cxrxai.metrics.registry import describe
@@ -231,6 +231,7 @@ if within_lungs and upload is None and case.anatomy("lungs") is not None:
 spacing = image.meta.pixel_spacing_mm
 unit = "mm" if spacing else "px"
 has_truth = any(a.role == "finding" and a.label == target_label for a in annotations)
+pixels_sha = image_hash(image.pixels)  # once per run: every panel's cache key and the sanity's
 shown_maps: dict[str, np.ndarray] = {}
 shown_regions: dict[str, np.ndarray] = {}
 case_metrics: list[dict] = []  # every panel's metrics, for one CSV
@@ -245,7 +246,7 @@ if methods:
             try:
                 with st.spinner(f"Computing {method}…"):
                     heatmap = explain_cached(
-                        bundle, image.pixels, method, target, settings.get(method)
+                        bundle, image.pixels, method, target, settings.get(method), pixels_sha
                     )
                 region, boxes, row = region_setting_metrics(
                     heatmap,
@@ -346,7 +347,7 @@ if shown_maps:
         )
         sanity_key = (
             bundle.weights_sha256,
-            image_hash(image.pixels),
+            pixels_sha,
             target,
             tuple(shown_maps),
             repr(sorted(settings.items())),
@@ -393,15 +394,14 @@ if shown_maps:
             st.dataframe(
                 [
                     {
-                        "method": row.method,
+                        "method": method,
                         "spearman, all randomised": round(row.spearman, 3),
                         "SSIM, all randomised": round(row.ssim, 3),
                         "verdict": "passes: the map changes"
-                        if passed[row.method]
+                        if passed[method]
                         else "FAILS: the map survives randomisation",
                     }
-                    for row in sanity_rows
-                    if row.groups_randomised == max(r.groups_randomised for r in sanity_rows)
+                    for method, row in deepest(sanity_rows).items()
                 ],
                 hide_index=True,
             )

@@ -131,9 +131,11 @@ def cascading_randomisation(
     return rows
 
 
+def deepest(rows: list[SanityRow]) -> dict[str, SanityRow]:
+    """Each method's row with the most groups randomised (its last step)."""
+    return {row.method: row for row in rows}
+
+
 def verdicts(rows: list[SanityRow]) -> dict[str, bool]:
     """True = passes: after the deepest randomisation the map no longer correlates."""
-    last: dict[str, SanityRow] = {}
-    for row in rows:
-        last[row.method] = row
-    return {method: row.spearman < FAIL_SPEARMAN for method, row in last.items()}
+    return {method: row.spearman < FAIL_SPEARMAN for method, row in deepest(rows).items()}
