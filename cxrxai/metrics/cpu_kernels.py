@@ -10,7 +10,7 @@ pixels. No maintained library fuses these per image, so this module does, exactl
   inside the bracket (the counts prove the bracket; otherwise a radix selection on the
   float bit patterns decides);
 - :func:`pair_metrics`: per image one vectorised pass over the masks (confusion counts,
-  bounding box) and one over the map (maximum, positive relevance), the pointing game and
+  bounding box) and one over the map (extremes, positive relevance), the pointing game and
   relevance rank while the image is in cache, and the distances by an exact separable
   Euclidean distance transform - vertical distances per column, then Felzenszwalb &
   Huttenlocher's lower envelope of parabolas per row (Theory of Computing 8, 2012) - run
@@ -328,22 +328,35 @@ def _mask_pass(pred: np.ndarray, true: np.ndarray) -> tuple:
 
 
 @numba.njit(cache=True, fastmath=_SUMS)
-def _map_pass(heat: np.ndarray, true: np.ndarray) -> tuple[float, bool, float, float]:
-    """The map's maximum, whether it holds NaN, and its positive relevance in all and
-    inside the truth, in one vectorised pass."""
+def _map_pass(heat: np.ndarray, true: np.ndarray) -> tuple[float, float, bool, float, float]:
+    """The map's maximum and minimum, whether it holds NaN, and its positive relevance in
+    all and inside the truth, in one vectorised pass."""
     best = np.int32(-(2**31))
+    worst = np.int32(2**31 - 1)
     nan = np.int32(0)
     positive = inside = 0.0
     for r in range(heat.shape[0]):
         values, bits, true_row = heat[r], heat[r].view(np.int32), true[r].view(np.uint8)
         for c in range(heat.shape[1]):
-            best = max(best, _ordered(bits[c]))
+            key = _ordered(bits[c])
+            best = max(best, key)
+            worst = min(worst, key)
             nan |= (bits[c] & np.int32(0x7FFFFFFF)) > np.int32(0x7F800000)
             kept = values[c] * (values[c] > 0)
             positive += kept
             inside += kept * true_row[c]
-    maximum = np.array([_ordered(best)], np.int32).view(np.float32)[0]
-    return maximum, nan != 0, positive, inside
+    extremes = np.array([_ordered(best), _ordered(worst)], np.int32).view(np.float32)
+    return extremes[0], extremes[1], nan != 0, positive, inside
+
+
+@numba.njit(cache=True)
+def _first_max_inside(heat: np.ndarray, true: np.ndarray, maximum: float) -> bool:
+    """Whether the first pixel (row-major, as ``np.argmax``) equal to ``maximum`` is true."""
+    for r in range(heat.shape[0]):
+        for c in range(heat.shape[1]):
+            if heat[r, c] == maximum:
+                return bool(true[r, c])
+    return False
 
 
 @numba.njit(cache=True)
@@ -405,12 +418,12 @@ def pair_metrics(
         heat, pred, true = maps[b], regions[b], truth[b]
         counts = _mask_pass(pred, true)
         tp, n_pred, n_truth, _ = counts
-        best, nan, positive, inside = _map_pass(heat, true)
+        best, lowest, nan, positive, inside = _map_pass(heat, true)
         out[b, 0], out[b, 1], out[b, 2], out[b, 9] = tp, n_pred, n_truth, nan
         if n_truth == 0 or nan:
             continue
-        # pointing game: any pixel at the maximum inside the truth (order-independent)
-        out[b, 3] = 1.0 if _count_at_least(heat, true, best)[1] > 0 else 0.0
+        # pointing game: the first maximum pixel (np.argmax); a constant map is a miss
+        out[b, 3] = 1.0 if best != lowest and _first_max_inside(heat, true, best) else 0.0
         if positive > 0:
             out[b, 4] = inside / positive
         top, top_in = _count_at_least(heat, true, _kth_largest_row(heat.ravel(), n_truth))

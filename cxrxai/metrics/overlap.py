@@ -127,15 +127,19 @@ def truth_score(value: torch.Tensor, truth_any: torch.Tensor, empty: str) -> tor
 
 
 def hit(maps: torch.Tensor, truth: torch.Tensor, empty: str = "nan") -> torch.Tensor:
-    """Pointing game: 1 if the map's maximum lies inside the truth, else 0.
+    """Pointing game as CheXlocalize plays it: 1 if the map's maximum pixel lies inside
+    the truth, else 0.
 
-    When several pixels share the maximum, it is a hit if any of them is inside (the
-    answer must not depend on pixel order).
+    One pixel decides: the first maximum in row-major order (``np.argmax``, CheXlocalize's
+    ``eval_ptgame.py``). A constant map (a blank one, say) points nowhere and is a miss:
+    every pixel ties for the maximum, so "any tied maximum inside" would call it a hit.
     """
     values, truth = check_maps(maps, truth, empty)
     flat = values.flatten(1)
-    at_max = flat == flat.max(dim=1, keepdim=True).values
-    value = (at_max & truth.flatten(1)).any(1).float()
+    first_max = flat.argmax(dim=1, keepdim=True)
+    inside = truth.flatten(1).gather(1, first_max).view(-1)
+    constant = flat.amax(dim=1) == flat.amin(dim=1)
+    value = (inside & ~constant).float()
     return truth_score(value, truth.flatten(1).any(1), empty)
 
 

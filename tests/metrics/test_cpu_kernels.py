@@ -49,6 +49,23 @@ def test_kth_largest_equals_sorting(row):
         assert got == np.sort(row)[n - k], k
 
 
+def test_hit_is_the_first_maximum_like_numpy_argmax():
+    """Maps with many tied maxima: both paths score the pixel np.argmax names (the first
+    in row-major order, CheXlocalize's pointing game); constant maps are misses."""
+    rng = np.random.default_rng(5)
+    maps = np.round(rng.random((40, 24, 20)) * 2).astype(np.float32)  # ~25 % at the max
+    maps[[3, 17]] = 1.0
+    truth = rng.random((40, 24, 20)) < 0.3
+    truth[3, 0, 0] = truth[17, 0, 0] = True
+    expected = [
+        0.0 if m.max() == m.min() else float(t.flat[np.argmax(m)]) for m, t in zip(maps, truth)
+    ]
+    args = torch.from_numpy(maps), torch.from_numpy(truth), torch.from_numpy(truth)
+    assert localisation_metrics(*args)["hit"].tolist() == expected
+    assert localisation_torch(*args)["hit"].tolist() == expected
+    assert 0 < sum(expected) < 38
+
+
 def test_top_percent_equals_torch_topk():
     rng = np.random.default_rng(1)
     maps = torch.from_numpy(rng.random((6, 64, 48)).astype(np.float32))

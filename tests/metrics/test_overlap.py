@@ -10,6 +10,7 @@ import torch
 
 from cxrxai.errors import CxrxaiError
 from cxrxai.metrics import overlap
+from cxrxai.metrics.registry import localisation_metrics, localisation_torch
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -67,11 +68,26 @@ def test_hit_pointing_game_and_ties():
     heat = torch.zeros(8, 8)
     heat[0, 0] = 1.0
     assert overlap.hit(heat, truth).item() == 0.0
-    heat[3, 3] = 1.0  # tied maximum, one inside: a hit whatever the pixel order
-    assert overlap.hit(heat, truth).item() == 1.0
     empty = torch.zeros(8, 8, dtype=torch.bool)
     assert math.isnan(overlap.hit(heat, empty).item())
     assert overlap.hit(heat, empty, empty="zero").item() == 0.0
+    heat[3, 3] = 1.0  # tied maximum: the first in row-major order decides (np.argmax)
+    assert overlap.hit(heat, truth).item() == 0.0
+    heat[0, 0] = 0.5
+    assert overlap.hit(heat, truth).item() == 1.0
+
+
+@pytest.mark.parametrize("fill", [0.0, 0.37, -2.0])
+def test_constant_map_is_a_miss(fill):
+    """A blank map points nowhere: a miss, on the torch path and the CPU kernel, also when
+    the truth covers the pixel np.argmax would name (CheXlocalize's eval_ptgame)."""
+    heat = torch.full((8, 8), fill)
+    truth = torch.zeros(8, 8, dtype=torch.bool)
+    truth[0:3, 0:3] = True  # holds pixel (0, 0), np.argmax of a constant map
+    assert overlap.hit(heat, truth).item() == 0.0
+    region = truth.clone()
+    for metrics in (localisation_metrics, localisation_torch):
+        assert metrics(heat[None], region[None], truth[None])["hit"].item() == 0.0
 
 
 def test_relevance_mass_and_rank():
