@@ -5,8 +5,8 @@ return a bool tensor of the same shape on that device:
 
 - :func:`top_percent`: the top p % pixels (the VinDr study, p = 1, 2, 3, 5, 8, 10, 20);
 - :func:`fixed_threshold`: min-max normalised map >= t;
-- :func:`otsu_filled`: CheXlocalize's protocol (min-max normalise, Otsu's threshold, fill
-  every external contour);
+- :func:`otsu_filled`: CheXlocalize's segmentation, pixel for pixel (min-max normalise,
+  truncate to 0-255, Otsu's threshold, fill the contours);
 - :func:`top_superpixels`: LIME's top-N positive superpixels (the first study's masks).
 
 Any of them can be restricted to an anatomical mask with :func:`restrict`.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 from cxrxai.errors import CxrxaiError
 from cxrxai.metrics import cpu_kernels
@@ -71,30 +72,42 @@ def fixed_threshold(maps: torch.Tensor, threshold: float) -> torch.Tensor:
     return minmax(maps) >= threshold
 
 
-def fill_external_contours(region: np.ndarray) -> np.ndarray:
-    """A uint8/bool (H, W) region with every external contour filled (holes closed)."""
-    contours, _ = cv2.findContours(
-        region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-    )
-    filled = np.zeros(region.shape, np.uint8)
-    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
-    return filled.astype(bool)
+def fill_contours_as_chexlocalize(binary: np.ndarray) -> np.ndarray:
+    """A uint8 (H, W) binary image -> bool region: every contour OpenCV finds
+    (``RETR_TREE``, ``CHAIN_APPROX_SIMPLE``) with more than one point drawn as a polygon,
+    outline and inside, by Pillow - CheXlocalize's ``cam_to_segmentation``. Written here
+    because CheXlocalize is a script collection, not a package; drawn with Pillow and not
+    ``cv2.drawContours`` because the two rasterise polygon edges differently, and a
+    single-pixel contour is dropped as CheXlocalize drops it."""
+    contours, _ = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
+    canvas = Image.new("1", (binary.shape[1], binary.shape[0]))
+    draw = ImageDraw.Draw(canvas)
+    for contour in contours:
+        if len(contour) > 1:
+            draw.polygon([(int(x), int(y)) for x, y in contour[:, 0]], outline=1, fill=1)
+    return np.array(canvas, dtype=bool)
 
 
 def otsu_filled(maps: torch.Tensor) -> torch.Tensor:
-    """CheXlocalize: min-max normalise to 0-255, Otsu's threshold, fill external contours.
+    """CheXlocalize's segmentation, pixel for pixel: min-max normalise, scale to 0-255
+    and TRUNCATE to uint8 (``np.uint8(255 * map)``, not rounding), Otsu's threshold, fill
+    the contours (:func:`fill_contours_as_chexlocalize`). A constant map has no region.
 
-    Runs per map through OpenCV on the CPU (Otsu and contour filling are sequential
-    image operations OpenCV does well); the result comes back on the maps' device.
+    Runs per map through OpenCV on the CPU (Otsu and contours are sequential image
+    operations OpenCV does well); the result comes back on the maps' device.
     """
-    batch, single = _batched(maps)
-    scaled = (minmax(batch) * 255.0).round().to(torch.uint8).cpu().numpy()
-    out = np.zeros(scaled.shape, bool)
-    for i, image in enumerate(scaled):
-        if image.max() == 0:
-            continue  # a constant map has no region
-        _, binary = cv2.threshold(image, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        out[i] = fill_external_contours(binary)
+    batch, single = _batched(maps.float())
+    flat = batch.flatten(1)
+    shifted = batch - flat.min(dim=1).values.view(-1, 1, 1)
+    peak = shifted.flatten(1).max(dim=1).values.view(-1, 1, 1)
+    normalised = (shifted / peak).cpu().numpy()  # float32, as CheXlocalize's torch division
+    out = np.zeros(normalised.shape, bool)
+    for i, image in enumerate(normalised):
+        if not peak[i].item() > 0:
+            continue  # a constant map has no region (CheXlocalize would divide 0 by 0)
+        scaled = (255 * image).astype(np.uint8)  # truncates, as np.uint8(...) does
+        _, binary = cv2.threshold(scaled, 0, int(scaled.max()), cv2.THRESH_OTSU)
+        out[i] = fill_contours_as_chexlocalize(binary)
     result = torch.from_numpy(out).to(maps.device)
     return result[0] if single else result
 

@@ -6,7 +6,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from lime.lime_image import ImageExplanation
+from PIL import Image, ImageDraw
 
 from cxrxai.errors import CxrxaiError
 from cxrxai.metrics import regions
@@ -39,6 +41,54 @@ def test_otsu_fills_external_contours():
     out = regions.otsu_filled(heat)
     assert out[8:24, 8:24].all() and out.sum() == 16 * 16  # hole filled
     assert not regions.otsu_filled(torch.zeros(8, 8)).any()  # constant map: no region
+
+
+def chexlocalize_segmentation(cam: torch.Tensor) -> np.ndarray:
+    """CheXlocalize's heatmap_to_segmentation.cam_to_segmentation (Otsu branch), step by
+    step as that script does it, as the reference."""
+    mask = cam - cam.min()
+    mask = mask.div(mask.max()).numpy()
+    mask = np.uint8(255 * mask)
+    thresh = cv2.threshold(mask, 0, np.max(mask), cv2.THRESH_OTSU)[1]
+    contours = cv2.findContours(thresh, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+    canvas = Image.new("1", (mask.shape[1], mask.shape[0]))
+    for contour in contours:
+        if len(contour) > 1:
+            points = [(int(p[0][0]), int(p[0][1])) for p in contour]
+            ImageDraw.Draw(canvas).polygon(points, outline=1, fill=1)
+    return np.array(canvas, dtype=bool)
+
+
+def cam_like_maps(n: int, seed: int) -> torch.Tensor:
+    """Grad-CAM-like maps: ReLU'd 7x7 noise upsampled bilinearly to 224 px, some with
+    several blobs and holes."""
+    gen = torch.Generator().manual_seed(seed)
+    small = torch.randn(n, 1, 7, 7, generator=gen).clamp(min=0) ** 2
+    return F.interpolate(small, size=(224, 224), mode="bilinear", align_corners=False)[:, 0]
+
+
+def test_otsu_is_chexlocalize_pixel_for_pixel():
+    maps = cam_like_maps(40, seed=3)
+    ours = regions.otsu_filled(maps)
+    rounded_differs = 0
+    for cam, region in zip(maps, ours):
+        expected = chexlocalize_segmentation(cam)
+        assert np.array_equal(region.numpy(), expected)
+        # rounding to 0-255 (the earlier choice) moves Otsu's threshold on some maps
+        scaled = (regions.minmax(cam) * 255).round().to(torch.uint8).numpy()
+        threshold, _ = cv2.threshold(scaled, 0, 1, cv2.THRESH_OTSU)
+        truncated = (255 * regions.minmax(cam).numpy()).astype(np.uint8)
+        rounded_differs += (scaled > threshold).sum() != (truncated > threshold).sum()
+    assert rounded_differs > 0
+
+
+def test_otsu_drops_single_pixel_contours_like_chexlocalize():
+    heat = torch.zeros(32, 32)
+    heat[4:12, 4:12] = 1.0
+    heat[25, 25] = 1.0  # an isolated hot pixel: a one-point contour, not drawn
+    out = regions.otsu_filled(heat)
+    assert out[4:12, 4:12].all() and not out[25, 25] and out.sum() == 64
+    assert np.array_equal(out.numpy(), chexlocalize_segmentation(heat))
 
 
 def test_top_superpixels_matches_lime_get_image_and_mask():
