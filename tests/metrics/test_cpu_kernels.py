@@ -58,7 +58,8 @@ def test_hit_is_the_first_maximum_like_numpy_argmax():
     truth = rng.random((40, 24, 20)) < 0.3
     truth[3, 0, 0] = truth[17, 0, 0] = True
     expected = [
-        0.0 if m.max() == m.min() else float(t.flat[np.argmax(m)]) for m, t in zip(maps, truth)
+        0.0 if m.max() == m.min() else float(t.flat[np.argmax(m)])
+        for m, t in zip(maps, truth, strict=True)
     ]
     args = torch.from_numpy(maps), torch.from_numpy(truth), torch.from_numpy(truth)
     assert localisation_metrics(*args)["hit"].tolist() == expected

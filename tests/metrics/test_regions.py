@@ -71,7 +71,7 @@ def test_otsu_is_chexlocalize_pixel_for_pixel():
     maps = cam_like_maps(40, seed=3)
     ours = regions.otsu_filled(maps)
     rounded_differs = 0
-    for cam, region in zip(maps, ours):
+    for cam, region in zip(maps, ours, strict=True):
         expected = chexlocalize_segmentation(cam)
         assert np.array_equal(region.numpy(), expected)
         # rounding to 0-255 (the earlier choice) moves Otsu's threshold on some maps
