@@ -1,9 +1,14 @@
-"""Layer-wise relevance propagation with zennit, made sound on timm models.
+"""Layer-wise relevance propagation with zennit, made sound on timm, torchvision and
+torchxrayvision models.
 
 zennit's stock canonizers do not recognise timm's blocks: on timm's ResNet, DenseNet and
 EfficientNet-Lite, LRP "runs" but relevance is not conserved (each residual addition
-doubles it: 2^9 = 512 on Lite0). The canonizers below are written here because no
-library ships them for timm; they follow zennit's own torchvision ResNet canonizer:
+doubles it: 2^9 = 512 on Lite0). The canonizers for timm's blocks are written here because
+no library ships them; torchvision's ResNet blocks (also inside torchxrayvision's ResNet)
+get zennit's own. Blocks are matched by type, never by class name (timm's and
+torchvision's ResNet blocks share theirs), and a model with a module none of this knows is
+refused by name (:func:`check_supported`). The timm canonizers follow zennit's torchvision
+ResNet canonizer:
 
 - residual additions go through zennit's ``Sum`` layer (the ``Norm`` rule then splits
   relevance between shortcut and branch in proportion to their contributions);
@@ -21,15 +26,24 @@ canonizes a private copy of the network once and keeps it (:func:`canonize`).
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
+import torchvision.models.densenet as tv_densenet
+import torchvision.models.resnet as tv_resnet
+from timm.layers import BatchNormAct2d, SelectAdaptivePool2d
+from timm.models import densenet as timm_densenet
+from timm.models import efficientnet as timm_efficientnet
+from timm.models import resnet as timm_resnet
+from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedResidual
 from torch import nn
 from zennit.canonizers import AttributeCanonizer, Canonizer, SequentialMergeBatchNorm
 from zennit.composites import EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlusFlat
 from zennit.core import Composite
 from zennit.layer import Sum
+from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 
 from cxrxai.checkpoint import ModelBundle
 from cxrxai.errors import CxrxaiError
@@ -135,8 +149,6 @@ class TimmEfficientNetBlockCanonizer(AttributeCanonizer):
 
     @classmethod
     def _attribute_map(cls, name: str, module: nn.Module) -> dict[str, Any] | None:
-        from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedResidual
-
         if isinstance(module, (InvertedResidual, DepthwiseSeparableConv)) and module.has_skip:
             return {"forward": cls.forward.__get__(module), "canonizer_sum": Sum()}
         return None
@@ -153,18 +165,16 @@ class TimmEfficientNetBlockCanonizer(AttributeCanonizer):
 
 class TimmResNetBlockCanonizer(AttributeCanonizer):
     """timm ``Bottleneck`` / ``BasicBlock``: the same computation with the residual
-    addition through ``Sum`` (the stock ``ResNetCanonizer`` only knows torchvision's)."""
+    addition through ``Sum`` (zennit's ``ResNetCanonizer`` only knows torchvision's)."""
 
     def __init__(self) -> None:
         super().__init__(self._attribute_map)
 
     @classmethod
     def _attribute_map(cls, name: str, module: nn.Module) -> dict[str, Any] | None:
-        from timm.models.resnet import BasicBlock, Bottleneck
-
-        if isinstance(module, Bottleneck):
+        if isinstance(module, timm_resnet.Bottleneck):
             return {"forward": cls.bottleneck_forward.__get__(module), "canonizer_sum": Sum()}
-        if isinstance(module, BasicBlock):
+        if isinstance(module, timm_resnet.BasicBlock):
             return {"forward": cls.basic_forward.__get__(module), "canonizer_sum": Sum()}
         return None
 
@@ -192,14 +202,129 @@ class TimmResNetBlockCanonizer(AttributeCanonizer):
         return self.act2(TimmResNetBlockCanonizer._tail(self, out, x))
 
 
+class DenseNetHeadCanonizer(AttributeCanonizer):
+    """torchvision's and torchxrayvision's ``DenseNet`` end in a functional ReLU and
+    average pooling, which zennit cannot hook: relevance then passes the pooling by its
+    gradient (1/N to every pixel, the inactive ones too) and the ReLU's gradient drops
+    the share of the inactive ones (12 % of the logit on a random xrv DenseNet-121). The
+    same head as modules gets zennit's rules (Pass, Norm) and conserves relevance."""
+
+    def __init__(self) -> None:
+        super().__init__(self._attribute_map)
+
+    @classmethod
+    def _attribute_map(cls, name: str, module: nn.Module) -> dict[str, Any] | None:
+        if isinstance(module, (tv_densenet.DenseNet, *_xrv_types("DenseNet"))):
+            return {
+                "forward": cls.forward.__get__(module),
+                "canonizer_relu": nn.ReLU(),
+                "canonizer_pool": nn.AdaptiveAvgPool2d(1),
+            }
+        return None
+
+    @staticmethod
+    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        features = self.canonizer_pool(self.canonizer_relu(self.features(x)))
+        return self.classifier(features.flatten(1))
+
+
+# Residual blocks and the canonizer that routes their addition through zennit's Sum, by
+# type: torchvision's blocks (also inside torchxrayvision's ResNet) share the class names
+# of timm's, so names cannot tell them apart.
+BLOCK_CANONIZERS: tuple[tuple[tuple[type, ...], Callable[[], Canonizer]], ...] = (
+    ((InvertedResidual, DepthwiseSeparableConv), TimmEfficientNetBlockCanonizer),
+    ((timm_resnet.Bottleneck, timm_resnet.BasicBlock), TimmResNetBlockCanonizer),
+    ((tv_resnet.Bottleneck,), ResNetBottleneckCanonizer),
+    ((tv_resnet.BasicBlock,), ResNetBasicBlockCanonizer),
+)
+
+
+def _block_canonizers() -> tuple[tuple[tuple[type, ...], Callable[[], Canonizer]], ...]:
+    """:data:`BLOCK_CANONIZERS` and the DenseNet head of torchvision and torchxrayvision."""
+    densenets = (tv_densenet.DenseNet, *_xrv_types("DenseNet"))
+    return (*BLOCK_CANONIZERS, (densenets, DenseNetHeadCanonizer))
+
+
+# Modules whose own forward only runs their children one after another or concatenates
+# them (DenseNet), so relevance flows through them by the rules of their children. Any
+# module that is neither this, a layer a rule knows, nor a block above is refused.
+SEQUENTIAL_MODULES: tuple[type, ...] = (
+    nn.Sequential,
+    nn.ModuleList,
+    nn.ModuleDict,
+    timm_efficientnet.EfficientNet,
+    timm_resnet.ResNet,
+    timm_densenet.DenseNet,
+    timm_densenet.DenseBlock,
+    timm_densenet.DenseLayer,
+    timm_densenet.DenseTransition,
+    SelectAdaptivePool2d,
+    BatchNormAct2d,
+    tv_resnet.ResNet,
+    tv_densenet._DenseBlock,
+    tv_densenet._DenseLayer,
+    tv_densenet._Transition,
+)
+
+# Layers a rule of zennit's composites handles (or that pass their input on unchanged).
+RULE_LAYERS: tuple[type, ...] = (
+    nn.Conv2d,
+    nn.Linear,
+    nn.modules.batchnorm._BatchNorm,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.MaxPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.Dropout,
+    nn.Identity,
+    nn.Flatten,
+    Sum,
+)
+
+
+def _xrv_types(*names: str) -> tuple[type, ...]:
+    """torchxrayvision's model classes of these names, once torchxrayvision is imported (a
+    model built by it has imported it), so that LRP on a timm model does not pay for
+    importing torchxrayvision."""
+    xrv_models = sys.modules.get("torchxrayvision.models")
+    if xrv_models is None:
+        return ()
+    return tuple(getattr(xrv_models, name) for name in names if hasattr(xrv_models, name))
+
+
+def check_supported(model: nn.Module) -> None:
+    """Refuse, by name, a model with a module LRP cannot pass relevance through soundly:
+    a residual block no canonizer knows (each addition would double the relevance), a
+    gating block (squeeze-and-excitation), attention, or any other module whose forward
+    is not one of the known layers, blocks or sequential containers."""
+    blocks = tuple(t for types, _ in _block_canonizers() for t in types)
+    xrv_parts = _xrv_types("ResNet", "_DenseBlock", "_DenseLayer", "_Transition")
+    known = (*RULE_LAYERS, *SEQUENTIAL_MODULES, *xrv_parts, *blocks)
+    for name, module in model.named_modules():
+        if name and not isinstance(module, known):
+            kind = type(module)
+            raise CxrxaiError(
+                f"LRP cannot explain this model soundly: it does not know how relevance "
+                f"passes through '{name}' ({kind.__module__}.{kind.__qualname__}), so "
+                "relevance would not be conserved. LRP supports the EfficientNet-Lite, "
+                "ResNet and DenseNet models of timm, torchvision and torchxrayvision; use "
+                "another method (Grad-CAM works on any convolutional network)."
+            )
+
+
 def canonizers_for(model: nn.Module) -> list[Canonizer]:
-    """The canonizers this model needs (always: merge BatchNorm, no in-place ops)."""
+    """The canonizers this model needs (always: merge BatchNorm, no in-place ops, then one
+    per kind of residual block it holds). A model with a module LRP does not know is
+    refused (:func:`check_supported`)."""
+    check_supported(model)
     found: list[Canonizer] = [InplaceOffCanonizer(), TimmMergeBatchNorm()]
-    module_types = {type(m).__name__ for m in model.modules()}
-    if module_types & {"InvertedResidual", "DepthwiseSeparableConv"}:
-        found.append(TimmEfficientNetBlockCanonizer())
-    if module_types & {"Bottleneck", "BasicBlock"}:
-        found.append(TimmResNetBlockCanonizer())
+    modules = list(model.modules())
+    for types, canonizer in _block_canonizers():
+        if any(isinstance(module, types) for module in modules):
+            found.append(canonizer())
     return found
 
 
@@ -263,6 +388,9 @@ class LrpExplainer(Explainer):
     def __init__(self, composite: str = "epsilon-plus-flat") -> None:
         super().__init__(composite=composite)
         self.composite = composite
+
+    def check(self, bundle: ModelBundle) -> None:
+        check_supported(bundle.model)
 
     def attribute(
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
