@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cxrxai import settings
 from cxrxai.errors import CxrxaiError
 from cxrxai.settings import DATA_ENV_VAR, data_root
 
@@ -202,7 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--split", default="Val", help="split name, folder or manifest")
     batch.add_argument("--methods", default="gradcam,gradcam++,lime,shap,lrp")
     batch.add_argument(
-        "--db", type=Path, default=Path("results/evaluation.sqlite"), help="results database"
+        "--db",
+        type=Path,
+        default=None,
+        help="results database (default: $CXRXAI_RESULTS, else results/evaluation.sqlite)",
     )
     batch.add_argument("--csv", type=Path, help="also export the rows as CSV here")
     batch.add_argument("--classes", default=None, help="only cases of these comma-separated labels")
@@ -261,7 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_root(precompute)
 
     report = commands.add_parser("report", help="tables and figures from an evaluation database")
-    report.add_argument("--db", type=Path, default=Path("results/evaluation.sqlite"))
+    report.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help="results database (default: $CXRXAI_RESULTS, else results/evaluation.sqlite)",
+    )
     report.add_argument("--out", type=Path, default=Path("results/report"))
     report.add_argument("--mode", default="top-percent", help="region mode of the main table")
     report.add_argument("--value", type=float, default=10.0, help="its value (p, t or N)")
@@ -541,7 +550,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     root = data_root(args.data_root)
     cases = _cases_for(args.dataset, args.split, root, args.limit, args.classes)
     bundle = _load_bundle(args)
-    db = open_results(args.db)
+    db_path = args.db or settings.results_path()
+    db = open_results(db_path)
     record_run(
         db,
         bundle.path,
@@ -554,7 +564,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         method_params=method_params,
     )
-    settings = Settings(
+    run_settings = Settings(
         empty=args.empty,
         within_lungs=args.within_lungs,
         faithfulness=args.faithfulness,
@@ -566,13 +576,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         cases,
         methods,
         db,
-        settings,
+        run_settings,
         cache=None if args.no_cache else HeatmapCache(),
         progress=lambda items: tqdm(items, desc="cases", unit="case"),
     )
     print(
         f"{summary.units_done} case x method units computed, {summary.units_skipped} already "
-        f"in {args.db}"
+        f"in {db_path}"
     )
     if summary.cases_without_target:
         print(
@@ -586,18 +596,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from cxrxai.study import analysis, service
-    from cxrxai.study.db import connect, default_study_path
+    from cxrxai.study.db import connect
 
-    path = args.db or default_study_path()
+    path = args.db or settings.study_path()
     if args.action != "create" and not Path(path).is_file():
         raise CxrxaiError(
             f"Study database '{path}' not found; create a study on the Study admin page first."
         )
     db = connect(path)
     if args.action == "create":
-        import os
-
-        password = os.environ.get("CXRXAI_ADMIN_PASSWORD", "")
+        password = settings.admin_password_from_env()
         if not password:
             raise CxrxaiError("Set CXRXAI_ADMIN_PASSWORD to the study admin password.")
         root = data_root(args.data_root)
@@ -678,7 +686,6 @@ def cmd_precompute_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from cxrxai.demo import demo_bundle, evaluate_demo, precompute_demo
-    from cxrxai.evaluation.browse import demo_results_path
 
     methods = tuple(_methods(args.methods))
     root = data_root(args.data_root)
@@ -687,7 +694,7 @@ def cmd_precompute_demo(args: argparse.Namespace) -> int:
         methods, root, lambda items: tqdm(items, desc="demo cases", unit="case"), bundle
     )
     print(f"{count} explanation(s) computed and cached")
-    path = demo_results_path()
+    path = settings.demo_results_path()
     summary = evaluate_demo(methods, root, path, bundle)
     if summary.units_done or summary.units_skipped:
         print(
@@ -703,9 +710,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from cxrxai.evaluation.report import write_report
     from cxrxai.evaluation.store import open_results
 
-    if not args.db.is_file():
-        raise CxrxaiError(f"Results database '{args.db}' not found; run 'evaluate' first.")
-    path = write_report(open_results(args.db), args.out, args.mode, args.value)
+    db_path = args.db or settings.results_path()
+    if not db_path.is_file():
+        raise CxrxaiError(f"Results database '{db_path}' not found; run 'evaluate' first.")
+    path = write_report(open_results(db_path), args.out, args.mode, args.value)
     print(f"report written to {path}")
     return 0
 

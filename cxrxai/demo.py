@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cxrxai import settings as places
 from cxrxai.cases import Case
 from cxrxai.datasets.covidqu import CLASSES, load_covid_qu_ex
 from cxrxai.datasets.nih import load_nih_bbox
@@ -84,10 +85,9 @@ def evaluate_demo(
     methods: tuple[str, ...] = DEMO_METHODS, root=None, db_path=None, bundle=None
 ):  # -> cxrxai.evaluation.evaluate.Summary
     """Score the demo cases' maps for their labels into ``db_path`` (default
-    :func:`cxrxai.evaluation.browse.demo_results_path`), the Cases page's content until
+    :func:`cxrxai.settings.demo_results_path`), the Cases page's content until
     a batch evaluation exists. Resumes like ``evaluate``: scored units are skipped.
     ``bundle``: the demo checkpoint when the caller has it loaded already."""
-    from cxrxai.evaluation.browse import demo_results_path
     from cxrxai.evaluation.evaluate import Settings, Summary, evaluate_cases
     from cxrxai.evaluation.store import open_results, record_run
     from cxrxai.explain.cache import HeatmapCache
@@ -97,7 +97,7 @@ def evaluate_demo(
     cases = [c for c in demo_cases(root) if set(c.labels) & set(bundle.labels)]
     if not cases:  # e.g. only the unlabelled sample DICOM: no database at all
         return Summary()
-    db = open_results(db_path or demo_results_path())
+    db = open_results(db_path or places.demo_results_path())
     settings = Settings()
     record_run(
         db,

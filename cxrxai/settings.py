@@ -1,4 +1,5 @@
-"""Where things live: the data root, the bundled checkpoint, the cache; and the device.
+"""Where things live: the data root, the bundled checkpoint, the cache, the databases;
+and the device. The one place that reads the environment variables (``CXRXAI_*``).
 
 The data root is read in place, never copied: ``--data-root`` on the CLI wins over the
 ``CXRXAI_DATA`` environment variable, which wins over ``../shared/data`` next to the repo.
@@ -16,6 +17,49 @@ DATA_ENV_VAR = "CXRXAI_DATA"
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 MODELS_DIR = REPO_ROOT / "models"
 DEMO_CHECKPOINT = MODELS_DIR / "demo-effnet-lite0-covidqu"
+RESULTS_ENV_VAR = "CXRXAI_RESULTS"
+STUDY_DB_ENV_VAR = "CXRXAI_STUDY_DB"
+CACHE_ENV_VAR = "CXRXAI_CACHE"
+CHECKPOINT_ENV_VAR = "CXRXAI_CHECKPOINT"
+ADMIN_PASSWORD_ENV_VAR = "CXRXAI_ADMIN_PASSWORD"
+
+
+def _from_env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def results_path() -> Path:
+    """The batch evaluation's database: $CXRXAI_RESULTS, else results/evaluation.sqlite
+    in the repository (``evaluate`` writes it, ``report`` and the Cases page read it)."""
+    env = _from_env(RESULTS_ENV_VAR)
+    return Path(env) if env else REPO_ROOT / "results" / "evaluation.sqlite"
+
+
+def demo_results_path() -> Path:
+    """The demo cases' evaluation, written by ``precompute-demo`` (scripts/run.sh)."""
+    return REPO_ROOT / "results" / "demo-evaluation.sqlite"
+
+
+def study_path() -> Path:
+    """The study database: $CXRXAI_STUDY_DB, else results/study.sqlite in the repository."""
+    env = _from_env(STUDY_DB_ENV_VAR)
+    return Path(env) if env else REPO_ROOT / "results" / "study.sqlite"
+
+
+def cache_dir() -> Path:
+    """The heatmap cache: $CXRXAI_CACHE, else cache/heatmaps in the repository."""
+    env = _from_env(CACHE_ENV_VAR)
+    return Path(env) if env else REPO_ROOT / "cache" / "heatmaps"
+
+
+def checkpoint_from_env() -> str | None:
+    """$CXRXAI_CHECKPOINT: the checkpoint the dashboard opens (else the demo)."""
+    return _from_env(CHECKPOINT_ENV_VAR)
+
+
+def admin_password_from_env() -> str | None:
+    """$CXRXAI_ADMIN_PASSWORD, for ``study create`` in scripts."""
+    return _from_env(ADMIN_PASSWORD_ENV_VAR)
 
 
 def data_root(override: str | os.PathLike[str] | None = None) -> Path:

@@ -15,7 +15,7 @@ from cxrxai.evaluation import browse
 from cxrxai.evaluation.report import iou_curve_figure, iou_versus_p
 from cxrxai.evaluation.store import open_results
 from cxrxai.metrics.registry import METRICS
-from cxrxai.settings import data_root
+from cxrxai.settings import RESULTS_ENV_VAR, data_root, results_path
 from pages.common import compared_methods, open_in_review, through_the_router
 
 through_the_router()
@@ -26,15 +26,15 @@ EVALUATE = "`python -m cxrxai evaluate --split Val --methods gradcam,gradcam++,l
 path, is_demo = browse.results_to_browse()
 if path is None:
     st.info(
-        f"No evaluation results at `{browse.default_results_path()}` yet. Compute them "
-        f"with\n\n{EVALUATE}\n\nor point `{browse.RESULTS_ENV_VAR}` at a results database."
+        f"No evaluation results at `{results_path()}` yet. Compute them "
+        f"with\n\n{EVALUATE}\n\nor point `{RESULTS_ENV_VAR}` at a results database."
     )
     st.stop()
 if is_demo:
     st.info(
         "Showing the demo evaluation: the curated demo cases only. For a whole split, run"
-        f"\n\n{EVALUATE}\n\n(it writes `{browse.default_results_path()}`, which this page "
-        f"then opens) or point `{browse.RESULTS_ENV_VAR}` at a results database."
+        f"\n\n{EVALUATE}\n\n(it writes `{results_path()}`, which this page "
+        f"then opens) or point `{RESULTS_ENV_VAR}` at a results database."
     )
 db = open_results(path)
 settings = browse.region_settings(db)

@@ -5,7 +5,6 @@ Only glue lives here: every computation is a ``cxrxai`` call.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,13 +15,18 @@ from cxrxai.checkpoint import ModelBundle, load_checkpoint
 from cxrxai.demo import demo_cases
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain import Heatmap, get_explainer
-from cxrxai.explain.cache import HeatmapCache, default_cache_dir, image_hash
+from cxrxai.explain.cache import HeatmapCache, image_hash
 from cxrxai.explain.cam import candidate_layers
 from cxrxai.explain.params import changed, parameters, parse_variant
 from cxrxai.imageio import XRayImage, read_image
-from cxrxai.settings import DEMO_CHECKPOINT, data_root
-
-CHECKPOINT_ENV_VAR = "CXRXAI_CHECKPOINT"
+from cxrxai.settings import (
+    DEMO_CHECKPOINT,
+    cache_dir,
+    checkpoint_from_env,
+    data_root,
+    results_path,
+    study_path,
+)
 
 
 def through_the_router() -> None:
@@ -55,7 +59,7 @@ _LEFT_LEGACY_MODE = False
 def checkpoint_path() -> str:
     """This session's choice (Model page), else $CXRXAI_CHECKPOINT, else the demo."""
     chosen = st.session_state.get("checkpoint_path")
-    return chosen or os.environ.get(CHECKPOINT_ENV_VAR) or str(DEMO_CHECKPOINT)
+    return chosen or checkpoint_from_env() or str(DEMO_CHECKPOINT)
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -103,7 +107,7 @@ def explain_cached(
     return _explain_in_memory(
         bundle,
         pixels,
-        str(default_cache_dir()),
+        str(cache_dir()),
         bundle.weights_sha256,
         pixels_sha or image_hash(pixels),
         method,
@@ -224,9 +228,9 @@ def get_probabilities(_bundle: ModelBundle, weights_sha256: str, pixels) -> list
 def study_db():  # -> sqlite_utils.Database, one connection per browser session
     """The study database (``$CXRXAI_STUDY_DB``), connected once per session; a clear
     message on the page and a stop when it cannot be opened."""
-    from cxrxai.study.db import connect, default_study_path
+    from cxrxai.study.db import connect
 
-    path = str(default_study_path())
+    path = str(study_path())
     if st.session_state.get("study_db_path") != path:
         try:
             st.session_state["study_db"] = connect(path)
@@ -253,7 +257,7 @@ def evaluation_picks():  # -> list[cxrxai.study.service.CaseRef]
     from cxrxai.evaluation.store import open_results
     from cxrxai.study.service import CaseRef
 
-    path = browse.default_results_path()
+    path = results_path()
     if not path.is_file():
         return []
     rows = browse.filtered_rows(open_results(path), browse.Filters())
@@ -268,7 +272,7 @@ def evaluated_variants() -> list[str]:
     from cxrxai.evaluation import browse
     from cxrxai.evaluation.store import open_results
 
-    path = browse.default_results_path()
+    path = results_path()
     if not path.is_file():
         return []
     return [m for m in browse.distinct(open_results(path), "method") if "(" in m]

@@ -9,10 +9,9 @@ import json
 import plotly.express as px
 import streamlit as st
 
-from cxrxai.evaluation import browse
 from cxrxai.evaluation.store import open_results
 from cxrxai.explain.registry import METHODS
-from cxrxai.settings import data_root
+from cxrxai.settings import data_root, results_path
 from cxrxai.study import analysis, service
 from pages.common import (
     evaluated_variants,
@@ -164,11 +163,11 @@ if changes["n"]:
         f"to agree, {changes['to_disagree']} to disagree; agreeing before "
         f"{changes['agree_before']:.0%}, after {changes['agree_after']:.0%}",
     )
-results_path = browse.default_results_path()
-if results_path.is_file():
+results_db = results_path()
+if results_db.is_file():
     iou = {
         (r["case_id"], r["method"]): r["iou"]
-        for r in open_results(results_path)["localisation"].rows_where(
+        for r in open_results(results_db)["localisation"].rows_where(
             "mode = 'top-percent' and value = 10"
         )
     }
@@ -177,7 +176,7 @@ if results_path.is_file():
         "Spearman(trust, IoU of the top 10 %)",
         f"{rho['rho']:.3f}",
         help=f"95 % bootstrap CI [{rho['low']:.3f}, {rho['high']:.3f}], n = {rho['n']} "
-        f"ratings with an IoU in {results_path}",
+        f"ratings with an IoU in {results_db}",
     )
 real_names = st.toggle("Export real names instead of pseudonyms", value=False)
 export_rows = analysis.ratings(db, study["id"], real_names)

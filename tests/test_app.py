@@ -167,7 +167,7 @@ def test_next_case_own_box_and_deletion_curve(monkeypatch, covid_root):
 
 def test_cases_page_empty_state(monkeypatch, tmp_path):
     monkeypatch.setattr(
-        "cxrxai.evaluation.browse.demo_results_path", lambda: tmp_path / "no-demo.sqlite"
+        "cxrxai.settings.demo_results_path", lambda: tmp_path / "no-demo.sqlite"
     )
     app = run_app(monkeypatch, CXRXAI_RESULTS=str(tmp_path / "none.sqlite"))
     app.switch_page("pages/cases.py").run()
@@ -180,7 +180,7 @@ def test_cases_page_opens_the_demo_evaluation_until_there_is_one(monkeypatch, co
     from cxrxai.demo import evaluate_demo
 
     demo_db = tmp_path / "demo.sqlite"
-    monkeypatch.setattr("cxrxai.evaluation.browse.demo_results_path", lambda: demo_db)
+    monkeypatch.setattr("cxrxai.settings.demo_results_path", lambda: demo_db)
     evaluate_demo(("gradcam", "lrp"), covid_root.parent, demo_db)
     app = run_app(
         monkeypatch, CXRXAI_DATA=str(covid_root.parent), CXRXAI_RESULTS=str(tmp_path / "x.sqlite")

@@ -5,39 +5,25 @@ case), all read from the batch evaluation's database."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from cxrxai import settings
 from cxrxai.evaluation.compare import comparison_table, paired_comparisons
 from cxrxai.evaluation.store import LOCALISATION
-from cxrxai.settings import REPO_ROOT
-
-RESULTS_ENV_VAR = "CXRXAI_RESULTS"
-
-
-def default_results_path() -> Path:
-    """$CXRXAI_RESULTS, else results/evaluation.sqlite in the repository."""
-    env = os.environ.get(RESULTS_ENV_VAR)
-    return Path(env) if env else REPO_ROOT / "results" / "evaluation.sqlite"
-
-
-def demo_results_path() -> Path:
-    """The demo cases' evaluation, written by ``precompute-demo`` (scripts/run.sh)."""
-    return REPO_ROOT / "results" / "demo-evaluation.sqlite"
 
 
 def results_to_browse() -> tuple[Path | None, bool]:
     """The database the Cases page opens, and whether it is the demo's: the batch
-    evaluation's (:func:`default_results_path`) when it exists, else the demo's (so a
+    evaluation's (:func:`cxrxai.settings.results_path`) when it exists, else the demo's (so a
     fresh install shows the page at work), else none."""
-    path = default_results_path()
+    path = settings.results_path()
     if path.is_file():
         return path, False
-    demo = demo_results_path()
+    demo = settings.demo_results_path()
     return (demo, True) if demo.is_file() else (None, False)
 
 

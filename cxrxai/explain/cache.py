@@ -21,14 +21,9 @@ import torch
 
 from cxrxai.checkpoint import ModelBundle
 from cxrxai.explain.base import Explainer, Heatmap, Target, resolve_targets
-from cxrxai.settings import REPO_ROOT
+from cxrxai.settings import cache_dir
 
-CACHE_ENV_VAR = "CXRXAI_CACHE"
 CACHE_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV_VAR) or REPO_ROOT / "cache" / "heatmaps")
 
 
 def image_hash(image: np.ndarray) -> str:
@@ -42,7 +37,7 @@ class HeatmapCache:
     """``get`` / ``put`` heatmaps by key; ``explain`` computes only what is missing."""
 
     def __init__(self, directory: Path | str | None = None) -> None:
-        self.directory = Path(directory) if directory else default_cache_dir()
+        self.directory = Path(directory) if directory else cache_dir()
 
     def key(
         self,

@@ -50,12 +50,17 @@ def explain_image(
         else:
             heatmaps = explainer.explain(bundle, image, target=target, seed=seed)
         for heatmap in heatmaps:
-            base = out_dir / f"{_safe(stem)}_{_safe(heatmap.method)}_{_safe(heatmap.target_label)}"
+            # Suffixes appended, never substituted: stems hold dots (a DICOM named by its
+            # UID, a variant such as gradcam(layer=blocks.6)), and Path.with_suffix cut
+            # the name at the last one, so every method's map went to the same file.
+            name = f"{_safe(stem)}_{_safe(heatmap.method)}_{_safe(heatmap.target_label)}"
+            npz, png = out_dir / f"{name}.npz", out_dir / f"{name}.png"
             arrays = {"values": heatmap.numpy()}
             if heatmap.segments is not None:
                 arrays["segments"] = heatmap.segments.cpu().numpy().astype(np.int32)
-            np.savez_compressed(base.with_suffix(".npz"), **arrays)
+            with open(npz, "wb") as handle:  # savez would append .npz to a name without it
+                np.savez_compressed(handle, **arrays)
             picture = overlay(image, heatmap.numpy())
-            cv2.imwrite(str(base.with_suffix(".png")), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-            written.append((heatmap, base.with_suffix(".npz"), base.with_suffix(".png")))
+            cv2.imwrite(str(png), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+            written.append((heatmap, npz, png))
     return written

@@ -17,19 +17,6 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.sqlitedb import write_transaction
 
 migrations = Migrations("cxrxai-study")
-STUDY_DB_ENV_VAR = "CXRXAI_STUDY_DB"
-
-
-def default_study_path() -> Path:
-    """$CXRXAI_STUDY_DB, else results/study.sqlite in the repository."""
-    import os
-
-    from cxrxai.settings import REPO_ROOT
-
-    env = os.environ.get(STUDY_DB_ENV_VAR)
-    return Path(env) if env else REPO_ROOT / "results" / "study.sqlite"
-
-
 @migrations(name="m001_initial")
 def _initial(db: sqlite_utils.Database) -> None:
     db["settings"].create({"key": str, "value": str}, pk="key")

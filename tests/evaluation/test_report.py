@@ -57,8 +57,10 @@ def test_curves_and_report_files(db, tmp_path):
     )
 
 
-def test_cli_evaluate_then_report(covid_root, tmp_path, capsys):
+def test_cli_evaluate_then_report(covid_root, tmp_path, capsys, monkeypatch):
+    """Without --db both commands use $CXRXAI_RESULTS, the file the Cases page opens."""
     db_path = tmp_path / "e.sqlite"
+    monkeypatch.setenv("CXRXAI_RESULTS", str(db_path))
     args = [
         "evaluate",
         "--split",
@@ -69,8 +71,6 @@ def test_cli_evaluate_then_report(covid_root, tmp_path, capsys):
         "1",
         "--methods",
         "gradcam",
-        "--db",
-        str(db_path),
         "--no-cache",
         "--csv",
         str(tmp_path / "e.csv"),
@@ -82,7 +82,7 @@ def test_cli_evaluate_then_report(covid_root, tmp_path, capsys):
     # another CAM layer is a variant of its own, scored beside the default
     assert main([*args, "--param", "gradcam.layer=blocks.5"]) == 0
     assert "1 case x method units computed, 0 already" in capsys.readouterr().out
-    assert main(["report", "--db", str(db_path), "--out", str(tmp_path / "rep")]) == 0
+    assert main(["report", "--out", str(tmp_path / "rep")]) == 0
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "| gradcam | COVID-19 |" in text and "| gradcam(layer=blocks.5) | COVID-19 |" in text
     runs = list(store.open_results(db_path)["runs"].rows)

@@ -103,3 +103,31 @@ def test_explain_refuses_images_that_would_overwrite_each_other(tmp_path, checkp
     assert "Several images are named x" in capsys.readouterr().err
     assert main(["explain", str(tmp_path / "nowhere"), "--checkpoint", str(checkpoint)]) == 2
     assert "'" + str(tmp_path / "nowhere") + "' does not exist" in capsys.readouterr().err
+
+
+def test_dotted_names_keep_every_methods_maps(tmp_path, checkpoint, rg1_files, capsys):
+    """A DICOM named by its UID and a variant with a dotted layer: each method's map and
+    overlay in its own file, named by method and label (with_suffix cut such names at the
+    last dot, and every map was written to one file)."""
+    import shutil
+
+    uid_name = tmp_path / "1.2.276.0.7230010.3.1.4.8323329.dcm"
+    shutil.copy(rg1_files["RG1_UNCR"], uid_name)
+    out = tmp_path / "out"
+    args = ["explain", str(uid_name), "--checkpoint", str(checkpoint), "--no-cache"]
+    args += ["--methods", "gradcam,gradcam++", "--target", "Normal", "--out", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    written = sorted(path.name for path in out.iterdir())
+    stem = "1.2.276.0.7230010.3.1.4.8323329"
+    assert written == [
+        f"{stem}_gradcam++_Normal.npz",
+        f"{stem}_gradcam++_Normal.png",
+        f"{stem}_gradcam_Normal.npz",
+        f"{stem}_gradcam_Normal.png",
+    ]
+    with (
+        np.load(out / f"{stem}_gradcam_Normal.npz") as a,
+        np.load(out / f"{stem}_gradcam++_Normal.npz") as b,
+    ):
+        assert a["values"].shape == b["values"].shape == (1955, 1841)
