@@ -310,3 +310,16 @@ def test_a_long_computation_does_not_freeze_another_session(server, tmp_path):
         # B got its new metrics while A's LIME panel is still being computed
         assert first.get_by_text("Computing lime").count() >= 1
         assert len(_metric_texts(first)) < 3
+
+
+def test_the_server_listens_on_this_machine_only(tmp_path):
+    """Started the way run.sh starts it, the dashboard answers on 127.0.0.1 and refuses
+    another address of this machine (127.0.0.2 reaches a server bound to every interface
+    on Linux, like the network would)."""
+    with running_app(tmp_path / "no-data", tmp_path) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+            assert response.read() == b"ok"
+        with socket.socket() as other, pytest.raises(ConnectionRefusedError):
+            other.settimeout(5)
+            other.connect(("127.0.0.2", port))
