@@ -12,9 +12,10 @@ import contextlib
 import copy
 import hashlib
 import itertools
+import pickle
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,8 +265,14 @@ def resolve_checkpoint_paths(path: Path) -> tuple[Path, Path]:
     return folder / CARD_FILENAME, weights
 
 
-def read_state_dict(weights_path: Path) -> dict[str, torch.Tensor]:
-    """Weights from safetensors, or from a torch file holding a state dict or a module."""
+def read_state_dict(weights_path: Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Weights from safetensors, or from a torch file holding a state dict (read with
+    ``torch.load(weights_only=True)``, which builds tensors and containers only).
+
+    A file that pickles Python objects - a whole model, as torchxrayvision publishes its
+    weights - can run any code while it is read, so it is refused unless
+    ``trust_pickle`` (``import-xrv --trust-pickle``, for a file the user vouches for).
+    """
     if not weights_path.is_file():
         raise CheckpointError(f"Weights file '{weights_path}' not found.")
     try:
@@ -273,16 +280,24 @@ def read_state_dict(weights_path: Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(weights_path))
-        # weights_only=False is needed for torchxrayvision's published files, which pickle
-        # the whole module; only load files you trust (the UI says so).
-        obj = torch.load(weights_path, map_location="cpu", weights_only=False)
+        obj = torch.load(weights_path, map_location="cpu", weights_only=not trust_pickle)
     except CheckpointError:
         raise
-    except Exception as exc:  # any decoder error means: not a weights file we can read
+    except pickle.UnpicklingError as exc:
+        objects = _pickled_objects(weights_path)
+        if not objects:
+            raise _unreadable(weights_path, exc) from exc
         raise CheckpointError(
-            f"Weights file '{weights_path}' could not be read ({type(exc).__name__}: {exc}). "
-            "Expected a .safetensors file or a torch state dict."
+            f"Weights file '{weights_path.name}' holds pickled Python objects "
+            f"({', '.join(objects[:3])}: a whole model, not only its tensors); reading "
+            "them can run any code, so cxrxai reads only safetensors or plain state dicts. "
+            "If you trust the file, convert it once in a shell: "
+            f"python -m cxrxai import-xrv '{weights_path.name}' --out "
+            "models/NAME --trust-pickle (torchxrayvision models), or save its "
+            "state_dict() with torch.save."
         ) from exc
+    except Exception as exc:  # any decoder error means: not a weights file we can read
+        raise _unreadable(weights_path, exc) from exc
     if isinstance(obj, nn.Module):
         return obj.state_dict()
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
@@ -292,6 +307,36 @@ def read_state_dict(weights_path: Path) -> dict[str, torch.Tensor]:
             f"Weights file '{weights_path}' does not hold a state dict of tensors."
         )
     return obj
+
+
+def _pickled_objects(weights_path: Path) -> list[str]:
+    """The Python classes and functions a torch file would import and call, listed by
+    torch without running them; empty when it is not a torch file at all."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(weights_path))
+    except Exception:  # not a torch.save file: nothing pickled to report
+        return []
+
+
+def _unreadable(weights_path: Path, exc: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"Weights file '{weights_path}' could not be read ({type(exc).__name__}: {exc}). "
+        "Expected a .safetensors file or a torch state dict."
+    )
+
+
+def available_checkpoints(roots: Iterable[Path]) -> list[Path]:
+    """Checkpoint folders (holding a model card) that are one of ``roots`` or directly
+    inside one: what the dashboard offers to load, instead of a free server path."""
+    found: list[Path] = []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
+        for folder in candidates:
+            if (folder / CARD_FILENAME).is_file() and folder.resolve() not in found:
+                found.append(folder.resolve())
+    return found
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -352,9 +397,10 @@ def bundle_from_card(
     weights_path: Path,
     device: str | torch.device | None = None,
     precision: str = "auto",
+    trust_pickle: bool = False,
 ) -> ModelBundle:
     model = build_network(card)
-    load_weights(model, read_state_dict(weights_path), str(weights_path))
+    load_weights(model, read_state_dict(weights_path, trust_pickle), str(weights_path))
     named = dict(model.named_modules())
     if card.target_layer not in named:
         raise CheckpointError(
@@ -400,11 +446,14 @@ def load_xrv_weights(
     labels: list[str] | None = None,
     device: str | torch.device | None = None,
     precision: str = "auto",
+    trust_pickle: bool = False,
 ) -> ModelBundle:
     """A torchxrayvision model from a weights file the user already has (no download).
 
     ``labels`` default to torchxrayvision's 18 default pathologies (their output order);
     input is 1 channel in [-1024, 1024] at 224 px (512 px for their ResNet-50).
+    ``trust_pickle``: also read a file that pickles the whole model (torchxrayvision's
+    published files do; reading one can run code, see :func:`read_state_dict`).
     """
     import torchxrayvision as xrv
 
@@ -423,4 +472,4 @@ def load_xrv_weights(
         name=f"torchxrayvision {architecture} ({Path(weights_path).name})",
     )
     card.validate()
-    return bundle_from_card(card, Path(weights_path), device, precision)
+    return bundle_from_card(card, Path(weights_path), device, precision, trust_pickle)

@@ -280,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="turn a torchxrayvision weights file you have into a checkpoint folder",
     )
     xrv.add_argument("weights", type=Path, help="the .pt file (a state dict or a pickled model)")
+    xrv.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="also read a file that pickles the whole model (as torchxrayvision publishes "
+        "them): reading it can run code, so only for a file you trust; the checkpoint "
+        "written is safetensors",
+    )
     xrv.add_argument("--out", type=Path, required=True, help="new checkpoint folder")
     xrv.add_argument("--architecture", choices=("densenet121", "resnet50"), default="densenet121")
     xrv.add_argument(
@@ -517,7 +524,9 @@ def cmd_import_xrv(args: argparse.Namespace) -> int:
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         raise CxrxaiError(f"'{args.out}' already exists and is not empty; choose a new folder.")
     labels = _names(args.labels) if args.labels else None
-    bundle = load_xrv_weights(args.weights, args.architecture, labels, device="cpu")
+    bundle = load_xrv_weights(
+        args.weights, args.architecture, labels, device="cpu", trust_pickle=args.trust_pickle
+    )
     card = replace(
         bundle.card,
         notes=(

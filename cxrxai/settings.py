@@ -21,6 +21,7 @@ RESULTS_ENV_VAR = "CXRXAI_RESULTS"
 STUDY_DB_ENV_VAR = "CXRXAI_STUDY_DB"
 CACHE_ENV_VAR = "CXRXAI_CACHE"
 CHECKPOINT_ENV_VAR = "CXRXAI_CHECKPOINT"
+MODELS_ENV_VAR = "CXRXAI_MODELS"
 ADMIN_PASSWORD_ENV_VAR = "CXRXAI_ADMIN_PASSWORD"
 
 
@@ -50,6 +51,13 @@ def cache_dir() -> Path:
     """The heatmap cache: $CXRXAI_CACHE, else cache/heatmaps in the repository."""
     env = _from_env(CACHE_ENV_VAR)
     return Path(env) if env else REPO_ROOT / "cache" / "heatmaps"
+
+
+def model_folders() -> list[Path]:
+    """Where the dashboard offers checkpoints from: models/ in the repository, then every
+    folder listed in $CXRXAI_MODELS (separated by ``os.pathsep``)."""
+    listed = (_from_env(MODELS_ENV_VAR) or "").split(os.pathsep)
+    return [MODELS_DIR, *(Path(entry).expanduser() for entry in listed if entry)]
 
 
 def checkpoint_from_env() -> str | None:

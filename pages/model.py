@@ -5,27 +5,37 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cxrxai.checkpoint import load_checkpoint
+from cxrxai.checkpoint import available_checkpoints, load_checkpoint
 from cxrxai.errors import CxrxaiError
+from cxrxai.settings import MODELS_ENV_VAR, model_folders
 from pages.common import cam_layers, checkpoint_path, require_bundle, through_the_router
 
 through_the_router()
 
 st.title("Model")
 with st.expander("Load another checkpoint"):
+    # Choices from the configured folders only: a free path typed in a browser would let
+    # any visitor load (and probe) any file on the server.
     st.caption(
-        "A folder holding weights.safetensors and model_card.json (see the README). "
-        "Only load checkpoints you trust."
+        f"Checkpoint folders (model_card.json + weights.safetensors, see the README) in "
+        f"models/ and the folders listed in ${MODELS_ENV_VAR} on the server."
     )
-    path = st.text_input("Checkpoint folder", value=checkpoint_path())
-    if st.button("Load"):
+    choices = [str(path) for path in available_checkpoints(model_folders())]
+    current = checkpoint_path()
+    chosen = st.selectbox(
+        "Checkpoint",
+        choices,
+        index=choices.index(current) if current in choices else None,
+        placeholder="No checkpoint folders found" if not choices else "Choose a checkpoint",
+    )
+    if st.button("Load", disabled=chosen is None):
         try:
-            load_checkpoint(path, device="cpu")  # validate before switching the session
+            load_checkpoint(chosen, device="cpu")  # validate before switching the session
         except CxrxaiError as exc:
             st.error(str(exc))
         else:
-            st.session_state["checkpoint_path"] = path
-            st.success(f"Loaded {path}; every page now uses it in this session.")
+            st.session_state["checkpoint_path"] = chosen
+            st.success(f"Loaded {chosen}; every page now uses it in this session.")
 bundle = require_bundle()
 
 card = bundle.card

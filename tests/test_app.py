@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -282,22 +283,32 @@ def test_a_variant_with_a_value_outside_the_suggestions_opens_as_it_is(monkeypat
 
 
 def test_model_page_layers_and_loading_another_checkpoint(monkeypatch, tmp_path, tiny_checkpoint):
-    app = run_app(monkeypatch, CXRXAI_DATA=str(tmp_path / "none"))
+    """Checkpoints are chosen among the configured folders (models/, $CXRXAI_MODELS),
+    never typed as a server path; a broken one is a message."""
+    folder = tiny_checkpoint(labels=("x", "y"), size=32)
+    multilabel = tiny_checkpoint(labels=("x", "y"), task="multilabel", thresholds={"x": 0.3})
+    broken = tmp_path / "models" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "model_card.json").write_text("{")
+    models = os.pathsep.join([str(folder.parent), str(tmp_path / "models")])
+    app = run_app(monkeypatch, CXRXAI_DATA=str(tmp_path / "none"), CXRXAI_MODELS=models)
     app.switch_page("pages/model.py").run()
     layers = app.dataframe[-1].value
     assert "conv_head" in set(layers["layer"]) or len(layers) > 10
-    widget(app.text_input, "Checkpoint folder").input(str(tmp_path / "missing")).run()
+    assert not app.text_input  # no free path
+    offered = widget(app.selectbox, "Checkpoint").options
+    assert {str(folder), str(multilabel), str(broken.resolve())} <= set(offered)
+    assert all(Path(option, "model_card.json").is_file() for option in offered)
+    widget(app.selectbox, "Checkpoint").select(str(broken.resolve())).run()
     widget(app.button, "Load").click().run()
-    assert "not found" in app.error[0].value and not app.exception
-    folder = tiny_checkpoint(labels=("x", "y"), size=32)
-    widget(app.text_input, "Checkpoint folder").input(str(folder)).run()
+    assert app.error and not app.exception
+    widget(app.selectbox, "Checkpoint").select(str(folder)).run()
     widget(app.button, "Load").click().run()
     assert not app.exception and "Loaded" in app.success[0].value
     assert "x, y" in " ".join(m.value for m in app.markdown)
     assert not any("Operating thresholds" in m.value for m in app.markdown)  # multi-class
-    folder = tiny_checkpoint(labels=("x", "y"), task="multilabel", thresholds={"x": 0.3})
-    app.run()  # the field now starts from the loaded folder (a new widget)
-    widget(app.text_input, "Checkpoint folder").input(str(folder)).run()
+    app.run()  # the choice now starts from the loaded checkpoint (a new widget)
+    widget(app.selectbox, "Checkpoint").select(str(multilabel)).run()
     widget(app.button, "Load").click().run()
     assert any("x 0.30, y 0.50" in m.value for m in app.markdown)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,7 +122,8 @@ def test_torchxrayvision_densenet_from_local_file(tmp_path, as_module):
     reference = xrv.models.DenseNet(weights=None).eval()
     path = tmp_path / "xrv.pt"
     torch.save(reference if as_module else reference.state_dict(), path)
-    bundle = load_xrv_weights(path, device="cpu")
+    # a pickled module is read only when the user vouches for it
+    bundle = load_xrv_weights(path, device="cpu", trust_pickle=as_module)
     assert bundle.labels == list(xrv.datasets.default_pathologies)
     assert bundle.card.input_size == (224, 224) and bundle.card.task == "multilabel"
     image = np.random.default_rng(1).random((300, 280), dtype=np.float32)
@@ -145,10 +148,13 @@ def test_import_xrv_writes_a_checkpoint_the_dashboard_loads(tmp_path, capsys):
     torch.manual_seed(0)
     torch.save(xrv.models.DenseNet(weights=None).eval(), tmp_path / "xrv.pt")
     out = tmp_path / "xrv-checkpoint"
-    assert main(["import-xrv", str(tmp_path / "xrv.pt"), "--out", str(out)]) == 0
+    # a pickled model (as torchxrayvision publishes them) needs the explicit opt-in
+    assert main(["import-xrv", str(tmp_path / "xrv.pt"), "--out", str(out)]) == 2
+    assert "--trust-pickle" in capsys.readouterr().err and not out.exists()
+    assert main(["import-xrv", str(tmp_path / "xrv.pt"), "--out", str(out), "--trust-pickle"]) == 0
     assert "checkpoint written" in capsys.readouterr().out
     imported = load_checkpoint(out, device="cpu")
-    direct = load_xrv_weights(tmp_path / "xrv.pt", device="cpu")
+    direct = load_xrv_weights(tmp_path / "xrv.pt", device="cpu", trust_pickle=True)
     assert imported.card.framework == "torchxrayvision" and "import-xrv" in imported.card.notes
     image = np.random.default_rng(2).random((240, 260), dtype=np.float32)
     np.testing.assert_allclose(imported.predict_proba(image), direct.predict_proba(image))
@@ -158,6 +164,51 @@ def test_import_xrv_writes_a_checkpoint_the_dashboard_loads(tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"not a torch file")
     assert main(["import-xrv", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "n")]) == 2
     assert "could not be read" in capsys.readouterr().err
+
+
+class _Payload:
+    """Pickles to a call of os.system: what a malicious .pt holds."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("where", ["checkpoint folder", "xrv weights", "import-xrv"])
+def test_a_pickle_that_runs_code_is_refused_and_never_run(tmp_path, where, capsys, tiny_checkpoint):
+    """Code in a pickled .pt never runs: torch.load(weights_only=True) refuses it, and the
+    message says how to convert a file the user trusts."""
+    from cxrxai.cli import main
+
+    marker = tmp_path / "pwned"
+    weights = tmp_path / "evil.pt"
+    torch.save({"model": _Payload(marker)}, weights)
+    if where == "checkpoint folder":  # a card beside a .pt weights file
+        shutil.copy(tiny_checkpoint() / "model_card.json", tmp_path / "model_card.json")
+        with pytest.raises(CheckpointError, match=r"pickled Python objects.*--trust-pickle"):
+            load_checkpoint(weights, device="cpu")
+    elif where == "xrv weights":
+        with pytest.raises(CheckpointError, match="can run any code"):
+            load_xrv_weights(weights, device="cpu")
+    else:
+        assert main(["import-xrv", str(weights), "--out", str(tmp_path / "out")]) == 2
+        assert "pickled Python objects" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_checkpoints_offered_only_from_the_configured_folders(tmp_path, tiny_checkpoint):
+    from cxrxai.checkpoint import available_checkpoints
+
+    folder = tiny_checkpoint()
+    (tmp_path / "empty").mkdir()
+    found = available_checkpoints([folder.parent, tmp_path / "missing", tmp_path / "empty"])
+    assert folder.resolve() in found and len(found) == len(set(found))
+    assert all((path / "model_card.json").is_file() for path in found)
+    assert available_checkpoints([folder]) == [folder.resolve()]  # a root that is one
 
 
 def test_torchxrayvision_wrong_file(tmp_path):
