@@ -13,7 +13,7 @@ from cxrxai.datasets.registry import find_case
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import browse
 from cxrxai.evaluation.report import iou_curve_figure, iou_versus_p
-from cxrxai.evaluation.store import open_results
+from cxrxai.evaluation.store import STALE_NOTE, open_results, stale_rows
 from cxrxai.metrics.registry import METRICS
 from cxrxai.settings import RESULTS_ENV_VAR, data_root, results_path
 from pages.common import compared_methods, open_in_review, through_the_router
@@ -37,6 +37,8 @@ if is_demo:
         f"then opens) or point `{RESULTS_ENV_VAR}` at a results database."
     )
 db = open_results(path)
+if stale := stale_rows(db):
+    st.warning(STALE_NOTE.format(n=stale))
 settings = browse.region_settings(db)
 if not settings:
     st.info(f"`{path}` holds no results yet.")

@@ -177,6 +177,21 @@ def test_cases_page_empty_state(monkeypatch, tmp_path):
     assert "python -m cxrxai evaluate" in app.info[0].value
 
 
+def test_cases_page_warns_of_rows_from_an_older_metrics_definition(monkeypatch, tmp_path):
+    from cxrxai.evaluation import store
+
+    path = tmp_path / "old.sqlite"
+    db = store.open_results(path)
+    row = {k: "x" for k in ("checkpoint_sha256", "case_id", "method", "mode", "dataset")}
+    row |= {"target": "sick", "case_labels": "sick", "predicted": "sick", "correct": 1}
+    row |= {"probability": 0.9, "value": 10.0, "iou": 0.2, "mode": "top-percent"}
+    db[store.LOCALISATION].insert(row)  # no metrics_version: written before it existed
+    app = run_app(monkeypatch, CXRXAI_RESULTS=str(path))
+    app.switch_page("pages/cases.py").run()
+    assert not app.exception
+    assert "1 row(s) were computed by an older definition" in app.warning[0].value
+
+
 def test_cases_page_opens_the_demo_evaluation_until_there_is_one(monkeypatch, covid_root, tmp_path):
     from cxrxai.demo import evaluate_demo
 

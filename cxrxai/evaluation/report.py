@@ -20,7 +20,7 @@ import sqlite_utils
 
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.compare import paired_comparisons
-from cxrxai.evaluation.store import LOCALISATION
+from cxrxai.evaluation.store import LOCALISATION, STALE_NOTE, stale_rows
 from cxrxai.metrics.bootstrap import Estimate, bootstrap_mean
 from cxrxai.metrics.registry import METRICS
 
@@ -255,6 +255,9 @@ def write_report(
     """report.md with the tables, plus the figures, into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [f"# Localisation report\n\nRegion: {mode} {value:g}. Cells: mean [95 % bootstrap CI]."]
+    stale = stale_rows(db)
+    if stale:
+        parts.append("**Warning:** " + STALE_NOTE.format(n=stale))
     parts.append("## Every case\n\n" + markdown_table(method_class_table(db, mode, value)))
     paired = paired_markdown(db, mode, value)
     if paired:

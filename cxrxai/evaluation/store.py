@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+from sqlite_utils.migrations import Migrations
 
 from cxrxai.errors import CxrxaiError
 from cxrxai.metrics.registry import METRICS
@@ -27,17 +29,24 @@ UNIT_KEY = ("checkpoint_sha256", "case_id", "method", "target")
 LOCALISATION_KEY = (*UNIT_KEY, "mode", "value")
 
 
-def open_results(path: Path | str) -> sqlite_utils.Database:
-    """Open (creating if needed) a results database with its tables and indexes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        db = sqlite_utils.Database(path)
-        db.enable_wal()
-    except Exception as exc:  # sqlite3.DatabaseError for a file that is not SQLite
-        raise CxrxaiError(
-            f"Results database '{path}' could not be opened ({exc}); pass a new file name."
-        ) from exc
+# What the stored metric values mean. Bumped when a metric's definition changes, so that
+# resuming recomputes the rows of an older definition instead of keeping them as done:
+# 2 = the pointing game decided by one maximum pixel (a constant map a miss) and Otsu
+# regions equal to CheXlocalize's (before: any tied maximum, rounded 0-255).
+METRICS_VERSION = 2
+
+migrations = Migrations("cxrxai-results")
+
+# The metric columns of the first schema; later metrics add their own (ensure_columns).
+_INITIAL_METRICS = (
+    "iou", "dice", "precision", "recall", "hausdorff", "hd95", "mean_distance", "hit",
+    "relevance_mass", "relevance_rank", "box_iou_mean", "box_iou_max", "box_iou_pairs_mean",
+)  # fmt: skip
+
+
+@migrations(name="m001_initial")
+def _initial(db: sqlite_utils.Database) -> None:
+    """The schema before migrations existed; a database of that time already has it."""
     columns: dict[str, Any] = {
         "checkpoint_sha256": str,
         "case_id": str,
@@ -54,48 +63,100 @@ def open_results(path: Path | str) -> sqlite_utils.Database:
         "unit": str,
         "n_truth_pixels": int,
         "n_raters": int,
-    }
-    columns |= {name: float for name in METRICS}
-    if LOCALISATION not in db.table_names():
-        db[LOCALISATION].create(columns, pk=LOCALISATION_KEY)
-        db[LOCALISATION].create_index(["method", "mode", "value"])
-    if FAITHFULNESS not in db.table_names():
-        db[FAITHFULNESS].create(
-            {
-                "checkpoint_sha256": str,
-                "case_id": str,
-                "method": str,
-                "target": str,
-                "deletion_auc": float,
-                "insertion_auc": float,
-                "pixel_importance": str,  # JSON rows: replacement, percent, drop
-            },
-            pk=UNIT_KEY,
-        )
-    if RUNS not in db.table_names():
-        db[RUNS].create(
-            {
-                "id": int,
-                "started": str,
-                "checkpoint": str,
-                "checkpoint_sha256": str,
-                "data": str,
-                "split": str,
-                "methods": str,
-                "settings": str,
-            },
-            pk="id",
-        )
+    } | {name: float for name in _INITIAL_METRICS}
+    db[LOCALISATION].create(columns, pk=LOCALISATION_KEY, if_not_exists=True)
+    db[LOCALISATION].create_index(["method", "mode", "value"], if_not_exists=True)
+    db[FAITHFULNESS].create(
+        {
+            "checkpoint_sha256": str,
+            "case_id": str,
+            "method": str,
+            "target": str,
+            "deletion_auc": float,
+            "insertion_auc": float,
+            "pixel_importance": str,  # JSON rows: replacement, percent, drop
+        },
+        pk=UNIT_KEY,
+        if_not_exists=True,
+    )
+    db[RUNS].create(
+        {
+            "id": int,
+            "started": str,
+            "checkpoint": str,
+            "checkpoint_sha256": str,
+            "data": str,
+            "split": str,
+            "methods": str,
+            "settings": str,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+
+
+@migrations(name="m002_metrics_version")
+def _metrics_version(db: sqlite_utils.Database) -> None:
+    """Rows say which definition of the metrics computed them; rows from before carry
+    none (NULL), so they count as not done and are recomputed on resuming."""
+    db[LOCALISATION].add_column("metrics_version", int)
+    db[FAITHFULNESS].add_column("metrics_version", int)
+
+
+def ensure_metric_columns(db: sqlite_utils.Database) -> None:
+    """A column for every metric of the registry: a metric added after a database was
+    made gets its column (NULL in older rows) instead of failing every write with
+    "no such column"."""
+    present = set(db[LOCALISATION].columns_dict)
+    for name in METRICS:
+        if name not in present:
+            db[LOCALISATION].add_column(name, float)
+
+
+def open_results(path: Path | str) -> sqlite_utils.Database:
+    """Open (creating if needed) a results database, its schema migrated in place (safe to
+    rerun; rows are kept)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite_utils.Database(path)
+        db.enable_wal()
+        with write_transaction(db):
+            migrations.apply(db)
+            ensure_metric_columns(db)
+    except sqlite3.DatabaseError as exc:  # a file that is not SQLite, or damaged
+        raise CxrxaiError(
+            f"Results database '{path}' could not be opened ({exc}); pass a new file name."
+        ) from exc
     return db
 
 
 def done_units(db: sqlite_utils.Database, checkpoint_sha256: str) -> set[tuple[str, str]]:
-    """(case_id, method) pairs already evaluated for this checkpoint (for resuming)."""
+    """(case_id, method) pairs already evaluated for this checkpoint with the current
+    definition of the metrics (for resuming; older rows are recomputed and replaced)."""
     rows = db.execute(
-        f"select distinct case_id, method from {LOCALISATION} where checkpoint_sha256 = ?",
-        [checkpoint_sha256],
+        f"select distinct case_id, method from {LOCALISATION} "
+        "where checkpoint_sha256 = ? and metrics_version = ?",
+        [checkpoint_sha256, METRICS_VERSION],
     ).fetchall()
     return {(r[0], r[1]) for r in rows}
+
+
+STALE_NOTE = (
+    "{n} row(s) were computed by an older definition of the metrics (before the pointing "
+    "game was decided by one maximum pixel and Otsu regions matched CheXlocalize's); "
+    "rerun the command that wrote them (evaluate, or precompute-demo for the demo) to "
+    "recompute just those."
+)
+
+
+def stale_rows(db: sqlite_utils.Database) -> int:
+    """Rows computed by an older definition of the metrics (:data:`METRICS_VERSION`)."""
+    return db.execute(
+        f"select count(*) from {LOCALISATION} "
+        "where metrics_version is null or metrics_version < ?",
+        [METRICS_VERSION],
+    ).fetchone()[0]
 
 
 def write_unit(
@@ -105,11 +166,14 @@ def write_unit(
 ) -> None:
     """All rows of one case x method in one transaction: an interruption never leaves a
     half-written unit, so resuming can trust :func:`done_units`."""
+    version = {"metrics_version": METRICS_VERSION}
     with write_transaction(db):
         if localisation:
-            db[LOCALISATION].upsert_all(localisation, pk=LOCALISATION_KEY)
+            db[LOCALISATION].upsert_all(
+                [row | version for row in localisation], pk=LOCALISATION_KEY
+            )
         if faithfulness:
-            db[FAITHFULNESS].upsert_all(faithfulness, pk=UNIT_KEY)
+            db[FAITHFULNESS].upsert_all([row | version for row in faithfulness], pk=UNIT_KEY)
 
 
 def export_csv(db: sqlite_utils.Database, table: str, path: Path) -> int:
