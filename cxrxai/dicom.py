@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,15 +16,27 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from cxrxai.errors import ImageReadError
-from cxrxai.imageio import ImageMeta, XRayImage, linear_window
+from cxrxai.imageio import ImageMeta, XRayImage, check_size, linear_window, max_file_bytes
+from cxrxai.settings import max_image_side
 
 
 def read_dicom_bytes(
-    data: bytes, label: str, window: tuple[float, float] | None = None
+    data: bytes,
+    label: str,
+    window: tuple[float, float] | None = None,
+    max_side: int | None = None,
 ) -> XRayImage:
-    """Decode one single-frame grayscale DICOM image to [0, 1] (white = dense)."""
+    """Decode one single-frame grayscale DICOM image to [0, 1] (white = dense).
+
+    ``max_side``: the largest Rows / Columns accepted (default
+    :func:`cxrxai.settings.max_image_side`), checked from the header before the pixel
+    data is decoded; a deflated file is inflated only up to what such an image needs.
+    """
+    limit = max_side or max_image_side()
+    _check_deflated_size(data, label, max_file_bytes(limit))
     ds = _parse(data, label)
     if "PixelData" not in ds:
         raise ImageReadError(label, "the DICOM file has no pixel data (is it a report or SR?)")
@@ -42,6 +55,10 @@ def read_dicom_bytes(
             f"the DICOM image is {photometric} with {samples} samples per pixel; "
             "X-rays are expected as MONOCHROME1 or MONOCHROME2",
         )
+    check_size(label, _header_int(ds, "Columns"), _header_int(ds, "Rows"), limit, "DICOM header")
+    bits = _header_int(ds, "BitsAllocated", 16)
+    if bits not in (1, 8, 16, 32):
+        raise ImageReadError(label, f"BitsAllocated is {bits}; X-rays have 8, 16 or 32")
     stored = _decode(ds, label)
     if stored.ndim != 2:
         raise ImageReadError(label, f"the pixel data has shape {stored.shape}; expected 2-D")
@@ -63,6 +80,41 @@ def read_dicom_bytes(
         window_presets=_window_presets(ds),
     )
     return XRayImage(pixels=pixels.astype(np.float32), meta=meta, modality_values=modality)
+
+
+def _header_int(ds: pydicom.Dataset, keyword: str, default: int = 0) -> int:
+    try:
+        return int(ds.get(keyword, default))
+    except (TypeError, ValueError):
+        return default
+
+
+# PS3.10 7.1: the file meta group begins with its length, (0002,0000) UL, right after
+# the 128-byte preamble and "DICM"; a deflated data set follows the group.
+_GROUP_LENGTH_TAG = b"\x02\x00\x00\x00UL\x04\x00"
+
+
+def _check_deflated_size(data: bytes, label: str, max_bytes: int) -> None:
+    """A Deflated Explicit VR Little Endian file is inflated whole by pydicom before its
+    header can be read (a 382 KB file held a 14,000 x 14,000 image: 3.4 GB); inflate it
+    here first, at most ``max_bytes``, and refuse one that holds more. Written here
+    because pydicom's reader offers no bound on the inflated size."""
+    if data[128:132] != b"DICM" or data[132:140] != _GROUP_LENGTH_TAG:
+        return
+    meta_end = 144 + int.from_bytes(data[140:144], "little")
+    if DeflatedExplicitVRLittleEndian.encode() not in data[144:meta_end]:
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        inflater.decompress(data[meta_end:], max_bytes)
+    except zlib.error as exc:
+        raise ImageReadError(label, f"its deflated data set is damaged ({exc})") from exc
+    if inflater.unconsumed_tail:
+        raise ImageReadError(
+            label,
+            f"its deflated data set inflates to more than {max_bytes / 2**20:.0f} MB, more "
+            "than the largest accepted image needs",
+        )
 
 
 def _parse(data: bytes, label: str) -> pydicom.Dataset:

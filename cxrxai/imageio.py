@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cxrxai.errors import CxrxaiError, ImageReadError
+from cxrxai.settings import MAX_SIDE_ENV_VAR, max_image_side
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 RASTER_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF")
@@ -91,6 +92,7 @@ def read_image(
     *,
     name: str | None = None,
     window: tuple[float, float] | None = None,
+    max_side: int | None = None,
 ) -> XRayImage:
     """Read a PNG, JPEG or DICOM X-ray from a path or from bytes (an upload).
 
@@ -99,18 +101,40 @@ def read_image(
         name: how to name the file in messages when ``source`` is bytes.
         window: DICOM only: (center, width) to display with instead of the file's own
             VOI LUT / window. Ignored for PNG and JPEG.
+        max_side: the largest width or height accepted (default
+            :func:`cxrxai.settings.max_image_side`, 5,000 px). Checked from the header,
+            before any pixel is decoded: a small file can declare a huge image (a 164 KB
+            PNG of 13,000 x 13,000 pixels).
 
     Returns:
         :class:`XRayImage` with float32 pixels in [0, 1].
     """
-    data, label = _read_bytes(source, name)
+    limit = max_side or max_image_side()
+    data, label = _read_bytes(source, name, max_file_bytes(limit))
     if not data:
         raise ImageReadError(label, "the file is empty (0 bytes)")
     if _looks_like_dicom(data, label):
         from cxrxai.dicom import read_dicom_bytes
 
-        return read_dicom_bytes(data, label, window=window)
-    return _read_raster(data, label)
+        return read_dicom_bytes(data, label, window=window, max_side=limit)
+    return _read_raster(data, label, limit)
+
+
+def max_file_bytes(max_side: int) -> int:
+    """The largest image file read: an uncompressed 16-bit image of the largest accepted
+    size (what a DICOM of that size holds), plus room for its header."""
+    return 2 * max_side * max_side + (16 << 20)
+
+
+def check_size(label: str, width: int, height: int, max_side: int, what: str = "") -> None:
+    """Refuse a declared image size over the limit, naming both."""
+    if width > max_side or height > max_side or width < 1 or height < 1:
+        raise ImageReadError(
+            label,
+            f"the {what or 'image'} declares {width} x {height} pixels; the largest accepted "
+            f"is {max_side} x {max_side} (every chest detector fits; set "
+            f"${MAX_SIDE_ENV_VAR} to change it)",
+        )
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -119,18 +143,33 @@ def read_mask(path: str | Path) -> np.ndarray:
     return image.pixels > 0
 
 
-def _read_bytes(source: str | Path | bytes, name: str | None) -> tuple[bytes, str]:
+def _read_bytes(
+    source: str | Path | bytes, name: str | None, max_bytes: int
+) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray)):
-        return bytes(source), name or "<uploaded file>"
+        label = name or "<uploaded file>"
+        _check_file_size(label, len(source), max_bytes)
+        return bytes(source), label
     path = Path(source)
     if not path.exists():
         raise ImageReadError(path, "file not found")
     if path.is_dir():
         raise ImageReadError(path, "this is a folder, not an image file")
     try:
+        _check_file_size(str(path), path.stat().st_size, max_bytes)
         return path.read_bytes(), str(path)
     except OSError as exc:
         raise ImageReadError(path, f"the file cannot be opened ({exc.strerror})") from exc
+
+
+def _check_file_size(label: str, size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise ImageReadError(
+            label,
+            f"the file is {size / 2**20:.0f} MB; the largest accepted is "
+            f"{max_bytes / 2**20:.0f} MB (an uncompressed 16-bit image of the largest "
+            "accepted size)",
+        )
 
 
 def _looks_like_dicom(data: bytes, label: str) -> bool:
@@ -138,14 +177,22 @@ def _looks_like_dicom(data: bytes, label: str) -> bool:
     return data[128:132] == b"DICM" or label.lower().endswith(DICOM_SUFFIXES)
 
 
-def _read_raster(data: bytes, label: str) -> XRayImage:
+def _read_raster(data: bytes, label: str, max_side: int) -> XRayImage:
     # Pillow identifies the format and catches truncation and multi-frame files with clear
     # errors; OpenCV then decodes, because it keeps 16-bit RGB PNGs that Pillow cuts to 8 bit.
+    # The declared size is checked before either decodes a pixel.
     try:
         with Image.open(io.BytesIO(data)) as probe:
             file_format = probe.format or "unknown"
+            check_size(label, *probe.size, max_side)
             frames = getattr(probe, "n_frames", 1)
             probe.load()
+    except Image.DecompressionBombError as exc:  # declared > 179 M pixels: Pillow refuses
+        raise ImageReadError(
+            label,
+            f"the image declares more pixels than Pillow opens at all ({exc}); the largest "
+            f"accepted is {max_side} x {max_side}",
+        ) from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError(
             label, "not a PNG, JPEG or DICOM image (the file's content is not recognised)"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from cxrxai.errors import CxrxaiError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV_VAR = "CXRXAI_DATA"
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
@@ -22,6 +24,10 @@ STUDY_DB_ENV_VAR = "CXRXAI_STUDY_DB"
 CACHE_ENV_VAR = "CXRXAI_CACHE"
 CHECKPOINT_ENV_VAR = "CXRXAI_CHECKPOINT"
 MODELS_ENV_VAR = "CXRXAI_MODELS"
+MAX_SIDE_ENV_VAR = "CXRXAI_MAX_IMAGE_SIDE"
+# The largest flat-panel chest detectors are about 4,300 x 4,300 pixels (43 x 43 cm at
+# 0.1 mm); 5,000 admits every real chest radiograph with a margin.
+DEFAULT_MAX_IMAGE_SIDE = 5000
 ADMIN_PASSWORD_ENV_VAR = "CXRXAI_ADMIN_PASSWORD"
 
 
@@ -60,6 +66,24 @@ def model_folders() -> list[Path]:
     return [MODELS_DIR, *(Path(entry).expanduser() for entry in listed if entry)]
 
 
+def max_image_side() -> int:
+    """The largest image side (pixels) read: $CXRXAI_MAX_IMAGE_SIDE, else 5,000. Larger
+    images are refused from their header, before any pixel is decoded."""
+    env = _from_env(MAX_SIDE_ENV_VAR)
+    if env is None:
+        return DEFAULT_MAX_IMAGE_SIDE
+    try:
+        value = int(env)
+    except ValueError:
+        value = 0
+    if value < 64:
+        raise CxrxaiError(
+            f"${MAX_SIDE_ENV_VAR} must be a whole number of pixels, at least 64 (got "
+            f"{env!r}); leave it unset for {DEFAULT_MAX_IMAGE_SIDE}."
+        )
+    return value
+
+
 def checkpoint_from_env() -> str | None:
     """$CXRXAI_CHECKPOINT: the checkpoint the dashboard opens (else the demo)."""
     return _from_env(CHECKPOINT_ENV_VAR)
@@ -85,8 +109,6 @@ def pick_device(requested: str | None = None) -> torch.device:
     if requested and requested != "auto":
         device = torch.device(requested)
         if device.type == "cuda" and not torch.cuda.is_available():
-            from cxrxai.errors import CxrxaiError
-
             raise CxrxaiError(
                 f"Device '{requested}' was requested but no CUDA GPU is available; "
                 "use --device cpu or leave it out to choose automatically."
