@@ -220,8 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_root(batch)
     _add_model_args(batch)
 
-    study = commands.add_parser("study", help="trust study: progress, analysis and export")
-    study.add_argument("action", choices=("create", "progress", "analyse", "export"))
+    study = commands.add_parser(
+        "study", help="trust study: admin password, creation, progress, analysis and export"
+    )
+    study.add_argument(
+        "action",
+        choices=("set-password", "create", "progress", "analyse", "export"),
+        help="set-password: set or reset the admin password (prompted twice, or one line "
+        "on stdin)",
+    )
     study.add_argument("--code", help="the study code (all actions but create)")
     study.add_argument("--name", default="Trust in explanations", help="create: study name")
     study.add_argument(
@@ -603,11 +610,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_password() -> str:
+    """The new admin password: typed twice at a prompt (not echoed), or one line on
+    stdin for scripts (``... study set-password < file``)."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    from getpass import getpass
+
+    first = getpass("New admin password: ")
+    if getpass("Repeat it: ") != first:
+        raise CxrxaiError("The two passwords differ; nothing was changed.")
+    return first
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from cxrxai.study import analysis, service
     from cxrxai.study.db import connect
 
     path = args.db or settings.study_path()
+    if args.action == "set-password":
+        db = connect(path)
+        replacing = service.admin_password_set(db)
+        service.set_admin_password(db, _new_password(), replace=True)
+        print(f"admin password {'reset' if replacing else 'set'} in {path}")
+        return 0
     if args.action != "create" and not Path(path).is_file():
         raise CxrxaiError(
             f"Study database '{path}' not found; create a study on the Study admin page first."

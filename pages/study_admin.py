@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import secrets
+import sys
 
 import plotly.express as px
 import streamlit as st
@@ -27,9 +29,25 @@ through_the_router()
 st.title("Study administration")
 db = study_db()
 
+session = st.session_state.setdefault("session_id", secrets.token_hex(8))
+
 if not service.admin_password_set(db):
+    # Whoever reaches this page first must not own the study: choosing the password takes
+    # the one-time code printed in the server's log (or a shell on the server).
+    code = service.new_setup_code(db)
+    if code is not None:
+        sys.stderr.write(
+            f"\ncxrxai: Study admin setup code (valid 1 hour, once): {code}\n"
+            "        or set the password with: python -m cxrxai study set-password\n\n"
+        )
+        sys.stderr.flush()
     with st.form("first-start"):
-        st.write("First start: choose the admin password (stored only as a salted hash).")
+        st.write(
+            "No admin password yet. Enter the setup code printed in the server's log "
+            "(where the dashboard was started) and choose the password, or set it on the "
+            "server with `python -m cxrxai study set-password`."
+        )
+        setup_code = st.text_input("Setup code")
         first = st.text_input("Admin password", type="password")
         second = st.text_input("Repeat it", type="password")
         if st.form_submit_button("Set password"):
@@ -37,10 +55,11 @@ if not service.admin_password_set(db):
                 st.error("The two passwords differ.")
             else:
                 try:
-                    service.set_admin_password(db, first)
+                    service.set_admin_password_with_code(db, setup_code, first, session)
                 except service.StudyError as exc:
                     st.error(str(exc))
                 else:
+                    st.session_state["admin_password"] = first  # signed in already
                     st.rerun()
     st.stop()
 
@@ -49,7 +68,7 @@ if not st.session_state.get("admin_password"):
         password = st.text_input("Admin password", type="password")
         if st.form_submit_button("Sign in"):
             try:
-                service.check_admin(db, password)
+                service.check_admin(db, password, session)
             except service.StudyError as exc:
                 st.error(str(exc))
             else:

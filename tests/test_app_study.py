@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,19 +37,37 @@ def page(path: str, **params: str) -> AppTest:
     return app
 
 
-def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path):
+def _choose_password(app: AppTest, code: str) -> AppTest:
+    widget(app.text_input, "Setup code").input(code)
+    widget(app.text_input, "Admin password").input(PASSWORD)
+    widget(app.text_input, "Repeat it").input(PASSWORD)
+    return app.button[0].click().run()
+
+
+def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path, capsys):
+    """The first visitor cannot choose the admin password: it takes the one-time code the
+    server printed in its log. Whoever sets it is signed in at once."""
     monkeypatch.setenv("CXRXAI_DATA", str(covid_root.parent))
     app = page("pages/study_admin.py")
     assert not app.exception
-    widget(app.text_input, "Admin password").input(PASSWORD)
-    widget(app.text_input, "Repeat it").input(PASSWORD)
-    app.button[0].click().run()
+    logged = capsys.readouterr().err
+    code = re.search(r"setup code \(valid 1 hour, once\): (\S+)", logged).group(1)
+    assert (
+        "Wrong or expired setup code"
+        in _choose_password(app, "000000-000000-000000").error[0].value
+    )
+    assert not service.admin_password_set(connect(tmp_path / "study.sqlite"))
+    _choose_password(app, code)
     assert not app.exception and not app.error
-    widget(app.text_input, "Admin password").input("wrong password")
-    app.button[0].click().run()
-    assert "Wrong admin password" in app.error[0].value
-    widget(app.text_input, "Admin password").input(PASSWORD)
-    app.button[0].click().run()
+    assert widget(app.multiselect, "Methods")  # signed in, no second password prompt
+    other = page("pages/study_admin.py")  # another browser: signs in with the password
+    assert "setup code" not in capsys.readouterr().err  # no new code once a password is set
+    widget(other.text_input, "Admin password").input("wrong password")
+    other.button[0].click().run()
+    assert "Wrong admin password" in other.error[0].value
+    widget(other.text_input, "Admin password").input(PASSWORD)
+    other.button[0].click().run()
+    assert not other.exception and not other.error
     widget(app.multiselect, "Methods").set_value(["gradcam", "lrp"])
     widget(app.toggle, "First read without explanations").set_value(True)
     widget(app.button, "Create").click().run()

@@ -7,6 +7,7 @@ Input is validated here, so the UI and the CLI give the same clear messages.
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import hmac
 import json
@@ -28,6 +29,10 @@ MAX_NAME_CHARS = 60
 LIKERT = (1, 2, 3, 4, 5)
 SCORES = ("trust", "localisation", "usefulness")
 PBKDF2_ITERATIONS = 200_000
+MAX_PASSWORD_CHARS = 256
+SETUP_CODE_SECONDS = 3600
+SIGN_IN_LIMIT = 5  # failed attempts per session and minute
+SIGN_IN_LIMIT_ALL = 20  # failed attempts over all sessions per minute
 
 
 class StudyError(CxrxaiError):
@@ -56,27 +61,116 @@ def admin_password_set(db: sqlite_utils.Database) -> bool:
     return db["settings"].count_where("key = 'admin_password'") > 0
 
 
-def set_admin_password(db: sqlite_utils.Database, password: str) -> None:
-    """First start only: store a salted PBKDF2 hash (never the password, never logged)."""
+def _check_new_password(password: str) -> None:
     if len(password) < 8:
         raise StudyError("The admin password needs at least 8 characters.")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise StudyError(f"The admin password may have at most {MAX_PASSWORD_CHARS} characters.")
+
+
+def _store_password(db: sqlite_utils.Database, password: str, action: str) -> None:
+    stored = _hash_password(password, secrets.token_bytes(16))
+    db["settings"].upsert({"key": "admin_password", "value": stored}, pk="key")
+    db["settings"].delete_where("key = 'admin_setup_code'")
+    _audit(db, "admin", action)
+
+
+def set_admin_password(db: sqlite_utils.Database, password: str, replace: bool = False) -> None:
+    """Store a salted PBKDF2 hash (never the password, never logged). From a shell on the
+    server (``study set-password``): whoever can run it there can also read the
+    database, so ``replace`` resets a forgotten password. Over the network the first
+    password needs the setup code (:func:`set_admin_password_with_code`)."""
+    _check_new_password(password)
+    with write_transaction(db):
+        existing = admin_password_set(db)
+        if existing and not replace:
+            raise StudyError(
+                "The admin password is already set; reset it with "
+                "'python -m cxrxai study set-password' on the server."
+            )
+        _store_password(db, password, "reset_admin_password" if existing else "set_admin_password")
+
+
+def new_setup_code(db: sqlite_utils.Database) -> str | None:
+    """A one-time code for choosing the first admin password in the browser, for the
+    server's log; None while an earlier one is still valid (a visitor cannot make the
+    server print codes at will) or once a password is set. Only its hash is stored."""
     with write_transaction(db):
         if admin_password_set(db):
-            raise StudyError("The admin password is already set.")
-        stored = _hash_password(password, secrets.token_bytes(16))
-        db["settings"].insert({"key": "admin_password", "value": stored})
-        _audit(db, "admin", "set_admin_password")
+            return None
+        rows = list(db["settings"].rows_where("key = 'admin_setup_code'"))
+        if rows and float(rows[0]["value"].split("$")[0]) > time.time():
+            return None
+        code = "-".join(secrets.token_hex(3).upper() for _ in range(3))  # 72 bits
+        expires = time.time() + SETUP_CODE_SECONDS
+        db["settings"].upsert(
+            {"key": "admin_setup_code", "value": f"{expires}${_token_hash(code)}"}, pk="key"
+        )
+        _audit(db, "server", "new_setup_code")
+    return code
 
 
-def check_admin(db: sqlite_utils.Database, password: str) -> None:
+def set_admin_password_with_code(
+    db: sqlite_utils.Database, code: str, password: str, session: str
+) -> None:
+    """The first admin password, chosen in the browser by whoever holds the setup code
+    printed in the server's log. Failed attempts are audited and throttled."""
+    _check_new_password(password)
+    _throttle(db, session, "setup_code_failed")
+    with write_transaction(db):
+        if admin_password_set(db):
+            raise StudyError("The admin password is already set; sign in with it.")
+        rows = list(db["settings"].rows_where("key = 'admin_setup_code'"))
+        expires, expected = rows[0]["value"].split("$") if rows else ("0", "")
+        given = _token_hash(code.strip().upper())
+        if float(expires) < time.time() or not hmac.compare_digest(given, expected):
+            _audit(db, "anonymous", "setup_code_failed", session=session)
+            failed = True
+        else:
+            _store_password(db, password, "set_admin_password")
+            failed = False
+    if failed:
+        raise StudyError(
+            "Wrong or expired setup code: use the newest code printed in the server's log "
+            "(or set the password with 'python -m cxrxai study set-password' on the server)."
+        )
+
+
+def _throttle(db: sqlite_utils.Database, session: str, action: str) -> None:
+    """Refuse an attempt while this session has failed SIGN_IN_LIMIT times in the last
+    minute, or every session together SIGN_IN_LIMIT_ALL times (a guesser opening new
+    sessions); says how long to wait."""
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() - 60))
+    recent = [
+        (row["at"], json.loads(row["detail"]).get("session"))
+        for row in db["audit"].rows_where("action = ? and at >= ?", [action, since])
+    ]
+    mine = [at for at, who in recent if who == session]
+    if len(mine) >= SIGN_IN_LIMIT or len(recent) >= SIGN_IN_LIMIT_ALL:
+        oldest = min(mine if len(mine) >= SIGN_IN_LIMIT else [at for at, _ in recent])
+        wait = 60 - (time.time() - calendar.timegm(time.strptime(oldest, "%Y-%m-%d %H:%M:%S")))
+        raise StudyError(
+            f"Too many failed attempts; wait {max(1, round(wait))} s and try again."
+        )
+
+
+def check_admin(db: sqlite_utils.Database, password: str, session: str = "cli") -> None:
+    """Sign in as admin. Failed attempts are audited and throttled: at most
+    SIGN_IN_LIMIT a minute per session and SIGN_IN_LIMIT_ALL over all sessions."""
+    _throttle(db, session, "admin_sign_in_failed")
     rows = list(db["settings"].rows_where("key = 'admin_password'"))
     if not rows:
-        raise StudyError("No admin password yet: set one first.")
+        raise StudyError(
+            "No admin password yet: set it with 'python -m cxrxai study set-password' on "
+            "the server, or with the setup code from the server's log on Study admin."
+        )
     _, iterations, salt, digest = rows[0]["value"].split("$")
     candidate = hashlib.pbkdf2_hmac(
-        "sha256", password.encode(), bytes.fromhex(salt), int(iterations)
+        "sha256", password[:MAX_PASSWORD_CHARS].encode(), bytes.fromhex(salt), int(iterations)
     ).hex()
     if not hmac.compare_digest(candidate, digest):
+        with write_transaction(db):
+            _audit(db, "anonymous", "admin_sign_in_failed", session=session)
         raise StudyError("Wrong admin password.")
 
 

@@ -6,8 +6,10 @@ Every test uses a temporary database, never the user's.
 from __future__ import annotations
 
 import collections
+import io
 import json
 import sqlite3
+import time
 
 import pytest
 
@@ -53,6 +55,69 @@ def test_admin_password_is_salted_and_never_stored_plainly(db, tmp_path):
     assert PASSWORD.encode() not in raw
     with pytest.raises(StudyError, match="Wrong admin password"):
         service.create_study(db, "nope", "x", make_cases(), METHODS)
+
+
+def test_first_password_needs_the_setup_code_and_it_works_once(tmp_path):
+    db = connect(tmp_path / "fresh.sqlite")
+    code = service.new_setup_code(db)
+    assert code and len(code.replace("-", "")) == 18  # 72 bits, grouped for typing
+    assert service.new_setup_code(db) is None  # no new code while this one is valid
+    with pytest.raises(StudyError, match="Wrong or expired setup code"):
+        service.set_admin_password_with_code(db, "ABCDEF-ABCDEF-ABCDEF", PASSWORD, "s1")
+    assert not service.admin_password_set(db)
+    service.set_admin_password_with_code(db, code.lower(), PASSWORD, "s1")
+    service.check_admin(db, PASSWORD)
+    with pytest.raises(StudyError, match="already set"):
+        service.set_admin_password_with_code(db, code, "another password", "s2")
+    assert service.new_setup_code(db) is None
+    actions = [r["action"] for r in db["audit"].rows]
+    assert actions == ["new_setup_code", "setup_code_failed", "set_admin_password"]
+    assert code not in str(list(db["settings"].rows))  # only its hash is stored
+
+
+def test_an_expired_setup_code_is_refused(tmp_path, monkeypatch):
+    db = connect(tmp_path / "fresh.sqlite")
+    code = service.new_setup_code(db)
+    now = time.time()
+    monkeypatch.setattr(service.time, "time", lambda: now + 3601)
+    with pytest.raises(StudyError, match="expired"):
+        service.set_admin_password_with_code(db, code, PASSWORD, "s1")
+    assert service.new_setup_code(db) not in (None, code)  # a new one after expiry
+
+
+def test_failed_sign_ins_are_audited_and_throttled(db):
+    for _ in range(service.SIGN_IN_LIMIT):
+        with pytest.raises(StudyError, match="Wrong admin password"):
+            service.check_admin(db, "guess", session="attacker")
+    with pytest.raises(StudyError, match=r"Too many failed attempts; wait \d+ s"):
+        service.check_admin(db, PASSWORD, session="attacker")  # even the right one, for now
+    service.check_admin(db, PASSWORD, session="organiser")  # another session is not locked
+    for i in range(service.SIGN_IN_LIMIT_ALL - service.SIGN_IN_LIMIT):
+        with pytest.raises(StudyError, match="Wrong admin password"):
+            service.check_admin(db, "guess", session=f"new session {i}")
+    with pytest.raises(StudyError, match="Too many failed attempts"):
+        service.check_admin(db, "guess", session="yet another session")  # overall limit
+    failed = db["audit"].count_where("action = 'admin_sign_in_failed'")
+    assert failed == service.SIGN_IN_LIMIT_ALL
+
+
+def test_the_password_is_set_and_reset_from_the_command_line(tmp_path, monkeypatch, capsys):
+    from cxrxai.cli import main
+
+    path = tmp_path / "cli.sqlite"
+    monkeypatch.setattr("sys.stdin", io.StringIO("first password\n"))
+    assert main(["study", "set-password", "--db", str(path)]) == 0
+    assert "admin password set" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("forgotten? new one\n"))
+    assert main(["study", "set-password", "--db", str(path)]) == 0
+    assert "admin password reset" in capsys.readouterr().out
+    db = connect(path)
+    service.check_admin(db, "forgotten? new one")
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["study", "set-password", "--db", str(path)]) == 2
+    assert "at least 8 characters" in capsys.readouterr().err
+    actions = [r["action"] for r in db["audit"].rows]
+    assert actions == ["set_admin_password", "reset_admin_password"]
 
 
 def test_counterbalanced_and_reproducible():
