@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cxrxai import settings
+from cxrxai.csvout import write_csv
 from cxrxai.errors import CxrxaiError
 from cxrxai.settings import DATA_ENV_VAR, data_root
 
@@ -446,7 +447,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_sanity(args: argparse.Namespace) -> int:
-    import csv
     from dataclasses import asdict
 
     from cxrxai.explain.base import resolve_targets
@@ -475,10 +475,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
             else f"{method}: FAIL (map survives randomisation of the model)"
         )
     if args.csv:
-        with open(args.csv, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(asdict(rows[0])))
-            writer.writeheader()
-            writer.writerows(asdict(row) for row in rows)
+        write_csv(args.csv, [asdict(row) for row in rows])
     return 0
 
 

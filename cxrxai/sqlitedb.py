@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import sqlite_utils
+
+PRIVATE_MODE = 0o600
+
+
+def make_private(path: Path) -> None:
+    """The database file (and its WAL and shared-memory files) readable and writable by
+    its owner only: created so when new (SQLite gives the -wal and -shm files the mode
+    of the database file), narrowed when an older version left it readable by all."""
+    try:
+        handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_MODE)
+    except FileExistsError:
+        for existing in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                if existing.stat().st_mode & 0o077:
+                    existing.chmod(PRIVATE_MODE)
+    else:
+        os.close(handle)
 
 
 @contextlib.contextmanager

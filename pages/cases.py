@@ -3,12 +3,10 @@ with the qualitative picks one click away from the Review page."""
 
 from __future__ import annotations
 
-import csv
-import io
-
 import plotly.express as px
 import streamlit as st
 
+from cxrxai.csvout import csv_text
 from cxrxai.datasets.registry import find_case
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import browse
@@ -104,12 +102,11 @@ if chosen:
                 st.error(f"Cannot open it in Review: {exc}")
 else:
     st.caption("Select a row to open that case in Review with its method and label.")
-buffer = io.StringIO()
-writer = csv.DictWriter(buffer, fieldnames=columns)
-writer.writeheader()
-writer.writerows(table)
 st.download_button(
-    "Download the filtered table (CSV)", buffer.getvalue(), file_name="cases.csv", mime="text/csv"
+    "Download the filtered table (CSV)",
+    csv_text(table, columns),
+    file_name="cases.csv",
+    mime="text/csv",
 )
 
 scored = [r for r in rows if r["iou"] is not None]

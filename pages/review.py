@@ -4,11 +4,11 @@ localisation metrics, a radiologist's own box, and the deletion curve on demand.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from cxrxai.cases import Annotation, findings_of
+from cxrxai.csvout import csv_text
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.evaluate import region_setting_metrics
 from cxrxai.explain.agreement import map_agreement
@@ -322,7 +322,7 @@ if methods:
 if case_metrics:
     st.download_button(
         "Download this case's metrics (CSV)",
-        lambda: pd.DataFrame(case_metrics).to_csv(index=False),
+        lambda: csv_text(case_metrics),
         file_name=f"{title.replace('/', '_')}-{target_label}-metrics.csv",
         mime="text/csv",
         key="metrics-csv",

@@ -39,7 +39,7 @@ if rater is None:
         st.write("Sign in with your name and the study code you were given.")
         name = st.text_input("Your name", max_chars=service.MAX_NAME_CHARS)
         # an invitation link may carry the code: /study?code=...
-        code = st.text_input("Study code", value=st.query_params.get("code", ""), max_chars=12)
+        code = st.text_input("Study code", value=st.query_params.get("code", ""), max_chars=40)
         if st.form_submit_button("Start"):
             try:
                 rater = service.join(db, code, name)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import secrets
 import sys
@@ -11,6 +9,7 @@ import sys
 import plotly.express as px
 import streamlit as st
 
+from cxrxai.csvout import csv_text
 from cxrxai.evaluation.store import open_results
 from cxrxai.explain.registry import METHODS
 from cxrxai.settings import data_root, results_path
@@ -199,11 +198,9 @@ if results_db.is_file():
     )
 real_names = st.toggle("Export real names instead of pseudonyms", value=False)
 export_rows = analysis.ratings(db, study["id"], real_names)
-buffer = io.StringIO()
-writer = csv.DictWriter(buffer, fieldnames=analysis.EXPORT_COLUMNS, extrasaction="ignore")
-writer.writeheader()
-writer.writerows(export_rows)
-st.download_button("Ratings (CSV)", buffer.getvalue(), "ratings.csv", "text/csv")
+st.download_button(
+    "Ratings (CSV)", csv_text(export_rows, analysis.EXPORT_COLUMNS), "ratings.csv", "text/csv"
+)
 st.download_button(
     "Ratings (JSON)",
     json.dumps([{c: r[c] for c in analysis.EXPORT_COLUMNS} for r in export_rows], indent=1),

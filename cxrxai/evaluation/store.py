@@ -7,17 +7,16 @@ Cases page and ``python -m cxrxai report`` read the same file.
 
 from __future__ import annotations
 
-import csv
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from cxrxai.csvout import write_csv
 from cxrxai.errors import CxrxaiError
 from cxrxai.metrics.registry import METRICS
 from cxrxai.sqlitedb import write_transaction
@@ -177,18 +176,8 @@ def write_unit(
 
 
 def export_csv(db: sqlite_utils.Database, table: str, path: Path) -> int:
-    """Write a table as CSV; returns the row count."""
-    rows: Iterable[dict[str, Any]] = db[table].rows
-    count = 0
-    with open(path, "w", newline="") as handle:
-        writer: csv.DictWriter | None = None
-        for row in rows:
-            if writer is None:
-                writer = csv.DictWriter(handle, fieldnames=list(row))
-                writer.writeheader()
-            writer.writerow(row)
-            count += 1
-    return count
+    """Write a table as CSV (:mod:`cxrxai.csvout`); returns the row count."""
+    return write_csv(path, db[table].rows)
 
 
 def settings_json(**settings: Any) -> str:

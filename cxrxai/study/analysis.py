@@ -4,7 +4,6 @@ ICC(2,1)), trust against localisation metrics, and exports."""
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import sqlite_utils
 from scipy.stats import spearmanr
 
+from cxrxai.csvout import write_csv
 from cxrxai.metrics.bootstrap import bootstrap_mean
 from cxrxai.study.service import SCORES, progress
 
@@ -183,19 +183,13 @@ def export(
     rows = ratings(db, study_id, real_names)
     written = []
     path = out_dir / "ratings.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(path, rows, EXPORT_COLUMNS)
     written.append(path)
     path = out_dir / "ratings.json"
     path.write_text(json.dumps([{c: r[c] for c in EXPORT_COLUMNS} for r in rows], indent=1))
     written.append(path)
     path = out_dir / "progress.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["rater", "done", "total"])
-        writer.writeheader()
-        writer.writerows(progress(db, study_id))
+    write_csv(path, progress(db, study_id), ["rater", "done", "total"])
     written.append(path)
     path = out_dir / "summary_by_method.json"
     path.write_text(

@@ -14,7 +14,8 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from cxrxai.errors import CxrxaiError
-from cxrxai.sqlitedb import write_transaction
+from cxrxai.sqlitedb import make_private, write_transaction
+from cxrxai.study.names import name_key
 
 migrations = Migrations("cxrxai-study")
 @migrations(name="m001_initial")
@@ -135,11 +136,29 @@ def _first_reads(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="m004_name_keys")
+def _name_keys(db: sqlite_utils.Database) -> None:
+    """Names are unique per study by their key (NFKC, case-folded, invisible characters
+    removed: cxrxai.study.names.name_key), not byte for byte: "alice" and "Alice" were
+    two raters. Raters who already share a key keep their accounts (their key gets the
+    rater id appended)."""
+    db["raters"].add_column("name_key", str)
+    seen: set[tuple[int, str]] = set()
+    for row in list(db["raters"].rows_where(order_by="id")):
+        key = name_key(row["name"])
+        if (row["study_id"], key) in seen:
+            key = f"{key}#{row['id']}"
+        seen.add((row["study_id"], key))
+        db["raters"].update(row["id"], {"name_key": key})
+    db["raters"].create_index(["study_id", "name_key"], unique=True)
+
+
 def connect(path: Path | str) -> sqlite_utils.Database:
     """A connection of its own (one per session or thread), WAL mode, schema migrated in
     place (safe to rerun; rows are kept)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    make_private(path)  # it holds raters' names
     try:
         conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
         db = sqlite_utils.Database(conn)

@@ -18,14 +18,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
+from confusable_homoglyphs import confusables as homoglyphs
 
 from cxrxai import __version__
 from cxrxai.errors import CxrxaiError
 from cxrxai.sqlitedb import write_transaction
+from cxrxai.study.names import clean_name, name_key
 from cxrxai.study.protocol import rater_plan, shown_labels
 
 MAX_COMMENT_CHARS = 5000
 MAX_NAME_CHARS = 60
+MAX_DISPLAY_CHARS = 2000
 LIKERT = (1, 2, 3, 4, 5)
 SCORES = ("trust", "localisation", "usefulness")
 PBKDF2_ITERATIONS = 200_000
@@ -210,11 +213,13 @@ def create_study(
 
     for method in methods:  # a name or a variant with settings, checked before it is stored
         try:
-            name, params = parse_variant(method)
-            get_explainer(name, **params)
+            # not `name`: that is the study's name (every study was named after its last
+            # method: "Newcomer pilot" was stored as "lrp")
+            method_name, params = parse_variant(method)
+            get_explainer(method_name, **params)
         except CxrxaiError as exc:
             raise StudyError(f"Method '{method}': {exc}") from exc
-    code = secrets.token_hex(3).upper()
+    code = new_study_code()
     with write_transaction(db):
         study_id = (
             db["studies"]
@@ -247,8 +252,34 @@ def create_study(
     return code
 
 
+# Crockford's base32 alphabet: no I, L, O, U, so nothing is misread when typed.
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CODE_GROUPS, CODE_GROUP_CHARS = 4, 4  # 16 characters of 5 bits: 80 bits
+
+
+def new_study_code() -> str:
+    """A study code no one guesses (80 bits; the personal links are 128), grouped for
+    typing: ``7K2M-XQ4D-9RTB-HC3W``. (Codes were 24 bits, which the service could check
+    34,000 times a second.)"""
+    chars = [secrets.choice(CODE_ALPHABET) for _ in range(CODE_GROUPS * CODE_GROUP_CHARS)]
+    return "-".join(
+        "".join(chars[i : i + CODE_GROUP_CHARS])
+        for i in range(0, len(chars), CODE_GROUP_CHARS)
+    )
+
+
+def normalise_code(code: str) -> str:
+    """A typed code as stored: upper case, grouped; spaces and missing dashes forgiven
+    (codes of older studies, 6 characters, are kept as they are)."""
+    compact = "".join(code.split()).replace("-", "").upper()[:64]
+    size = CODE_GROUPS * CODE_GROUP_CHARS
+    if len(compact) != size:
+        return compact
+    return "-".join(compact[i : i + CODE_GROUP_CHARS] for i in range(0, size, CODE_GROUP_CHARS))
+
+
 def study_by_code(db: sqlite_utils.Database, code: str) -> dict[str, Any]:
-    rows = list(db["studies"].rows_where("code = ?", [code.strip().upper()]))
+    rows = list(db["studies"].rows_where("code = ?", [normalise_code(code or "")]))
     if not rows:
         raise StudyError("No study has this code; check the code you were given.")
     study = rows[0]
@@ -274,12 +305,19 @@ def _token_hash(token: str) -> str:
 def join(db: sqlite_utils.Database, code: str, name: str) -> Rater:
     """A new rater in the study with their assignments; their token resumes later.
 
-    A name already taken in the study is refused (nobody can rate as someone else):
-    the owner resumes with :func:`resume` and their token.
+    A name already taken in the study is refused (nobody can rate as someone else),
+    compared by :func:`name_key`; a name mixing alphabets with look-alike letters
+    ("Аlice" with a Cyrillic А) is refused: the owner resumes with :func:`resume`
+    and their token.
     """
-    name = " ".join(name.split())
+    name = clean_name(name)
     if not name or len(name) > MAX_NAME_CHARS:
         raise StudyError(f"Enter your name (1 to {MAX_NAME_CHARS} characters).")
+    if homoglyphs.is_dangerous(name):
+        raise StudyError(
+            "Your name mixes letters of different alphabets that look alike (such as a "
+            "Cyrillic 'А' among Latin letters); type it in one alphabet."
+        )
     study = study_by_code(db, code)
     token = secrets.token_urlsafe(16)
     try:
@@ -291,6 +329,7 @@ def join(db: sqlite_utils.Database, code: str, name: str) -> Rater:
                     {
                         "study_id": study["id"],
                         "name": name,
+                        "name_key": name_key(name),
                         "token_hash": _token_hash(token),
                         "created_at": _now(),
                         "pseudonym": f"R{index + 1:02d}",
@@ -462,6 +501,12 @@ def submit(
         raise StudyError("Agreement with the model must be yes, no or not given.")
     if not 0 <= float(seconds_on_case) < 86400:
         raise StudyError("Time on case is out of range.")
+    display_json = json.dumps(display or {}, default=str)
+    if not isinstance(display or {}, dict) or len(display_json) > MAX_DISPLAY_CHARS:
+        raise StudyError(
+            f"The display settings sent with the ratings are limited to {MAX_DISPLAY_CHARS} "
+            "characters of JSON."
+        )
     records = []
     for label, method in zip(labels, order, strict=True):
         given = scores[label]
@@ -477,7 +522,7 @@ def submit(
                 **{s: _likert(given.get(s), f"{s.capitalize()} for panel {label}") for s in SCORES},
                 "agrees_with_model": None if agrees_with_model is None else int(agrees_with_model),
                 "comment": comment,
-                "display": json.dumps(display or {}),
+                "display": display_json,
                 "seconds_on_case": float(seconds_on_case),
                 "started_at": started_at or _now(),
                 "submitted_at": _now(),

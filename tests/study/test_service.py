@@ -247,6 +247,7 @@ def test_older_schema_is_migrated_in_place(tmp_path):
         [
             {"id": 1, "study_id": 1, "name": "A", "token_hash": "x", "created_at": "t"},
             {"id": 2, "study_id": 1, "name": "B", "token_hash": "y", "created_at": "t"},
+            {"id": 3, "study_id": 1, "name": "b", "token_hash": "z", "created_at": "t"},
         ]
     )
     old.conn.close()
@@ -255,10 +256,15 @@ def test_older_schema_is_migrated_in_place(tmp_path):
         "m001_initial",
         "m002_pseudonyms",
         "m003_first_reads",
+        "m004_name_keys",
     ]
-    assert [(r["name"], r["pseudonym"]) for r in db["raters"].rows] == [("A", "R01"), ("B", "R02")]
+    assert [(r["name"], r["pseudonym"], r["name_key"]) for r in db["raters"].rows] == [
+        ("A", "R01", "a"),
+        ("B", "R02", "b"),
+        ("b", "R03", "b#3"),  # "B" and "b" had both signed in: both keep their accounts
+    ]
     assert db["studies"].get(1)["first_read"] == 0  # an existing study keeps its protocol
-    assert connect(path)["raters"].count == 2  # rerunning is safe
+    assert connect(path)["raters"].count == 3  # rerunning is safe
 
 
 def test_not_a_database_is_a_clear_error(tmp_path):
