@@ -8,6 +8,7 @@ message naming the field and the fix.
 from __future__ import annotations
 
 import json
+import reprlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ Framework = Literal["timm", "torchxrayvision"]
 TASKS: tuple[str, ...] = ("multiclass", "multilabel")
 FRAMEWORKS: tuple[str, ...] = ("timm", "torchxrayvision")
 
+MAX_CARD_BYTES = 1 << 20
+MAX_INPUT_SIDE = 2048  # larger inputs would be resized to gigabytes (100000 px: 40 GB)
+
 REQUIRED_FIELDS: dict[str, str] = {
     "architecture": "the timm model name, e.g. 'tf_efficientnet_lite0'",
     "labels": "the class labels in the order of the model's outputs",
@@ -31,6 +35,100 @@ REQUIRED_FIELDS: dict[str, str] = {
     "normalisation": "{'mean': [...], 'std': [...]} applied to an image in [0, 1]",
     "target_layer": "module name of the default CAM layer, e.g. 'bn2'",
 }
+FIELD_HINTS: dict[str, str] = REQUIRED_FIELDS | {
+    "framework": "'timm' or 'torchxrayvision'",
+    "name": "a short display name",
+    "thresholds": "{label: probability in [0, 1]} operating points (multi-label)",
+    "training": "an object describing data, split and config",
+    "validation_metrics": "an object of metrics",
+    "notes": "free text",
+    "format_version": f"the integer {CARD_FORMAT_VERSION}",
+}
+
+_NUMBERS = {"type": "array", "items": {"type": "number"}, "minItems": 1, "maxItems": 3}
+# The whole card, checked by jsonschema (a maintained validator; every problem reported
+# with the field it is in) before any of it is used.
+CARD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": list(REQUIRED_FIELDS),
+    "additionalProperties": False,
+    "properties": {
+        "architecture": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,200}$"},
+        "labels": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1000,
+            "uniqueItems": True,
+            "items": {"type": "string", "minLength": 1, "maxLength": 200},
+        },
+        "task": {"enum": list(TASKS)},
+        "input_size": {
+            "type": "array",
+            "minItems": 2,
+            "maxItems": 2,
+            "items": {"type": "integer", "minimum": 8, "maximum": MAX_INPUT_SIDE},
+        },
+        "in_channels": {"type": "integer", "enum": [1, 3]},
+        "normalisation": {
+            "type": "object",
+            "required": ["mean", "std"],
+            "additionalProperties": False,
+            "properties": {
+                "mean": _NUMBERS,
+                "std": {**_NUMBERS, "items": {"type": "number", "exclusiveMinimum": 0}},
+            },
+        },
+        "target_layer": {"type": "string", "minLength": 1, "maxLength": 300},
+        "framework": {"enum": list(FRAMEWORKS)},
+        "name": {"type": "string", "maxLength": 200},
+        "thresholds": {
+            "type": "object",
+            "maxProperties": 1000,
+            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        "training": {"type": "object"},
+        "validation_metrics": {"type": "object"},
+        "notes": {"type": "string", "maxLength": 20000},
+        "format_version": {"type": "integer", "minimum": 1},
+    },
+}
+
+
+_SHORT = reprlib.Repr()  # values in messages shortened: a card may hold anything
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict = 40, 40, 4, 4
+
+
+def schema_problems(data: Any) -> list[str]:
+    """Every way ``data`` breaks :data:`CARD_SCHEMA`, one line each naming the field,
+    the rule and the fix (values shortened: a card may hold anything)."""
+    from jsonschema import Draft202012Validator
+
+    problems = []
+    for error in sorted(Draft202012Validator(CARD_SCHEMA).iter_errors(data), key=str):
+        path = [str(p) for p in error.absolute_path]
+        if error.validator == "required" and isinstance(error.instance, dict):
+            for name in error.validator_value:
+                if name not in error.instance:
+                    where = ".".join([*path, name])
+                    hint = FIELD_HINTS.get(name, "") if not path else ""
+                    problems.append(
+                        f"missing required field '{where}'" + (f": add {hint}" if hint else "")
+                    )
+            continue
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = error.schema.get("properties", {})
+            extra = sorted(str(k)[:40] for k in error.instance if k not in allowed)
+            problems.append(
+                f"unknown field(s) {extra[:10]} in '{'.'.join(path) or 'the card'}'; "
+                f"known fields: {sorted(allowed)}"
+            )
+            continue
+        where = ".".join(path) or "the card"
+        rule = error.message.replace(repr(error.instance), _SHORT.repr(error.instance))
+        rule = rule if len(rule) <= 300 else rule[:297] + "..."
+        hint = FIELD_HINTS.get(path[0], "") if path else ""
+        problems.append(f"'{where}': {rule}" + (f" (expected {hint})" if hint else ""))
+    return problems
 
 
 @dataclass
@@ -60,56 +158,40 @@ class ModelCard:
     def from_dict(cls, data: dict[str, Any], source: str = "model card") -> ModelCard:
         if not isinstance(data, dict):
             raise CheckpointError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        missing = [name for name in REQUIRED_FIELDS if name not in data]
-        if missing:
-            hints = "; ".join(f"'{name}': {REQUIRED_FIELDS[name]}" for name in missing)
-            raise CheckpointError(f"{source} is missing required field(s) {missing}. Add {hints}.")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CheckpointError(
-                f"{source} has unknown field(s) {unknown}; known fields: {sorted(known)}"
-            )
+        if data.get("format_version", 1) != CARD_FORMAT_VERSION and isinstance(
+            data.get("format_version"), int
+        ):
+            _check_version(data["format_version"], source)
+        problems = schema_problems(data)
+        if problems:
+            raise CheckpointError(f"{source} is not a valid model card: " + "; ".join(problems))
         card = cls(**data)
         card.input_size = tuple(card.input_size)  # type: ignore[assignment]
         card.validate(source)
         return card
 
     def validate(self, source: str = "model card") -> None:
+        """The card's fields against :data:`CARD_SCHEMA`, then what relates fields to
+        each other; a CheckpointError naming each problem and its fix."""
+
         def fail(msg: str) -> None:
             raise CheckpointError(f"{source}: {msg}")
 
-        if self.format_version > CARD_FORMAT_VERSION:
-            fail(
-                f"format_version {self.format_version} is newer than this cxrxai understands "
-                f"({CARD_FORMAT_VERSION}); upgrade cxrxai."
-            )
-        if self.framework not in FRAMEWORKS:
-            fail(f"framework '{self.framework}' is not one of {list(FRAMEWORKS)}")
-        if self.task not in TASKS:
-            fail(f"task '{self.task}' is not one of {list(TASKS)}")
-        if not self.labels or not all(isinstance(lbl, str) for lbl in self.labels):
-            fail("labels must be a non-empty list of strings (in output order)")
-        if len(self.input_size) != 2 or not all(
-            isinstance(s, int) and s > 0 for s in self.input_size
-        ):
-            fail(f"input_size must be [height, width] of positive integers, got {self.input_size}")
-        if self.in_channels not in (1, 3):
-            fail(f"in_channels must be 1 or 3, got {self.in_channels}")
+        if isinstance(self.format_version, int) and not isinstance(self.format_version, bool):
+            _check_version(self.format_version, source)
+        problems = schema_problems(self.to_dict())
+        if problems:
+            fail("not a valid model card: " + "; ".join(problems))
         for key in ("mean", "std"):
-            values = self.normalisation.get(key)
-            if not isinstance(values, list) or len(values) not in (1, self.in_channels):
+            values = self.normalisation[key]
+            if len(values) not in (1, self.in_channels):
                 fail(
                     f"normalisation['{key}'] must be a list of 1 or in_channels "
-                    f"({self.in_channels}) numbers, got {values!r}"
+                    f"({self.in_channels}) numbers, got {len(values)}"
                 )
-        if any(s == 0 for s in self.normalisation["std"]):
-            fail("normalisation['std'] must not contain 0")
-        for label, value in self.thresholds.items():
+        for label in self.thresholds:
             if label not in self.labels:
                 fail(f"threshold given for '{label}', which is not among labels {self.labels}")
-            if not 0.0 <= float(value) <= 1.0:
-                fail(f"threshold of '{label}' is {value}; thresholds are probabilities in [0, 1]")
 
     def threshold(self, label: str) -> float:
         return float(self.thresholds.get(label, 0.5))
@@ -144,6 +226,14 @@ class ModelCard:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
+def _check_version(version: int, source: str) -> None:
+    if version > CARD_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{source}: format_version {version} is newer than this cxrxai understands "
+            f"({CARD_FORMAT_VERSION}); upgrade cxrxai."
+        )
+
+
 def load_card(path: Path) -> ModelCard:
     """Read and validate a model card JSON file."""
     if not path.is_file():
@@ -151,8 +241,18 @@ def load_card(path: Path) -> ModelCard:
             f"Model card '{path}' not found; a checkpoint folder needs "
             f"{CARD_FILENAME} next to its weights."
         )
+    size = path.stat().st_size
+    if size > MAX_CARD_BYTES:
+        raise CheckpointError(
+            f"Model card '{path}' is {size:,} bytes; a card is a few KB (at most "
+            f"{MAX_CARD_BYTES:,} bytes)."
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"Model card '{path}' is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise CheckpointError(
+            f"Model card '{path}' nests its JSON too deeply to be a model card."
+        ) from exc
     return ModelCard.from_dict(data, source=f"model card '{path}'")

@@ -36,29 +36,60 @@ def test_round_trip(tmp_path):
 def test_missing_field_named_with_hint(field):
     data = card_dict()
     del data[field]
-    with pytest.raises(CheckpointError, match=f"missing required field.*'{field}'"):
+    with pytest.raises(CheckpointError, match=f"missing required field '{field}': add .+"):
         ModelCard.from_dict(data)
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"task": "regression"}, "task 'regression'"),
-        ({"labels": []}, "labels must be a non-empty list"),
-        ({"input_size": [224]}, "input_size"),
-        ({"in_channels": 2}, "in_channels must be 1 or 3"),
+        ({"task": "regression"}, r"'task': 'regression' is not one of"),
+        ({"labels": []}, r"'labels': \[\] should be non-empty"),
+        ({"input_size": [224]}, "'input_size'"),
+        ({"in_channels": 2}, r"'in_channels': 2 is not one of \[1, 3\]"),
         ({"normalisation": {"mean": [0.5, 0.5], "std": [0.5]}}, "normalisation\\['mean'\\]"),
-        ({"normalisation": {"mean": [0.5], "std": [0.0]}}, "must not contain 0"),
+        ({"normalisation": {"mean": [0.5], "std": [0.0]}}, "'normalisation.std.0'"),
         ({"thresholds": {"Pneumonia": 0.5}}, "not among labels"),
-        ({"thresholds": {"Normal": 1.5}}, "probabilities in \\[0, 1\\]"),
-        ({"framework": "keras"}, "framework 'keras'"),
+        ({"thresholds": {"Normal": 1.5}}, "'thresholds.Normal': 1.5 is greater than the maximum"),
+        ({"framework": "keras"}, "'framework': 'keras' is not one of"),
         ({"format_version": 99}, "upgrade cxrxai"),
-        ({"colour": "red"}, "unknown field"),
+        ({"colour": "red"}, r"unknown field\(s\) \['colour'\]"),
+        # hostile or broken cards: each one CheckpointError naming the field
+        ({"format_version": "2"}, "'format_version': '2' is not of type 'integer'"),
+        ({"normalisation": [0.5, 0.5]}, "'normalisation': .* is not of type 'object'"),
+        ({"thresholds": [0.5]}, "'thresholds': .* is not of type 'object'"),
+        ({"labels": "abc"}, "'labels': 'abc' is not of type 'array'"),
+        ({"labels": ["a", "a"]}, "'labels'.*non-unique"),
+        ({"in_channels": True}, "'in_channels': True is not of type 'integer'"),
+        ({"input_size": [100000, 100000]}, "'input_size.0': 100000 is greater than the maximum"),
+        ({"input_size": [224.5, 224]}, "'input_size.0': 224.5 is not of type 'integer'"),
+        ({"architecture": "../../etc/passwd"}, "'architecture': .* does not match"),
+        ({"notes": "x" * 100_000}, "'notes': 'xxx.*is too long"),
+        ({"training": "yesterday"}, "'training': 'yesterday' is not of type 'object'"),
+        ({"target_layer": None}, "'target_layer': None is not of type 'string'"),
     ],
 )
 def test_invalid_values(overrides, message):
-    with pytest.raises(CheckpointError, match=message):
+    with pytest.raises(CheckpointError, match=message) as info:
         ModelCard.from_dict(card_dict(**overrides))
+    assert len(str(info.value)) < 2000  # a message, not a dump of the card
+
+
+def test_every_problem_is_named_at_once():
+    with pytest.raises(CheckpointError) as info:
+        ModelCard.from_dict(card_dict(task="x", in_channels=7, labels="abc"))
+    text = str(info.value)
+    assert "'task'" in text and "'in_channels'" in text and "'labels'" in text
+
+
+def test_hostile_card_files(tmp_path):
+    path = tmp_path / "model_card.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)  # nested beyond Python's recursion limit
+    with pytest.raises(CheckpointError, match="nests its JSON too deeply"):
+        load_card(path)
+    path.write_text(json.dumps(card_dict(notes="x" * 2_000_000)))
+    with pytest.raises(CheckpointError, match="a card is a few KB"):
+        load_card(path)
 
 
 def test_bad_json_and_missing_file(tmp_path):
