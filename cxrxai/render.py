@@ -165,3 +165,17 @@ def draw_region(
     for x0, y0, x1, y1 in boxes:
         cv2.rectangle(out, (x0, y0), (x1, y1), (255, 255, 0), thickness)
     return out
+
+
+_MARKDOWN_SPECIAL = frozenset("\\`*_{}[]()<>#+-.!|~:$=\"'&")
+
+
+def plain(text: object) -> str:
+    """``text`` (a card's name or notes, a label, a case id, a file name, an error naming
+    one) escaped for a Markdown element, so it shows as typed: no link or image that
+    makes a visitor's browser fetch from elsewhere, no formatting, no LaTeX or emoji
+    codes. Every ASCII punctuation mark is backslash-escaped (CommonMark allows it);
+    line breaks become spaces. Written here because Streamlit has no escape function."""
+    flat = " ".join(str(text).splitlines())
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in flat)
+

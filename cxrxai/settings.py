@@ -25,6 +25,7 @@ CACHE_ENV_VAR = "CXRXAI_CACHE"
 CHECKPOINT_ENV_VAR = "CXRXAI_CHECKPOINT"
 MODELS_ENV_VAR = "CXRXAI_MODELS"
 MAX_SIDE_ENV_VAR = "CXRXAI_MAX_IMAGE_SIDE"
+PUBLIC_URL_ENV_VAR = "CXRXAI_PUBLIC_URL"
 # The largest flat-panel chest detectors are about 4,300 x 4,300 pixels (43 x 43 cm at
 # 0.1 mm); 5,000 admits every real chest radiograph with a margin.
 DEFAULT_MAX_IMAGE_SIDE = 5000
@@ -82,6 +83,12 @@ def max_image_side() -> int:
             f"{env!r}); leave it unset for {DEFAULT_MAX_IMAGE_SIDE}."
         )
     return value
+
+
+def public_url() -> str | None:
+    """$CXRXAI_PUBLIC_URL: the address raters reach the dashboard at (a reverse proxy's
+    https://..., say), for invitation links; else the pages use the address in use."""
+    return _from_env(PUBLIC_URL_ENV_VAR)
 
 
 def checkpoint_from_env() -> str | None:

@@ -13,6 +13,7 @@ from cxrxai.evaluation import browse
 from cxrxai.evaluation.report import iou_curve_figure, iou_versus_p
 from cxrxai.evaluation.store import STALE_NOTE, open_results, stale_rows
 from cxrxai.metrics.registry import METRICS
+from cxrxai.render import plain
 from cxrxai.settings import RESULTS_ENV_VAR, data_root, results_path
 from pages.common import compared_methods, open_in_review, through_the_router
 
@@ -39,7 +40,7 @@ if stale := stale_rows(db):
     st.warning(STALE_NOTE.format(n=stale))
 settings = browse.region_settings(db)
 if not settings:
-    st.info(f"`{path}` holds no results yet.")
+    st.info(f"{plain(path)} holds no results yet.")
     st.stop()
 
 with st.sidebar:
@@ -63,7 +64,7 @@ filters = browse.Filters(
     missing,
 )
 rows = browse.filtered_rows(db, filters)
-st.caption(f"{len(rows)} rows · {path}")
+st.caption(f"{len(rows)} rows · {plain(path)}")
 columns = [
     "case_id",
     "target",
@@ -94,12 +95,12 @@ if chosen:
     if st.button(label, key="open-selected"):
         case = find_case(row["dataset"], row["split"], row["case_id"], data_root())
         if case is None:
-            st.error(f"Case '{row['case_id']}' was not found under {data_root()}.")
+            st.error(plain(f"Case '{row['case_id']}' was not found under {data_root()}."))
         else:
             try:
                 open_in_review(case, row["target"], row["method"])
             except CxrxaiError as exc:  # a method this version does not know
-                st.error(f"Cannot open it in Review: {exc}")
+                st.error(plain(f"Cannot open it in Review: {exc}"))
 else:
     st.caption("Select a row to open that case in Review with its method and label.")
 st.download_button(
@@ -140,6 +141,6 @@ for i, pick in enumerate(browse.qualitative_picks(rows)):
     if action.button("Open in Review", key=f"pick-{i}"):
         case = find_case(pick.dataset, pick.split, pick.case_id, data_root())
         if case is None:
-            st.error(f"Case '{pick.case_id}' was not found under {data_root()}.")
+            st.error(plain(f"Case '{pick.case_id}' was not found under {data_root()}."))
         else:
             open_in_review(case, pick.target)

@@ -19,6 +19,7 @@ from cxrxai.explain.cache import HeatmapCache, image_hash
 from cxrxai.explain.cam import candidate_layers
 from cxrxai.explain.params import changed, parameters, parse_variant
 from cxrxai.imageio import XRayImage, read_image
+from cxrxai.render import plain
 from cxrxai.settings import (
     DEMO_CHECKPOINT,
     cache_dir,
@@ -82,12 +83,22 @@ def get_uploaded_image(data: bytes, name: str, window: tuple[float, float] | Non
     return read_image(data, name=name, window=window)
 
 
+def server_url() -> str:
+    """The address this browser reached the server at (scheme, host and port), else this
+    machine at the server's configured port."""
+    url = st.context.url or ""
+    if "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://{rest.split('/', 1)[0]}"
+    return f"http://localhost:{st.get_option('server.port')}"
+
+
 def require_bundle() -> ModelBundle:
     """The configured model, or a clear message on the page and a stop."""
     try:
         return get_bundle(checkpoint_path())
     except CxrxaiError as exc:
-        st.error(f"The model could not be loaded. {exc}")
+        st.error(plain(f"The model could not be loaded. {exc}"))
         st.stop()
         raise  # st.stop() raises; this line only satisfies type checkers
 
@@ -155,7 +166,7 @@ def method_settings(bundle: ModelBundle, methods: list[str]) -> dict[str, dict[s
         shown = [p for p in parameters(method) if p.rule.ui]
         if not shown:
             continue
-        st.markdown(f"**{method}**")
+        st.markdown(f"**{plain(method)}**")
         chosen = {}
         for param in shown:
             key, label = f"param-{method}-{param.name}", param.name.replace("_", " ")
@@ -235,7 +246,7 @@ def study_db():  # -> sqlite_utils.Database, one connection per browser session
         try:
             st.session_state["study_db"] = connect(path)
         except CxrxaiError as exc:
-            st.error(str(exc))
+            st.error(plain(str(exc)))
             st.stop()
         st.session_state["study_db_path"] = path
     return st.session_state["study_db"]

@@ -7,6 +7,7 @@ import streamlit as st
 
 from cxrxai.checkpoint import available_checkpoints, load_checkpoint
 from cxrxai.errors import CxrxaiError
+from cxrxai.render import plain
 from cxrxai.settings import MODELS_ENV_VAR, model_folders
 from pages.common import cam_layers, checkpoint_path, require_bundle, through_the_router
 
@@ -32,28 +33,29 @@ with st.expander("Load another checkpoint"):
         try:
             load_checkpoint(chosen, device="cpu")  # validate before switching the session
         except CxrxaiError as exc:
-            st.error(str(exc))
+            st.error(plain(str(exc)))
         else:
             st.session_state["checkpoint_path"] = chosen
-            st.success(f"Loaded {chosen}; every page now uses it in this session.")
+            st.success(plain(f"Loaded {chosen}; every page now uses it in this session."))
 bundle = require_bundle()
 
 card = bundle.card
-st.subheader(card.name or card.architecture)
+st.subheader(plain(card.name or card.architecture))
 st.write(
-    f"**Architecture:** `{card.architecture}` ({card.framework}) · **task:** {card.task} · "
-    f"**input:** {card.input_size[1]}×{card.input_size[0]}, {card.in_channels} channel(s) · "
-    f"**CAM layer:** `{card.target_layer}` · **device:** {bundle.device}"
+    f"**Architecture:** {plain(card.architecture)} ({card.framework}) · **task:** "
+    f"{card.task} · **input:** {card.input_size[1]}×{card.input_size[0]}, "
+    f"{card.in_channels} channel(s) · **CAM layer:** {plain(card.target_layer)} · "
+    f"**device:** {bundle.device}"
 )
-st.write("**Labels (output order):** " + ", ".join(card.labels))
+st.write("**Labels (output order):** " + ", ".join(plain(label) for label in card.labels))
 if card.task == "multilabel":
     st.write(
         "**Operating thresholds** (a label is predicted at or above its threshold; 0.5 "
         "where the card sets none): "
-        + ", ".join(f"{label} {card.threshold(label):.2f}" for label in card.labels)
+        + ", ".join(f"{plain(label)} {card.threshold(label):.2f}" for label in card.labels)
     )
 if card.notes:
-    st.caption(card.notes)
+    st.caption(plain(card.notes))
 metrics = card.validation_metrics
 if metrics:
     cols = st.columns(3)

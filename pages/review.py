@@ -27,6 +27,7 @@ from cxrxai.render import (
     draw_annotations,
     draw_region,
     overlay,
+    plain,
     png_bytes,
 )
 from cxrxai.settings import DATA_ENV_VAR, data_root
@@ -120,7 +121,7 @@ try:
         base_image = get_image(str(case.image_path))
         annotations, title = list(case.annotations), case.case_id
 except CxrxaiError as exc:
-    st.error(str(exc))
+    st.error(plain(str(exc)))
     st.stop()
 
 with st.sidebar:
@@ -173,7 +174,7 @@ with left:
     if show_truth and annotations:
         legend = ", ".join(colours)
         st.caption(
-            f"Annotations by: {legend}. Masks as outlines, boxes per radiologist; on the "
+            f"Annotations by: {plain(legend)}. Masks as outlines, boxes per radiologist; on the "
             "panels: the heatmap's region in green, its boxes in yellow."
         )
 with right:
@@ -215,13 +216,13 @@ with right:
         ),
     )
     if upload is None and case.labels:
-        st.write(f"**Reference label(s):** {', '.join(case.labels)}")
+        st.write(f"**Reference label(s):** {plain(', '.join(case.labels))}")
     meta = image.meta
     st.write(
         f"**Image:** {meta.file_format}, {meta.shape[1]}×{meta.shape[0]} px, "
         f"{meta.bits_stored} bits"
-        + (f", {meta.photometric_interpretation}" if meta.photometric_interpretation else "")
-        + (f", view {meta.view_position}" if meta.view_position else "")
+        + (f", {plain(meta.photometric_interpretation)}" if meta.photometric_interpretation else "")
+        + (f", view {plain(meta.view_position)}" if meta.view_position else "")
         + (f", window {meta.window[0]:g}/{meta.window[1]:g}" if meta.window else "")
     )
 
@@ -259,7 +260,7 @@ if methods:
                     spacing,
                 )
             except CxrxaiError as exc:
-                st.error(str(exc))
+                st.error(plain(str(exc)))
                 continue
             values = heatmap.numpy()
             shown_maps[method], shown_regions[method] = values, region
@@ -301,7 +302,9 @@ if methods:
                     | row
                 )
             else:
-                st.caption(f"No annotation of '{target_label}' on this case: no overlap metrics.")
+                st.caption(
+                    f"No annotation of '{plain(target_label)}' on this case: no overlap metrics."
+                )
             if st.button("Deletion / insertion curve", key=f"curve-{method}"):
                 with st.spinner("Re-predicting perturbed images…"):
                     curves = deletion_insertion(bundle, image.pixels, heatmap.values, target)
@@ -366,7 +369,7 @@ if shown_maps:
                     ),
                 )
             except CxrxaiError as exc:
-                st.error(str(exc))
+                st.error(plain(str(exc)))
             else:
                 st.session_state["sanity"] = (sanity_key, sanity_rows)
             bar.empty()

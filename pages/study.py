@@ -9,7 +9,7 @@ import streamlit as st
 
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain.params import parse_variant
-from cxrxai.render import colour_legend, overlay
+from cxrxai.render import colour_legend, overlay, plain
 from cxrxai.study import service
 from pages.common import (
     case_from_ref,
@@ -32,7 +32,7 @@ if token:
     try:
         rater = service.resume(db, token)
     except service.StudyError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
         st.query_params.clear()
 if rater is None:
     with st.form("sign-in"):
@@ -44,7 +44,7 @@ if rater is None:
             try:
                 rater = service.join(db, code, name)
             except service.StudyError as exc:
-                st.error(str(exc))
+                st.error(plain(str(exc)))
             else:
                 st.query_params["rater"] = rater.token
                 st.rerun()
@@ -67,14 +67,16 @@ started = st.session_state.setdefault(f"started-{task.id}", time.time())
 
 case = case_from_ref(task.dataset, task.split, task.case_id)
 if case is None:
-    st.error(f"Case '{task.case_id}' is not available on this machine; tell the study admin.")
+    st.error(
+        plain(f"Case '{task.case_id}' is not available on this machine; tell the study admin.")
+    )
     st.stop()
 bundle = require_bundle()
 image = get_image(str(case.image_path))
 target = bundle.labels.index(task.target) if task.target in bundle.labels else None
 probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
 diagnosis = bundle.card.diagnosis(probabilities, with_p=True)
-st.write(f"**Model's diagnosis:** {diagnosis}. **Explained label:** {task.target}")
+st.write(f"**Model's diagnosis:** {plain(diagnosis)}. **Explained label:** {plain(task.target)}")
 if service.needs_first_read(db, task):  # the study asks for a read before explanations
     st.image(image.pixels, clamp=True, caption="The case, before any explanation", width=640)
     with st.form(f"first-read-{task.id}"):
@@ -90,7 +92,7 @@ if service.needs_first_read(db, task):  # the study asks for a read before expla
                     db, rater, task.id, None if before is None else before == "yes"
                 )
             except service.StudyError as exc:
-                st.error(str(exc))
+                st.error(plain(str(exc)))
             else:
                 st.rerun()
     st.stop()
@@ -105,7 +107,7 @@ with st.form(f"rate-{task.id}"):
                 name, params = parse_variant(method)  # gradcam(layer=blocks.6): its settings
                 heatmap = explain_cached(bundle, image.pixels, name, target or 0, params)
             except CxrxaiError as exc:  # e.g. a layer the loaded model lacks
-                st.error(f"Panel {label} cannot be shown: {exc} Tell the study admin.")
+                st.error(plain(f"Panel {label} cannot be shown: {exc} Tell the study admin."))
                 st.stop()
             values = heatmap.numpy()
             st.image(overlay(image.pixels, values, opacity), caption=f"Panel {label}")
@@ -138,9 +140,9 @@ with st.form(f"rate-{task.id}"):
                 checkpoint_sha256=bundle.weights_sha256,
             )
         except service.StudyError as exc:
-            st.error(str(exc))
+            st.error(plain(str(exc)))
         else:
             st.session_state["last_saved"] = task.position + 1 if stored else None
             st.rerun()
 if st.session_state.get("last_saved"):
-    st.success(f"Ratings for case {st.session_state['last_saved']} saved.")
+    st.success(plain(f"Ratings for case {st.session_state['last_saved']} saved."))

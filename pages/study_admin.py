@@ -12,13 +12,15 @@ import streamlit as st
 from cxrxai.csvout import csv_text
 from cxrxai.evaluation.store import open_results
 from cxrxai.explain.registry import METHODS
-from cxrxai.settings import data_root, results_path
+from cxrxai.render import plain
+from cxrxai.settings import data_root, public_url, results_path
 from cxrxai.study import analysis, service
 from pages.common import (
     evaluated_variants,
     evaluation_picks,
     get_demo_cases,
     require_bundle,
+    server_url,
     study_db,
     through_the_router,
 )
@@ -56,7 +58,7 @@ if not service.admin_password_set(db):
                 try:
                     service.set_admin_password_with_code(db, setup_code, first, session)
                 except service.StudyError as exc:
-                    st.error(str(exc))
+                    st.error(plain(str(exc)))
                 else:
                     st.session_state["admin_password"] = first  # signed in already
                     st.rerun()
@@ -69,7 +71,7 @@ if not st.session_state.get("admin_password"):
             try:
                 service.check_admin(db, password, session)
             except service.StudyError as exc:
-                st.error(str(exc))
+                st.error(plain(str(exc)))
             else:
                 st.session_state["admin_password"] = password
                 st.rerun()
@@ -136,7 +138,7 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
                     first_read=first_read,
                 )
             except service.StudyError as exc:
-                st.error(str(exc))
+                st.error(plain(str(exc)))
             else:
                 st.success(f"Study created. Raters join with the code {code}.")
 
@@ -146,12 +148,13 @@ if not studies:
     st.stop()
 labels = [f"{s['name']} ({s['code']}, {s['mode']})" for s in studies]
 study = studies[labels.index(st.selectbox("Study", labels))]
+link = service.invite_link(public_url() or server_url(), study["code"])
 st.write(
-    "Invite raters on your network: start the app with "
-    "`streamlit run app.py --server.address 0.0.0.0`, send them "
-    f"`http://<this machine>:8501/study?code={study['code']}` (the code **{study['code']}** "
-    "is then filled in)."
+    "Invite raters: send them this link (the code is filled in), from the address they "
+    "reach this server at (`$CXRXAI_PUBLIC_URL` sets it, e.g. the HTTPS address of a "
+    "reverse proxy; README, Running a study):"
 )
+st.code(link, language=None)
 st.subheader("Progress")
 st.dataframe(service.progress(db, study["id"]), hide_index=True)
 rows = analysis.ratings(db, study["id"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,11 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 def private_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "heatmaps"))
 
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of a message the page escaped (cxrxai.render.plain)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 def widget(widgets, label: str):
     """The widget with this label (pages change order; labels are what users see)."""
@@ -277,7 +283,7 @@ def test_a_selected_row_opens_in_review_with_its_method_settings_and_label(
     app.run()
     app.button(key="open-selected").click().run()
     assert not app.exception
-    assert "Cannot read the setting 'depth=3'" in app.error[0].value
+    assert "Cannot read the setting 'depth=3'" in shown(app.error[0].value)
     assert not app.warning  # no "default value and Session State API" warning
 
 
@@ -326,6 +332,29 @@ def test_model_page_layers_and_loading_another_checkpoint(monkeypatch, tmp_path,
     widget(app.selectbox, "Checkpoint").select(str(multilabel)).run()
     widget(app.button, "Load").click().run()
     assert any("x 0.30, y 0.50" in m.value for m in app.markdown)
+
+
+def test_text_from_a_card_is_shown_as_text(monkeypatch, tmp_path, tiny_checkpoint):
+    """A card's name, labels and notes are shown as typed: an image link in them would
+    make every visitor's browser fetch from an outside server."""
+    import json
+    import shutil
+
+    folder = tmp_path / "hostile"
+    shutil.copytree(tiny_checkpoint(labels=("x", "y")), folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    fetch = "![t](http://evil.example/pixel.png)"
+    card |= {"name": f"Model {fetch}", "notes": f"**bold** {fetch} :red[alert] $x^2$"}
+    card["labels"] = [f"x {fetch}", "y"]
+    (folder / "model_card.json").write_text(json.dumps(card))
+    app = run_app(monkeypatch, CXRXAI_DATA=str(tmp_path / "none"), CXRXAI_CHECKPOINT=str(folder))
+    app.switch_page("pages/model.py").run()
+    assert not app.exception
+    shown = [e.value for e in (*app.markdown, *app.caption, *app.subheader)]
+    texts = [t for t in shown if "evil" in t]
+    assert len(texts) >= 3  # name, labels, notes
+    for text in texts:
+        assert "![" not in text and "](" not in text and "\\!\\[t\\]\\(http\\:" in text
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,11 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PASSWORD = "admin password"
 
 
+
+def shown(markdown: str) -> str:
+    """What a reader sees of a message the page escaped (cxrxai.render.plain)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
 def widget(widgets, label: str):
     return next(w for w in widgets if w.label == label)
 
@@ -77,6 +82,15 @@ def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path, c
     assert db["studies"].count == 1 and db["study_cases"].count > 0
     study = next(db["studies"].rows)
     code = study["code"]
+    # the invitation is built from the server in use (it said :8501 on any port) ...
+    monkeypatch.setattr(
+        "pages.common.st.get_option", lambda name: 8600 if name == "server.port" else None
+    )
+    app.run()
+    assert app.code[0].value == f"http://localhost:8600/study?code={code}"
+    monkeypatch.setenv("CXRXAI_PUBLIC_URL", "https://xai.hospital.example/")
+    app.run()  # ... or from the configured public address (a reverse proxy's)
+    assert app.code[0].value == f"https://xai.hospital.example/study?code={code}"
     assert study["first_read"] == 1
     for name, value, before in (("A", 2, False), ("B", 4, True)):  # each rates a first case
         rater = service.join(db, code, name)
@@ -178,4 +192,4 @@ def test_a_study_compares_variants_of_a_method(monkeypatch, covid_root, tmp_path
     widget(app.text_input, "Your name").input("Dr Lin")
     app.button[0].click().run()
     assert not app.exception
-    assert "Layer 'features.norm5' is not in the model" in app.error[0].value
+    assert "Layer 'features.norm5' is not in the model" in shown(app.error[0].value)

@@ -16,6 +16,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import sqlite_utils
 from confusable_homoglyphs import confusables as homoglyphs
@@ -276,6 +277,11 @@ def normalise_code(code: str) -> str:
     if len(compact) != size:
         return compact
     return "-".join(compact[i : i + CODE_GROUP_CHARS] for i in range(0, size, CODE_GROUP_CHARS))
+
+
+def invite_link(base_url: str, code: str) -> str:
+    """A rater's invitation: the Study page of the server at ``base_url`` with the code."""
+    return f"{base_url.rstrip('/')}/study?code={quote(code)}"
 
 
 def study_by_code(db: sqlite_utils.Database, code: str) -> dict[str, Any]:
