@@ -23,6 +23,12 @@ def _add_data_root(parser: argparse.ArgumentParser) -> None:
         "--data-root",
         help=f"folder holding the datasets (default: ${DATA_ENV_VAR}, else ../shared/data)",
     )
+    parser.add_argument(
+        "--manifest-anywhere",
+        action="store_true",
+        help="let a manifest's paths lead outside its folder and the data root (only for a "
+        "manifest you trust)",
+    )
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -227,8 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "action",
         choices=("set-password", "create", "progress", "analyse", "export"),
-        help="set-password: set or reset the admin password (prompted twice, or one line "
-        "on stdin)",
+        help="set-password: set or reset the admin password (prompted twice, or one line on stdin)",
     )
     study.add_argument("--code", help="the study code (all actions but create)")
     study.add_argument("--name", default="Trust in explanations", help="create: study name")
@@ -320,12 +325,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _cases_for(dataset: str, split: str, root: Path, limit: int | None, classes: str | None = None):
+def _cases_for(
+    dataset: str,
+    split: str,
+    root: Path,
+    limit: int | None,
+    classes: str | None = None,
+    manifest_anywhere: bool = False,
+):
     """Cases of a split (first ``limit`` per class), only those with one of the
     comma-separated ``classes`` among their labels when given."""
     from cxrxai.datasets.registry import load_split_cases
 
-    cases = load_split_cases(dataset, split, root, limit_per_class=limit)
+    cases = load_split_cases(dataset, split, root, limit, manifest_anywhere)
     if classes:
         wanted = set(_names(classes))
         cases = [c for c in cases if wanted & set(c.labels)]
@@ -337,8 +349,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cxrxai.training.train import TrainConfig, train
 
     root = data_root(args.data_root)
-    train_cases = _cases_for(args.dataset, args.train, root, args.limit)
-    val_cases = _cases_for(args.dataset, args.val, root, args.limit)
+    anywhere = args.manifest_anywhere
+    train_cases = _cases_for(args.dataset, args.train, root, args.limit, None, anywhere)
+    val_cases = _cases_for(args.dataset, args.val, root, args.limit, None, anywhere)
     config = TrainConfig(
         task=args.task,
         epochs=args.epochs,
@@ -368,7 +381,14 @@ def cmd_evaluate_model(args: argparse.Namespace) -> int:
     from cxrxai.training.train import evaluate_split, load_split, predict_split
 
     bundle = load_checkpoint(args.checkpoint, args.device)
-    cases = _cases_for(args.dataset, args.split, data_root(args.data_root), args.limit)
+    cases = _cases_for(
+        args.dataset,
+        args.split,
+        data_root(args.data_root),
+        args.limit,
+        None,
+        args.manifest_anywhere,
+    )
     split = load_split(cases, bundle.labels, bundle.card.task, bundle.card.input_size[0])
     probs = predict_split(bundle.model, split, bundle.card, bundle.device)
     metrics = evaluate_split(probs, split, bundle.card)
@@ -561,7 +581,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name in methods:
         get_explainer(name, **method_params.get(name, {}))  # fail before any work
     root = data_root(args.data_root)
-    cases = _cases_for(args.dataset, args.split, root, args.limit, args.classes)
+    cases = _cases_for(
+        args.dataset, args.split, root, args.limit, args.classes, args.manifest_anywhere
+    )
     bundle = _load_bundle(args)
     db_path = args.db or settings.results_path()
     db = open_results(db_path)
@@ -649,7 +671,9 @@ def cmd_study(args: argparse.Namespace) -> int:
                 c.split,
                 next((x for x in c.labels if x in wanted), c.labels[0]),
             )
-            for c in _cases_for(args.dataset, args.split, root, args.limit, args.classes)
+            for c in _cases_for(
+                args.dataset, args.split, root, args.limit, args.classes, args.manifest_anywhere
+            )
             if c.labels
         ]
         code = service.create_study(

@@ -12,13 +12,16 @@ JSON: a list of cases (or ``{"cases": [...]}``), each
  {"kind": "mask", "label": ..., "mask": "masks/a.png"}, {"kind": "point", "point": [x, y]}]}``.
 
 Relative paths are resolved against the manifest's folder; coordinates are pixels of
-the image file.
+the image file. Every path must lead inside the manifest's folder or the data root (a
+manifest is a file anyone could hand over: ``../../etc``, absolute and ``~`` paths would
+read any file the server can), unless ``anywhere=True`` (``--manifest-anywhere``).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +32,64 @@ LABEL_SEPARATOR = ";"
 KINDS = ("box", "mask", "point")
 
 
-def load_manifest(path: Path | str) -> list[Case]:
-    """Cases from a ``.csv`` or ``.json`` manifest, in file order."""
+def load_manifest(
+    path: Path | str, data_root: Path | None = None, anywhere: bool = False
+) -> list[Case]:
+    """Cases from a ``.csv`` or ``.json`` manifest, in file order. Image and mask paths
+    must lie inside the manifest's folder or ``data_root`` unless ``anywhere``."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"Manifest '{path}' not found.")
+    places = _Places(path, data_root, anywhere)
     if path.suffix.lower() == ".json":
-        return _load_json(path)
+        return _load_json(path, places)
     if path.suffix.lower() == ".csv":
-        return _load_csv(path)
+        return _load_csv(path, places)
     raise DatasetError(f"Manifest '{path}' must end in .csv or .json")
 
 
-def _resolve(base: Path, value: str) -> Path:
-    candidate = Path(value).expanduser()
-    return candidate if candidate.is_absolute() else base / candidate
+class _Places:
+    """Where a manifest's paths may lead, and the case ids they give."""
+
+    def __init__(self, manifest: Path, data_root: Path | None, anywhere: bool) -> None:
+        self.base = manifest.parent
+        self.roots = [self.base.resolve()] + ([data_root.resolve()] if data_root else [])
+        self.anywhere = anywhere
+
+    def resolve(self, value: str, where: str) -> Path:
+        candidate = Path(value)
+        if self.anywhere:
+            candidate = candidate.expanduser()
+        elif value.startswith("~"):
+            raise self._outside(value, where)
+        path = candidate if candidate.is_absolute() else self.base / candidate
+        if not self.anywhere and self._root_of(path) is None:
+            raise self._outside(value, where)
+        return path
+
+    def relative(self, path: Path) -> str:
+        """The path below the folder that holds it, as written (a symlink keeps its own
+        name), for a case id: no '//' or '..'."""
+        written = Path(os.path.normpath(path.absolute()))
+        for root in (self.base.absolute(), *self.roots):
+            if written.is_relative_to(root):
+                return written.relative_to(root).as_posix()
+        root = self._root_of(path)
+        if root is None:
+            return written.as_posix().lstrip("/")
+        return path.resolve().relative_to(root).as_posix()
+
+    def _root_of(self, path: Path) -> Path | None:
+        resolved = path.resolve()  # symlinks and '..' followed before the check
+        return next((r for r in self.roots if resolved.is_relative_to(r)), None)
+
+    def _outside(self, value: str, where: str) -> DatasetError:
+        allowed = " or ".join(f"'{r}'" for r in self.roots)
+        return DatasetError(
+            f"{where}: the path '{value}' leads outside the manifest's folder and the data "
+            f"root ({allowed}); move the file there, or pass --manifest-anywhere if you "
+            "trust this manifest."
+        )
 
 
 def _number(value: Any, field: str, where: str) -> float:
@@ -53,7 +99,7 @@ def _number(value: Any, field: str, where: str) -> float:
         raise DatasetError(f"{where}: '{field}' must be a number, got {value!r}") from exc
 
 
-def _annotation(spec: dict[str, Any], base: Path, where: str) -> Annotation:
+def _annotation(spec: dict[str, Any], places: _Places, where: str) -> Annotation:
     kind = str(spec.get("kind") or "").strip().lower()
     if kind not in KINDS:
         raise DatasetError(f"{where}: kind must be one of {list(KINDS)}, got {kind!r}")
@@ -73,26 +119,29 @@ def _annotation(spec: dict[str, Any], base: Path, where: str) -> Annotation:
         mask = str(spec.get("mask") or "").strip()
         if not mask:
             raise DatasetError(f"{where}: a mask annotation needs 'mask' (a file path)")
-        return Annotation("mask", label, author, mask_path=_resolve(base, mask))
+        return Annotation("mask", label, author, mask_path=places.resolve(mask, where))
     except KeyError as exc:
         raise DatasetError(f"{where}: a {kind} annotation needs '{exc.args[0]}'") from exc
     except ValueError as exc:  # inverted box and the like, from Annotation itself
         raise DatasetError(f"{where}: {exc}") from exc
 
 
-def _case(base: Path, image: str, case_id: str | None, split: str, dataset: str) -> Case:
+def _case(
+    places: _Places, image: str, case_id: str | None, split: str, dataset: str, where: str
+) -> Case:
     if not image:
-        raise DatasetError(f"'{base}': every case needs an 'image' path")
-    image_path = _resolve(base, image)
+        raise DatasetError(f"{where}: every case needs an 'image' path")
+    image_path = places.resolve(image, where)
+    stem = places.relative(image_path).rsplit(".", 1)[0]
     return Case(
-        case_id=case_id or f"{dataset}/{Path(image).with_suffix('').as_posix()}",
+        case_id=case_id or f"{dataset}/{stem}",
         image_path=image_path,
         dataset=dataset,
         split=split,
     )
 
 
-def _load_json(path: Path) -> list[Case]:
+def _load_json(path: Path, places: _Places) -> list[Case]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -106,14 +155,15 @@ def _load_json(path: Path) -> list[Case]:
         if not isinstance(entry, dict):
             raise DatasetError(f"{where}: expected an object, got {type(entry).__name__}")
         case = _case(
-            path.parent,
+            places,
             str(entry.get("image") or ""),
             entry.get("case_id"),
             str(entry.get("split") or ""),
             path.stem,
+            where,
         )
         case.annotations = [
-            _annotation(spec, path.parent, f"{where} annotation {i}")
+            _annotation(spec, places, f"{where} annotation {i}")
             for i, spec in enumerate(entry.get("annotations") or [])
         ]
         case.labels = _labels(entry.get("labels"), case.annotations)
@@ -131,7 +181,7 @@ def _labels(given: Any, annotations: list[Annotation]) -> list[str]:
     return labels
 
 
-def _load_csv(path: Path) -> list[Case]:
+def _load_csv(path: Path, places: _Places) -> list[Case]:
     by_image: dict[str, Case] = {}
     given_labels: dict[str, list[str]] = {}
     try:
@@ -146,11 +196,12 @@ def _load_csv(path: Path) -> list[Case]:
                 image = (row.get("image") or "").strip()
                 if image not in by_image:
                     by_image[image] = _case(
-                        path.parent,
+                        places,
                         image,
                         (row.get("case_id") or None),
                         (row.get("split") or "").strip(),
                         path.stem,
+                        where,
                     )
                     given_labels[image] = []
                 given_labels[image] += (row.get("labels") or "").split(LABEL_SEPARATOR)
@@ -160,7 +211,7 @@ def _load_csv(path: Path) -> list[Case]:
                         spec["box"] = [row.get(k) for k in ("x_min", "y_min", "x_max", "y_max")]
                     elif spec["kind"].strip().lower() == "point":
                         spec["point"] = [row.get("x"), row.get("y")]
-                    by_image[image].annotations.append(_annotation(spec, path.parent, where))
+                    by_image[image].annotations.append(_annotation(spec, places, where))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"Cannot read manifest '{path}': {exc}") from exc
     for image, case in by_image.items():

@@ -12,9 +12,14 @@ DATASETS = ("covid-qu-ex", "nih", "manifest")
 
 
 def load_split_cases(
-    dataset: str, split: str, root: Path, limit_per_class: int | None = None
+    dataset: str,
+    split: str,
+    root: Path,
+    limit_per_class: int | None = None,
+    manifest_anywhere: bool = False,
 ) -> list[Case]:
-    """``split`` is a split name under the dataset's folder in ``root``, or a path."""
+    """``split`` is a split name under the dataset's folder in ``root``, or a path.
+    ``manifest_anywhere``: a manifest's paths may lead outside its folder and ``root``."""
     if dataset == "covid-qu-ex":
         from cxrxai.datasets.covidqu import load_covid_qu_ex
 
@@ -31,7 +36,7 @@ def load_split_cases(
     elif dataset == "manifest":
         from cxrxai.datasets.manifest import load_manifest
 
-        cases = load_manifest(Path(split))
+        cases = load_manifest(Path(split), root, manifest_anywhere)
     else:
         raise DatasetError(f"Unknown dataset '{dataset}'; choose one of {list(DATASETS)}")
     return limit_cases(cases, limit_per_class)

@@ -25,7 +25,7 @@ def test_csv_manifest_merges_rows(tmp_path, covid_root):
         f"{image},,point,Nodule,R2,,,,,,50,60,val\n"
         "relative/other.png,Normal,,,,,,,,,,,val\n"
     )
-    first, second = load_manifest(tmp_path / "m.csv")
+    first, second = load_manifest(tmp_path / "m.csv", covid_root.parent)  # files: data root
     assert first.labels == ["COVID-19", "Pneumonia", "Opacity", "Nodule"]
     kinds = [a.kind for a in first.annotations]
     assert kinds == ["box", "mask", "point"]
@@ -51,7 +51,7 @@ def test_json_manifest(tmp_path, covid_root):
         ]
     }
     (tmp_path / "m.json").write_text(json.dumps(cases))
-    (case,) = load_manifest(tmp_path / "m.json")
+    (case,) = load_manifest(tmp_path / "m.json", covid_root.parent)
     assert case.case_id == "c1" and case.labels == ["COVID-19", "X"]
     assert case.annotations[0].load_mask().any()
 
@@ -80,3 +80,51 @@ def test_bad_json_and_suffix(tmp_path):
     (tmp_path / "m.txt").write_text("")
     with pytest.raises(DatasetError, match=r"\.csv or \.json"):
         load_manifest(tmp_path / "m.txt")
+
+
+HOSTILE_PATHS = {
+    "parent folder": "../secret.png",
+    "absolute": "/etc/passwd",
+    "home": "~/.ssh/id_rsa",
+    "dotted inside": "img/../../secret.png",
+}
+
+
+@pytest.mark.parametrize("where", ["image", "mask"])
+@pytest.mark.parametrize("name", list(HOSTILE_PATHS))
+def test_paths_leading_outside_are_refused(tmp_path, name, where):
+    """A manifest's paths stay inside its folder and the data root: a handed-over
+    manifest must not read the server's files."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    value = HOSTILE_PATHS[name]
+    image = value if where == "image" else "ok.png"
+    mask = value if where == "mask" else "ok-mask.png"
+    (folder / "m.csv").write_text(f"image,kind,label,mask\n{image},mask,Opacity,{mask}\n")
+    with pytest.raises(
+        DatasetError, match=r"leads outside the manifest's folder.*--manifest-anywhere"
+    ):
+        load_manifest(folder / "m.csv", tmp_path / "data")
+    cases = load_manifest(folder / "m.csv", tmp_path / "data", anywhere=True)  # opted in
+    assert len(cases) == 1
+
+
+def test_a_symlink_out_of_the_folder_is_refused(tmp_path):
+    folder, elsewhere = tmp_path / "study", tmp_path / "elsewhere"
+    folder.mkdir(), elsewhere.mkdir()
+    (elsewhere / "x.png").write_bytes(b"")
+    (folder / "link.png").symlink_to(elsewhere / "x.png")
+    (folder / "m.csv").write_text("image\nlink.png\n")
+    with pytest.raises(DatasetError, match="leads outside"):
+        load_manifest(folder / "m.csv")
+    (case,) = load_manifest(folder / "m.csv", data_root=elsewhere)  # inside the data root
+    assert case.case_id == "m/link"
+
+
+def test_case_ids_of_absolute_paths_have_no_double_slash(tmp_path):
+    data, folder = tmp_path / "data", tmp_path / "manifests"
+    (data / "a").mkdir(parents=True)
+    folder.mkdir()
+    (folder / "m.csv").write_text(f"image\n{data / 'a' / 'x.png'}\nimg/y.dcm\n")
+    first, second = load_manifest(folder / "m.csv", data)
+    assert first.case_id == "m/a/x" and second.case_id == "m/img/y"
