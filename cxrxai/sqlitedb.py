@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from cxrxai.errors import CxrxaiError
 
 PRIVATE_MODE = 0o600
 
@@ -48,3 +52,56 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
             db.conn.execute("ROLLBACK")
         raise
     db.conn.execute("COMMIT")
+
+
+def check_version(db: sqlite_utils.Database, migrations: Migrations, label: str) -> None:
+    """Refuse a database that a newer cxrxai migrated (it may hold what this version
+    would misread or break)."""
+    known = {m.name for m in migrations.pending(sqlite_utils.Database(memory=True))}
+    newer = sorted({m.name for m in migrations.applied(db)} - known)
+    if newer:
+        raise CxrxaiError(
+            f"{label} was written by a newer version of cxrxai (schema changes {newer}); "
+            "upgrade cxrxai to open it, or use another file."
+        )
+
+
+def repair_schema(db: sqlite_utils.Database, migrations: Migrations, label: str) -> list[str]:
+    """Check the tables, columns, indexes and triggers against what the migrations make
+    (built in memory for comparison). A missing index or trigger is recreated (a dropped
+    unique index let a double submit store two rows); a missing table or column cannot
+    be, and is refused with a clear message. Returns what was recreated."""
+    reference = sqlite_utils.Database(memory=True)
+    migrations.apply(reference)
+    repaired = []
+    for table in reference.table_names():
+        if table == Migrations.migrations_table:
+            continue
+        if table not in db.table_names():
+            raise _damaged(label, f"table '{table}' is missing")
+        missing = sorted(set(reference[table].columns_dict) - set(db[table].columns_dict))
+        if missing:
+            raise _damaged(label, f"table '{table}' lacks column(s) {missing}")
+    present = {row[0] for row in db.execute("select name from sqlite_master")}
+    expected = reference.execute(
+        "select name, sql from sqlite_master where type in ('index', 'trigger') and sql is not null"
+    ).fetchall()
+    for name, sql in expected:
+        if name in present:
+            continue
+        try:
+            db.execute(sql)
+        except sqlite3.IntegrityError as exc:
+            raise _damaged(
+                label, f"'{name}' is missing and its rows now break it ({exc})"
+            ) from exc
+        repaired.append(name)
+    return repaired
+
+
+def _damaged(label: str, what: str) -> CxrxaiError:
+    return CxrxaiError(
+        f"{label} is damaged or was edited by hand: {what}. Restore it from a backup, or "
+        "use another file; nothing was changed."
+    )
+

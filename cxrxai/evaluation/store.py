@@ -19,7 +19,7 @@ from sqlite_utils.migrations import Migrations
 from cxrxai.csvout import write_csv
 from cxrxai.errors import CxrxaiError
 from cxrxai.metrics.registry import METRICS
-from cxrxai.sqlitedb import write_transaction
+from cxrxai.sqlitedb import check_version, repair_schema, write_transaction
 
 LOCALISATION = "localisation"
 FAITHFULNESS = "faithfulness"
@@ -120,8 +120,11 @@ def open_results(path: Path | str) -> sqlite_utils.Database:
     try:
         db = sqlite_utils.Database(path)
         db.enable_wal()
+        label = f"Results database '{path}'"
         with write_transaction(db):
+            check_version(db, migrations, label)
             migrations.apply(db)
+            repair_schema(db, migrations, label)
             ensure_metric_columns(db)
     except sqlite3.DatabaseError as exc:  # a file that is not SQLite, or damaged
         raise CxrxaiError(

@@ -14,7 +14,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from cxrxai.errors import CxrxaiError
-from cxrxai.sqlitedb import make_private, write_transaction
+from cxrxai.sqlitedb import check_version, make_private, repair_schema, write_transaction
 from cxrxai.study.names import name_key
 
 migrations = Migrations("cxrxai-study")
@@ -167,8 +167,11 @@ def connect(path: Path | str) -> sqlite_utils.Database:
         db.execute("PRAGMA foreign_keys = ON")
         # One process migrates at a time: the write lock is taken before the pending
         # migrations are read (sqlite-utils nests its per-migration transactions inside).
+        label = f"Study database '{path}'"
         with write_transaction(db):
+            check_version(db, migrations, label)
             migrations.apply(db)
+            repair_schema(db, migrations, label)
     except sqlite3.DatabaseError as exc:
         raise CxrxaiError(
             f"Study database '{path}' could not be opened ({exc}). Is it a cxrxai study "
