@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -42,18 +43,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
-def running_app(data: Path, tmp_path: Path) -> Iterator[str]:
-    """The dashboard on a free port (its own cache and study files); yields its URL."""
-    port = _free_port()
-    log = tmp_path / f"streamlit-{port}.log"
-    handle = log.open("wb")
-    env = {
-        **os.environ,
-        "CXRXAI_DATA": str(data),
-        "CXRXAI_CACHE": str(tmp_path / "heatmaps"),
-        "CXRXAI_STUDY_DB": str(tmp_path / "study.sqlite"),
-    }
+def _start(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """The dashboard as scripts/run.sh starts it, on ``port``; returns once healthy."""
+    handle = log.open("ab")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -74,25 +66,39 @@ def running_app(data: Path, tmp_path: Path) -> Iterator[str]:
         # a file, not a pipe: a pipe nobody reads blocks the server once 64 kB are written
         stderr=handle,
     )
+    handle.close()
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                 if response.read() == b"ok":
-                    break
+                    return process
         except OSError:
             time.sleep(0.5)
-    else:
-        process.kill()
-        handle.close()
-        pytest.fail(f"the app did not start: {log.read_text(errors='replace')[-2000:]}")
+    process.kill()
+    pytest.fail(f"the app did not start: {log.read_text(errors='replace')[-2000:]}")
+
+
+def _app_env(data: Path, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CXRXAI_DATA": str(data),
+        "CXRXAI_CACHE": str(tmp_path / "heatmaps"),
+        "CXRXAI_STUDY_DB": str(tmp_path / "study.sqlite"),
+    }
+
+
+@contextlib.contextmanager
+def running_app(data: Path, tmp_path: Path) -> Iterator[str]:
+    """The dashboard on a free port (its own cache and study files); yields its URL."""
+    port = _free_port()
+    process = _start(port, _app_env(data, tmp_path), tmp_path / f"streamlit-{port}.log")
     try:
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=30)
-        handle.close()
 
 
 @contextlib.contextmanager
@@ -323,3 +329,64 @@ def test_the_server_listens_on_this_machine_only(tmp_path):
         with socket.socket() as other, pytest.raises(ConnectionRefusedError):
             other.settimeout(5)
             other.connect(("127.0.0.2", port))
+
+
+def _rate_the_case(page, labels: list[str]) -> None:
+    for label in labels:
+        for score in ("Trust", "Localisation", "Usefulness"):
+            group = page.get_by_role("radiogroup", name=f"{score} ({label})")
+            group.get_by_text("4", exact=True).click()
+    page.get_by_role("radiogroup", name="Do you agree with the model's diagnosis?").get_by_text(
+        "yes", exact=True
+    ).click()
+
+
+def test_a_server_killed_mid_study_loses_nothing_acknowledged(covid_root, tmp_path):
+    """SIGKILL the server while a rater submits, start it again: every rating the page
+    acknowledged is stored once, the database is intact, and the rater's personal link
+    resumes at the first case without ratings."""
+    import sqlite3
+
+    from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.study import service
+    from cxrxai.study.db import connect
+
+    env = _app_env(covid_root.parent, tmp_path)
+    cases = [c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"]][:3]
+    db = connect(tmp_path / "study.sqlite")
+    service.set_admin_password(db, "admin password")
+    refs = [service.CaseRef(c.case_id, c.dataset, c.split, "COVID-19") for c in cases]
+    code = service.create_study(db, "admin password", "kill test", refs, ["gradcam"])
+    rater = service.join(db, code, "Ada")
+    db.conn.close()
+    port, log = _free_port(), tmp_path / "streamlit.log"
+    link = f"http://127.0.0.1:{port}/study?rater={rater.token}"
+    process = _start(port, env, log)
+    try:
+        with browser_page(tmp_path) as page:
+            page.goto(link)
+            page.get_by_text("Case 1 of 3").wait_for(timeout=120_000)
+            _wait_until_settled(page)
+            _rate_the_case(page, ["A"])
+            page.get_by_role("button", name="Submit ratings").click()
+            page.get_by_text("Ratings for case 1 saved.").wait_for(timeout=60_000)  # the ack
+            page.get_by_text("Case 2 of 3").wait_for(timeout=60_000)
+            _wait_until_settled(page)
+            _rate_the_case(page, ["A"])
+            page.get_by_role("button", name="Submit ratings").click()
+            process.kill()  # SIGKILL while the second submit is in flight
+            process.wait(timeout=30)
+            process = _start(port, env, log)
+            page.goto(link)  # the personal link
+            progress = page.get_by_text(re.compile(r"Case \d of 3"))
+            progress.wait_for(timeout=120_000)
+            shown = progress.inner_text()
+        check = sqlite3.connect(tmp_path / "study.sqlite")
+        assert check.execute("pragma integrity_check").fetchone()[0] == "ok"
+        rated = [r[0] for r in check.execute("select assignment_id from ratings").fetchall()]
+        check.close()
+        assert len(rated) == len(set(rated)) and len(rated) in (1, 2)  # case 1 kept, once
+        assert f"Case {len(rated) + 1} of 3" in shown  # resumed at the first unrated case
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
