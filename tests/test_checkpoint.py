@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -285,3 +286,33 @@ def test_compile_failure_falls_back_with_a_warning(tiny_checkpoint, monkeypatch)
     assert not bundle.compile  # later batches go straight to the eager model
     expected = batched_probabilities(load_checkpoint(tiny_checkpoint(), device="cpu"), images, 2)
     torch.testing.assert_close(got, expected)
+
+
+def _broken_weights(kind: str, folder: Path) -> None:
+    weights = folder / "weights.safetensors"
+    data = weights.read_bytes()
+    if kind == "random bytes":
+        weights.write_bytes(os.urandom(4096))
+    elif kind == "truncated":
+        weights.write_bytes(data[: len(data) // 2])
+    elif kind == "header declares 1 TB":
+        weights.write_bytes((1 << 40).to_bytes(8, "little") + b"{}")
+    elif kind == "another model's tensors":
+        from safetensors.torch import save_file
+
+        save_file({"fc.weight": torch.zeros(3, 3)}, str(weights))
+    elif kind == "empty":
+        weights.write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["random bytes", "truncated", "header declares 1 TB", "another model's tensors", "empty"],
+)
+def test_hostile_weights_are_one_clear_error(tmp_path, tiny_checkpoint, kind):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint(), folder)
+    _broken_weights(kind, folder)
+    with pytest.raises(CheckpointError, match=r"weights\.safetensors") as info:
+        load_checkpoint(folder, device="cpu")
+    assert "Traceback" not in str(info.value) and len(str(info.value)) < 3000
