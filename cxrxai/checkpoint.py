@@ -386,7 +386,9 @@ def load_checkpoint(
     return bundle
 
 
-def resolve_precision(precision: str, device: torch.device | None = None) -> str:
+def resolve_precision(precision: str) -> str:
+    """The precision of forward-only batch evaluations: "auto" means fp32 on every device
+    (bf16 is opt-in: it moves SHAP maps)."""
     if precision not in PRECISIONS:
         raise CheckpointError(f"Unknown precision '{precision}'; use one of {list(PRECISIONS)}.")
     return "fp32" if precision == "auto" else precision
@@ -424,7 +426,7 @@ def bundle_from_card(
         target,
         file_sha256(weights_path),
         weights_path.parent,
-        resolve_precision(precision, target),
+        resolve_precision(precision),
     )
 
 

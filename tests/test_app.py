@@ -94,7 +94,8 @@ def test_methods_panels_and_cache(monkeypatch, covid_root, tmp_path):
         "gradcam / lrp",
         "gradcam++ / lrp",
     ]
-    assert agreement.value["spearman"].between(-1, 1).all()
+    spearman = dict(zip(agreement.value["methods"], agreement.value["spearman"], strict=True))
+    assert spearman["gradcam / gradcam++"] > 0.8  # two CAMs of one layer: nearly one map
     columns = len(app.columns)
     widget(app.slider, "Panels per row").set_value(2).run()  # two rows of two columns
     assert not app.exception and len(app.get("image")) == 4 and len(app.columns) == columns + 1
@@ -315,7 +316,8 @@ def test_model_page_layers_and_loading_another_checkpoint(monkeypatch, tmp_path,
     app = run_app(monkeypatch, CXRXAI_DATA=str(tmp_path / "none"), CXRXAI_MODELS=models)
     app.switch_page("pages/model.py").run()
     layers = app.dataframe[-1].value
-    assert "conv_head" in set(layers["layer"]) or len(layers) > 10
+    assert {"conv_head", "bn2", "blocks.6"} <= set(layers["layer"])  # the demo's, in order
+    assert list(layers["card default"]).count("✓") == 1
     assert not app.text_input  # no free path
     offered = widget(app.selectbox, "Checkpoint").options
     assert {str(folder), str(multilabel), str(broken.resolve())} <= set(offered)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import sys
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torchvision.models.densenet as tv_densenet
@@ -383,7 +383,6 @@ class LrpExplainer(Explainer):
     name = "lrp"
     description = "LRP (zennit): EpsilonPlusFlat default, timm-aware canonizers; signed"
     needs_gradients = True
-    composites: ClassVar[tuple[str, ...]] = tuple(COMPOSITES)
 
     def __init__(self, composite: str = "epsilon-plus-flat") -> None:
         super().__init__(composite=composite)

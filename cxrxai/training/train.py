@@ -82,10 +82,9 @@ class TrainConfig:
 class LoadedSplit:
     images: torch.Tensor  # (N, 1, H, W) float32 in [0, 1], resized like ModelBundle.preprocess
     targets: torch.Tensor  # (N,) class index, or (N, L) multi-hot
-    case_ids: list[str]
 
 
-def derive_labels(cases: Sequence[Case], task: str, preferred: Sequence[str] = ()) -> list[str]:
+def derive_labels(cases: Sequence[Case], preferred: Sequence[str] = ()) -> list[str]:
     """Labels in output order: ``preferred`` first (e.g. the dataset's own class order)."""
     seen = {label for case in cases for label in case.labels if label != NO_FINDING}
     ordered = [label for label in preferred if label in seen]
@@ -116,9 +115,7 @@ def load_split(
             for label in case.labels:
                 if label in index:
                     targets[row, index[label]] = 1.0
-    return LoadedSplit(
-        torch.from_numpy(np.stack(images)).unsqueeze(1), targets, [c.case_id for c in cases]
-    )
+    return LoadedSplit(torch.from_numpy(np.stack(images)).unsqueeze(1), targets)
 
 
 def set_train_mode(model: nn.Module, freeze_batchnorm: bool) -> None:
@@ -218,7 +215,7 @@ def train(
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    labels = config.labels or derive_labels(train_cases, config.task, preferred_labels)
+    labels = config.labels or derive_labels(train_cases, preferred_labels)
     card = make_card(config, labels, name=out_dir.name)
 
     started = time.perf_counter()
