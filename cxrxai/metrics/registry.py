@@ -1,52 +1,157 @@
-"""Every localisation metric with its direction and unit, and one batched entry point."""
+"""Every metric, each in one place: its name, label, direction, unit and reference
+computation; and one batched entry point for the pixel metrics.
+
+A pixel metric's ``compute`` is its definition: batched torch over a
+:class:`MetricInputs` (maps, regions and truth, (B, H, W), on any device) returning one
+value per item. On the CPU, :data:`ACCELERATED` metrics come from one fused numba kernel
+(:mod:`cxrxai.metrics.cpu_kernels`) instead; a generated test checks each against its
+reference. Box IoU (per radiologist, from boxes) and the faithfulness scores (from model
+re-evaluations) are registered here too, with where they are computed.
+
+Adding a pixel metric: one :class:`Metric` with its ``compute`` below, and one test of
+its values on hand-made inputs; the results database adds its column by itself.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
 
 from cxrxai.errors import CxrxaiError
 from cxrxai.metrics import cpu_kernels, overlap
-from cxrxai.metrics.distances import DISTANCES, Spacing, distances_torch
+from cxrxai.metrics.distances import Spacing, distances_torch
+
+BORDER_FRACTION = 0.1  # the border band: the outer 10 % of each side (markers, text)
+
+
+@dataclass
+class MetricInputs:
+    """One batch to score: ``maps`` float (B, H, W) heatmaps, ``regions`` their binary
+    regions, ``truth`` the true masks, all on one device; ``empty`` the empty-mask
+    convention (:data:`cxrxai.metrics.overlap.EMPTY_MODES`); ``spacing`` mm per pixel."""
+
+    maps: torch.Tensor
+    regions: torch.Tensor
+    truth: torch.Tensor
+    empty: str = "nan"
+    spacing: Spacing = (1.0, 1.0)
+
+    @cached_property
+    def counts(self) -> dict[str, torch.Tensor]:
+        """IoU, Dice, precision and recall from one confusion count (shared)."""
+        return overlap.region_scores(self.regions, self.truth, self.empty)
+
+    @cached_property
+    def distances(self) -> dict[str, torch.Tensor]:
+        """Hausdorff, HD95 and mean distance from one pair of distance transforms."""
+        return distances_torch(self.regions, self.truth, self.spacing)
+
+
+Compute = Callable[[MetricInputs], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class MetricInfo:
+class Metric:
     name: str
     label: str
     higher_is_better: bool
     unit: str = ""  # "px" for distances (or "mm" when the pixel spacing is known)
+    compute: Compute | None = field(default=None, compare=False)  # pixel metrics
+    computed_in: str = "cxrxai.metrics.registry"  # where a metric without compute is
 
     @property
     def direction(self) -> str:
         return "higher is better" if self.higher_is_better else "lower is better"
 
 
-METRICS: dict[str, MetricInfo] = {
+# kept as the UI and reports name it
+MetricInfo = Metric
+
+
+def border_relevance(inputs: MetricInputs) -> torch.Tensor:
+    """Share of the map's positive relevance in the image's border band - the outer
+    :data:`BORDER_FRACTION` of each side, where burned-in markers and text sit (LRP put
+    18 % of its relevance on a 1.4 % corner of an NIH radiograph). A shortcut flag: high
+    values mean the explanation points at the frame, not the chest. NaN for a map with no
+    positive relevance; defined without a truth (so never NaN for an empty one)."""
+    positive = inputs.maps.float().clamp(min=0)
+    height, width = positive.shape[-2:]
+    rows, cols = max(1, round(height * BORDER_FRACTION)), max(1, round(width * BORDER_FRACTION))
+    band = torch.ones((height, width), dtype=torch.bool, device=positive.device)
+    band[rows : height - rows, cols : width - cols] = False
+    total = positive.flatten(1).sum(1)
+    inside = (positive * band).flatten(1).sum(1)
+    return torch.where(total > 0, inside / total.clamp(min=1e-30), float("nan"))
+
+
+def _pixel(name: str, label: str, higher: bool, compute: Compute, unit: str = "") -> Metric:
+    return Metric(name, label, higher, unit, compute)
+
+
+def _from(group: str, key: str) -> Compute:
+    return lambda inputs: getattr(inputs, group)[key]
+
+
+_PIXEL = (
+    _pixel("iou", "IoU", True, _from("counts", "iou")),
+    _pixel("dice", "Dice", True, _from("counts", "dice")),
+    _pixel("precision", "pixel precision", True, _from("counts", "precision")),
+    _pixel("recall", "pixel recall", True, _from("counts", "recall")),
+    _pixel("hausdorff", "Hausdorff distance (max)", False, _from("distances", "hausdorff"), "px"),
+    _pixel("hd95", "Hausdorff distance, 95th percentile", False, _from("distances", "hd95"), "px"),
+    _pixel(
+        "mean_distance",
+        "mean distance predicted -> truth (the LIME vs Grad-CAM study's 'Hausdorff')",
+        False,
+        _from("distances", "mean_distance"),
+        "px",
+    ),
+    _pixel(
+        "hit",
+        "hit (pointing game)",
+        True,
+        lambda x: overlap.hit(x.maps, x.truth, x.empty),
+    ),
+    _pixel(
+        "relevance_mass",
+        "relevance mass accuracy",
+        True,
+        lambda x: overlap.relevance_mass(x.maps, x.truth, x.empty),
+    ),
+    _pixel(
+        "relevance_rank",
+        "relevance rank accuracy",
+        True,
+        lambda x: overlap.relevance_rank(x.maps, x.truth, x.empty),
+    ),
+    _pixel("border_relevance", "positive relevance in the border band", False, border_relevance),
+)
+_ELSEWHERE = (
+    Metric("box_iou_mean", "box IoU, mean over radiologists", True, computed_in="metrics.boxes"),
+    Metric("box_iou_max", "box IoU, max over radiologists", True, computed_in="metrics.boxes"),
+    Metric(
+        "box_iou_pairs_mean", "box IoU, mean over all box pairs", True, computed_in="metrics.boxes"
+    ),
+)
+FAITHFULNESS_METRICS = {
     m.name: m
     for m in (
-        MetricInfo("iou", "IoU", True),
-        MetricInfo("dice", "Dice", True),
-        MetricInfo("precision", "pixel precision", True),
-        MetricInfo("recall", "pixel recall", True),
-        MetricInfo("hausdorff", "Hausdorff distance (max)", False, "px"),
-        MetricInfo("hd95", "Hausdorff distance, 95th percentile", False, "px"),
-        MetricInfo(
-            "mean_distance",
-            "mean distance predicted -> truth (the LIME vs Grad-CAM study's 'Hausdorff')",
-            False,
-            "px",
-        ),
-        MetricInfo("hit", "hit (pointing game)", True),
-        MetricInfo("relevance_mass", "relevance mass accuracy", True),
-        MetricInfo("relevance_rank", "relevance rank accuracy", True),
-        MetricInfo("box_iou_mean", "box IoU, mean over radiologists", True),
-        MetricInfo("box_iou_max", "box IoU, max over radiologists", True),
-        MetricInfo("box_iou_pairs_mean", "box IoU, mean over all box pairs", True),
+        Metric("deletion_auc", "deletion AUC", False, computed_in="metrics.faithfulness"),
+        Metric("insertion_auc", "insertion AUC", True, computed_in="metrics.faithfulness"),
     )
 }
+# The localisation metrics: one column each in the results database.
+METRICS: dict[str, Metric] = {m.name: m for m in (*_PIXEL, *_ELSEWHERE)}
+PIXEL_METRICS = tuple(m.name for m in _PIXEL)
+# Pixel metrics the fused CPU kernel computes (cxrxai.metrics.cpu_kernels.pair_metrics).
+ACCELERATED = (
+    "iou", "dice", "precision", "recall", "hausdorff", "hd95", "mean_distance", "hit",
+    "relevance_mass", "relevance_rank",
+)  # fmt: skip
 
 
 def localisation_metrics(
@@ -60,13 +165,15 @@ def localisation_metrics(
     binary regions, ``truth`` the true masks; each value a (B,) tensor on their device.
 
     Distances are in pixels, or in mm when ``spacing`` (row, column mm per pixel) is given.
-    On the CPU one fused kernel per image computes them all
-    (:func:`cxrxai.metrics.cpu_kernels.pair_metrics`, 10.8-12x the per-image NumPy/SciPy loop
-    on 2 cores); elsewhere the batched torch functions do, and tests check both agree.
-    """
-    if maps.device.type == "cpu":
-        return _localisation_cpu(maps, regions, truth, empty, spacing or (1.0, 1.0))
-    return localisation_torch(maps, regions, truth, empty, spacing)
+    On the CPU the fused kernel computes the :data:`ACCELERATED` metrics (10.8-12x the
+    per-image NumPy/SciPy loop on 2 cores, docs/benchmarks.md); every other metric, and
+    every metric elsewhere, comes from its reference ``compute``."""
+    inputs = _checked(maps, regions, truth, empty, spacing)
+    values = _accelerated(inputs) if inputs.maps.device.type == "cpu" else {}
+    return {
+        name: values[name] if name in values else METRICS[name].compute(inputs)
+        for name in PIXEL_METRICS
+    }
 
 
 def localisation_torch(
@@ -76,46 +183,49 @@ def localisation_torch(
     empty: str = "nan",
     spacing: Spacing | None = None,
 ) -> dict[str, torch.Tensor]:
-    """:func:`localisation_metrics` from the batched torch functions, on any device."""
-    has_nan = torch.isnan(maps).reshape(-1, maps.shape[-2] * maps.shape[-1]).any(1)
-    if has_nan.any():
-        raise _nan_error(has_nan)
-    out = overlap.region_scores(regions, truth, empty)
-    out |= {
-        "hit": overlap.hit(maps, truth, empty),
-        "relevance_mass": overlap.relevance_mass(maps, truth, empty),
-        "relevance_rank": overlap.relevance_rank(maps, truth, empty),
-    }
-    out.update(distances_torch(regions, truth, spacing or (1.0, 1.0)))
-    return out
+    """:func:`localisation_metrics` from the references alone, on any device."""
+    inputs = _checked(maps, regions, truth, empty, spacing)
+    return {name: METRICS[name].compute(inputs) for name in PIXEL_METRICS}
 
 
-def _localisation_cpu(
-    maps: torch.Tensor, regions: torch.Tensor, truth: torch.Tensor, empty: str, spacing: Spacing
-) -> dict[str, torch.Tensor]:
+def _checked(
+    maps: torch.Tensor,
+    regions: torch.Tensor,
+    truth: torch.Tensor,
+    empty: str,
+    spacing: Spacing | None,
+) -> MetricInputs:
     regions, truth = overlap.check_masks(regions, truth, empty)
     maps, _ = overlap.check_maps(maps, truth, empty)
     maps, regions, truth = torch.broadcast_tensors(maps, regions, truth)
+    has_nan = torch.isnan(maps).flatten(1).any(1)
+    if has_nan.any():
+        raise _nan_error(has_nan)
+    return MetricInputs(maps, regions, truth, empty, spacing or (1.0, 1.0))
+
+
+def _accelerated(inputs: MetricInputs) -> dict[str, torch.Tensor]:
+    """The :data:`ACCELERATED` metrics from the fused CPU kernel, with the empty-mask
+    convention applied as the references apply it."""
     raw = cpu_kernels.run(
         cpu_kernels.pair_metrics,
-        cpu_kernels.as_numpy(maps),
-        cpu_kernels.as_numpy(regions),
-        cpu_kernels.as_numpy(truth),
-        *spacing,
+        cpu_kernels.as_numpy(inputs.maps),
+        cpu_kernels.as_numpy(inputs.regions),
+        cpu_kernels.as_numpy(inputs.truth),
+        *inputs.spacing,
     )
-    values = {
+    columns = {
         name: torch.from_numpy(raw[:, i].astype(np.float32))
         for i, name in enumerate(cpu_kernels.FIELDS)
     }
-    if values["map_has_nan"].any():
-        raise _nan_error(values["map_has_nan"] > 0)
-    tp, n_pred, n_truth = values["tp"], values["n_pred"], values["n_truth"]
-    out = overlap.scores_from_counts(tp, n_pred, n_truth, empty)
-    truth_any = n_truth > 0
+    out = overlap.scores_from_counts(
+        columns["tp"], columns["n_pred"], columns["n_truth"], inputs.empty
+    )
+    truth_any = columns["n_truth"] > 0
     for name in ("hit", "relevance_mass", "relevance_rank"):
-        out[name] = overlap.truth_score(values[name], truth_any, empty)
-    for name in DISTANCES:
-        out[name] = values[name]
+        out[name] = overlap.truth_score(columns[name], truth_any, inputs.empty)
+    for name in ("hausdorff", "hd95", "mean_distance"):
+        out[name] = columns[name]
     return out
 
 

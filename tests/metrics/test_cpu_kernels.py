@@ -16,7 +16,14 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.metrics import cpu_kernels
 from cxrxai.metrics.distances import distances, distances_torch
 from cxrxai.metrics.regions import top_percent
-from cxrxai.metrics.registry import localisation_metrics, localisation_torch
+from cxrxai.metrics.registry import (
+    ACCELERATED,
+    METRICS,
+    PIXEL_METRICS,
+    MetricInputs,
+    localisation_metrics,
+    localisation_torch,
+)
 
 
 def awkward_rows() -> list[np.ndarray]:
@@ -95,14 +102,24 @@ def random_batch(seed: int, count: int = 12, shape: tuple[int, int] = (40, 52)):
 
 @pytest.mark.parametrize("empty", ["nan", "zero"])
 @pytest.mark.parametrize("spacing", [None, (0.7, 0.7), (2.0, 0.5)])
-def test_fused_metrics_equal_torch(empty, spacing):
+@pytest.mark.parametrize("name", ACCELERATED)
+def test_each_accelerated_metric_equals_its_reference(name, empty, spacing):
+    """Generated from the registry: every metric the fused CPU kernel computes, against
+    its reference ``compute`` (batched torch), on maps with ties, empty masks, a perfect
+    overlap and a single true pixel."""
     maps, regions, truth = random_batch(seed=3)
-    got = localisation_metrics(maps, regions, truth, empty, spacing)
-    expected = localisation_torch(maps, regions, truth, empty, spacing)
-    assert got.keys() == expected.keys()
-    for name, values in expected.items():
-        np.testing.assert_allclose(got[name].numpy(), values.numpy(), rtol=1e-5, err_msg=name)
-        assert got[name].dtype == torch.float32
+    maps[6] = maps[6].round(decimals=1)  # tied maxima
+    maps[7] = 0.25  # a constant map
+    got = localisation_metrics(maps, regions, truth, empty, spacing)[name]
+    inputs = MetricInputs(maps, regions, truth, empty, spacing or (1.0, 1.0))
+    expected = METRICS[name].compute(inputs)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, err_msg=name)
+    assert got.dtype == torch.float32 and got.shape == (len(maps),)
+
+
+def test_the_kernel_columns_cover_the_accelerated_metrics():
+    assert set(ACCELERATED) <= set(cpu_kernels.FIELDS) | {"iou", "dice", "precision", "recall"}
+    assert set(ACCELERATED) <= set(PIXEL_METRICS)
 
 
 def test_distances_equal_scipy_with_anisotropic_spacing():

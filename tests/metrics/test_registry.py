@@ -1,0 +1,55 @@
+"""The metric registry: every metric has a direction and a home; the border-band share
+(the metric added the registry's way: one function and this test)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cxrxai.metrics.registry import (
+    BORDER_FRACTION,
+    FAITHFULNESS_METRICS,
+    METRICS,
+    PIXEL_METRICS,
+    MetricInputs,
+    border_relevance,
+    localisation_metrics,
+)
+
+
+def _border(maps: torch.Tensor) -> list[float]:
+    empty = torch.zeros(maps.shape, dtype=torch.bool)
+    return border_relevance(MetricInputs(maps, empty, empty)).tolist()
+
+
+def test_border_relevance_on_hand_made_maps():
+    maps = torch.zeros(5, 20, 20)
+    maps[0, 0, 0] = 1.0  # all relevance in the corner
+    maps[1, 10, 10] = 1.0  # all in the centre
+    maps[2] = 1.0  # uniform: the band's share of the area
+    maps[3] = -1.0  # no positive relevance: undefined
+    maps[4, 0, 0], maps[4, 10, 10], maps[4, 5, 5] = 3.0, 1.0, -5.0  # negatives ignored
+    corner, centre, uniform, negative, mixed = _border(maps)
+    assert corner == 1.0 and centre == 0.0 and math.isnan(negative)
+    assert uniform == pytest.approx(1 - (1 - 2 * BORDER_FRACTION) ** 2)  # 0.36
+    assert mixed == pytest.approx(0.75)
+
+
+def test_border_relevance_is_scored_with_every_pixel_metric_and_needs_no_truth():
+    maps = torch.zeros(2, 20, 20)
+    maps[:, 1, 1] = 1.0
+    regions = maps > 0
+    empty_truth = torch.zeros_like(regions)
+    values = localisation_metrics(maps, regions, empty_truth)
+    assert set(values) == set(PIXEL_METRICS)
+    assert values["border_relevance"].tolist() == [1.0, 1.0]  # defined though truth is empty
+    assert math.isnan(values["iou"][0].item())
+
+
+def test_every_metric_has_a_direction_a_label_and_a_home():
+    for metric in (*METRICS.values(), *FAITHFULNESS_METRICS.values()):
+        assert metric.label and metric.direction in ("higher is better", "lower is better")
+        assert (metric.compute is not None) == (metric.name in PIXEL_METRICS), metric.name
+        assert metric.compute is not None or metric.computed_in.startswith("metrics.")
