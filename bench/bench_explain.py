@@ -46,12 +46,13 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from scipy.stats import spearmanr
 from skimage.segmentation import quickshift as skimage_quickshift
 
-from cxrxai.checkpoint import ModelBundle, load_checkpoint, normalise
+from cxrxai.checkpoint import load_checkpoint
 from cxrxai.datasets.covidqu import load_covid_qu_ex
 from cxrxai.explain import get_explainer
 from cxrxai.explain.cam import find_layer
-from cxrxai.explain.perturbation import batched_probabilities, input_image01, segmenter
+from cxrxai.explain.perturbation import segmenter
 from cxrxai.metrics.regions import top_percent
+from cxrxai.runner import ModelBundle, batched_probabilities, input_image01, normalise
 from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
 Record = Callable[[str, float], None]

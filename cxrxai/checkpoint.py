@@ -2,40 +2,29 @@
 
 :func:`load_checkpoint` validates the card, builds the network (timm, or torchxrayvision
 for their published DenseNet/ResNet weights), loads the weights strictly and returns a
-:class:`ModelBundle` in eval mode on the chosen device. Every failure is a
-:class:`~cxrxai.errors.CheckpointError` naming the file and the fix.
+:class:`~cxrxai.runner.ModelBundle` (which runs it) in eval mode on the chosen device.
+Every failure is a :class:`~cxrxai.errors.CheckpointError` naming the file and the fix.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import hashlib
-import itertools
 import pickle
-import threading
-import warnings
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 from torch import nn
 
 from cxrxai.card import CARD_FILENAME, ModelCard, load_card
 from cxrxai.errors import CheckpointError
-from cxrxai.fold import fold_batch_norms
+from cxrxai.runner import ModelBundle, resolve_precision
 from cxrxai.settings import pick_device
 
 WEIGHTS_FILENAME = "weights.safetensors"
 # torchxrayvision scales images to [-1024, 1024]: (x - 0.5) / (1 / 2048) for x in [0, 1].
 XRV_NORMALISATION = {"mean": [0.5], "std": [1.0 / 2048.0]}
 XRV_ARCHITECTURES = ("densenet121", "resnet50")
-PRECISIONS = ("auto", "fp32", "bf16")
-# Changes a private copy of a network once, for good (see ModelBundle.private_model).
-Prepare = Callable[[nn.Module], object]
 
 
 def build_network(card: ModelCard) -> nn.Module:
@@ -90,166 +79,6 @@ def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@dataclass
-class ModelBundle:
-    """A network in eval mode, its card, its device and a hash identifying its weights."""
-
-    model: nn.Module
-    card: ModelCard
-    device: torch.device
-    weights_sha256: str
-    path: Path | None = None
-    precision: str = "fp32"  # of forward-only batch evaluations (LIME, SHAP, faithfulness)
-    compile: bool = False  # torch.compile those evaluations (opt-in: a one-off compile)
-    fold_batch_norm: bool = True  # those evaluations on a copy with BatchNorm folded
-    _compiled: tuple[nn.Module, nn.Module] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-    _folded: tuple[tuple[int, ...], nn.Module] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-    _private: dict[Prepare | None, tuple[tuple[int, ...], nn.Module]] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
-    _private_locks: dict[Prepare | None, threading.Lock] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
-    _locks_lock: threading.Lock = field(
-        default_factory=threading.Lock, init=False, repr=False, compare=False
-    )
-
-    @property
-    def labels(self) -> list[str]:
-        return self.card.labels
-
-    def preprocess(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
-        """HxW float images in [0, 1] -> a normalised (B, C, H', W') tensor on the device.
-
-        The whole image is resized to the input size (no crop), so a map at input
-        resolution maps back to the image by a plain resize.
-        """
-        batch = [images] if isinstance(images, np.ndarray) and images.ndim == 2 else images
-        height, width = self.card.input_size
-        resized = np.stack(
-            [
-                cv2.resize(
-                    np.asarray(im, dtype=np.float32), (width, height), interpolation=cv2.INTER_AREA
-                )
-                for im in batch
-            ]
-        )
-        tensor = torch.from_numpy(resized).to(self.device).unsqueeze(1)
-        return normalise(tensor, self.card)
-
-    @torch.no_grad()
-    def predict_proba(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        """Probabilities (B, n_labels): softmax for multi-class, sigmoid for multi-label."""
-        return self.probabilities(self.model(self.preprocess(images))).cpu().numpy()
-
-    @contextlib.contextmanager
-    def batch_inference(self) -> Iterator[None]:
-        """Forward-only evaluations: inference mode, and bf16 autocast when ``precision``
-        is "bf16" (maps stay equivalent: bench/bench_explain.py compares them)."""
-        with torch.inference_mode():
-            if self.precision == "bf16":
-                with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    yield
-            else:
-                yield
-
-    def _weights_state(self) -> tuple[int, ...]:
-        """Which network, and the version counter of each of its tensors (in-place
-        changes, such as the sanity check's re-initialisation, increment them)."""
-        tensors = itertools.chain(self.model.parameters(), self.model.buffers())
-        return (id(self.model), *(tensor._version for tensor in tensors))
-
-    @contextlib.contextmanager
-    def private_model(self, prepare: Prepare | None = None) -> Iterator[nn.Module]:
-        """A copy of the network for methods that change it while they run: CAM methods
-        register hooks (one cuts the backward pass at the CAM layer), LRP's canonizers
-        merge BatchNorm into the weights and hook every module. The dashboard shares one
-        bundle between sessions' threads; on ``model`` itself a concurrent Saliency would
-        see the cut backward pass, a concurrent Grad-CAM LRP's rules. One copy, reused
-        while the weights stay the same; callers take turns (Grad-CAM takes 0.02 s, LRP
-        0.2 s on 2 CPU cores).
-
-        ``prepare`` changes a new copy once, for good, and that copy is kept for the
-        callers passing the same function (LRP canonizes its copy once instead of on every
-        call); each ``prepare`` has its own copy and its own turns.
-        """
-        with self._locks_lock:
-            lock = self._private_locks.setdefault(prepare, threading.Lock())
-        with lock:
-            state = self._weights_state()
-            kept = self._private.get(prepare)
-            if kept is None or kept[0] != state:
-                private = copy.deepcopy(self.model)
-                if prepare is not None:
-                    prepare(private)
-                kept = self._private[prepare] = (state, private)
-            yield kept[1]
-
-    def inference_model(self, example: torch.Tensor) -> nn.Module:
-        """The network for forward-only evaluations.
-
-        With ``fold_batch_norm`` (the default), a copy with every BatchNorm that follows a
-        convolution folded into it (:func:`cxrxai.fold.fold_batch_norms`): the demo model's
-        forward passes 1.5x faster on 2 CPU cores, logits within 1.5e-6, LIME and SHAP
-        maps within 5e-7 of the unfolded network's (Spearman 1). ``example``, a normalised
-        batch, finds the pairs and checks the copy. The copy is rebuilt when the weights
-        change in place (the sanity check re-initialises layers).
-        """
-        if not self.fold_batch_norm:
-            return self.model
-        state = self._weights_state()
-        if self._folded is None or self._folded[0] != state:
-            folded, _ = fold_batch_norms(self.model, example[:2])
-            if folded is not self.model:
-                folded = folded.to(memory_format=torch.channels_last)
-            self._folded = (state, folded)
-        return self._folded[1]
-
-    def forward_batch(self, batch: torch.Tensor, full: bool) -> torch.Tensor:
-        """Logits of a normalised batch, for forward-only evaluations, by
-        :meth:`inference_model`.
-
-        With ``compile``, full-size batches (``full``) run through ``torch.compile``
-        (inductor, static shapes): the demo model's forward passes took 14.9 instead of
-        21.1 ms per image on 2 CPU cores, outputs equal to 7e-7, after a one-off compile
-        of 34 s (6 s once inductor's on-disk cache holds it). Smaller remainders run
-        eagerly rather than compiling another shape. If compiling fails (no C++
-        compiler, say), a warning says so and the eager model takes over.
-        """
-        model = self.inference_model(batch)
-        if self.compile and full:
-            try:
-                if self._compiled is None or self._compiled[0] is not model:
-                    self._compiled = (model, torch.compile(model, dynamic=False))
-                return self._compiled[1](batch)
-            except Exception as error:  # any compiler failure: fall back, keep working
-                warnings.warn(
-                    f"torch.compile failed ({type(error).__name__}: {error}); "
-                    "continuing with the uncompiled model.",
-                    stacklevel=2,
-                )
-                self.compile = False
-        return model(batch)
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.card.task == "multiclass":
-            return torch.softmax(logits, dim=1)
-        return torch.sigmoid(logits)
-
-
-def normalise(batch01: torch.Tensor, card: ModelCard) -> torch.Tensor:
-    """(B, 1, H, W) in [0, 1] -> the card's channels and normalisation."""
-    if card.in_channels == 3 and batch01.shape[1] == 1:
-        batch01 = batch01.expand(-1, 3, -1, -1)
-    mean = torch.tensor(card.normalisation["mean"], device=batch01.device).view(1, -1, 1, 1)
-    std = torch.tensor(card.normalisation["std"], device=batch01.device).view(1, -1, 1, 1)
-    return (batch01 - mean) / std
 
 
 def resolve_checkpoint_paths(path: Path) -> tuple[Path, Path]:
@@ -384,14 +213,6 @@ def load_checkpoint(
     bundle = bundle_from_card(card, weights_path, device, precision)
     bundle.compile = compile
     return bundle
-
-
-def resolve_precision(precision: str) -> str:
-    """The precision of forward-only batch evaluations: "auto" means fp32 on every device
-    (bf16 is opt-in: it moves SHAP maps)."""
-    if precision not in PRECISIONS:
-        raise CheckpointError(f"Unknown precision '{precision}'; use one of {list(PRECISIONS)}.")
-    return "fp32" if precision == "auto" else precision
 
 
 def bundle_from_card(

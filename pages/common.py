@@ -11,7 +11,7 @@ from typing import Any
 import streamlit as st
 
 from cxrxai.cases import Case
-from cxrxai.checkpoint import ModelBundle, load_checkpoint
+from cxrxai.checkpoint import load_checkpoint
 from cxrxai.demo import demo_cases
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain import Heatmap, get_explainer
@@ -20,6 +20,7 @@ from cxrxai.explain.cam import candidate_layers
 from cxrxai.explain.params import changed, parameters, parse_variant
 from cxrxai.imageio import XRayImage, read_image
 from cxrxai.render import plain
+from cxrxai.runner import ModelBundle
 from cxrxai.settings import (
     DEMO_CHECKPOINT,
     cache_dir,

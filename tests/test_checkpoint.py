@@ -240,8 +240,7 @@ def test_torchxrayvision_resnet50_round_trip(tmp_path):
 
 
 def test_precision_choice_and_bf16_batch_inference(tiny_checkpoint):
-    from cxrxai.checkpoint import resolve_precision
-    from cxrxai.explain.perturbation import batched_probabilities
+    from cxrxai.runner import batched_probabilities, resolve_precision
 
     folder = tiny_checkpoint()
     assert load_checkpoint(folder, device="cpu").precision == "fp32"  # auto on the CPU
@@ -259,7 +258,7 @@ def test_precision_choice_and_bf16_batch_inference(tiny_checkpoint):
 def test_compiled_batches_match_eager(tiny_checkpoint):
     """--compile: full batches go through torch.compile (one static shape), the remainder
     runs eagerly, and the probabilities equal the eager ones to float rounding."""
-    from cxrxai.explain.perturbation import batched_probabilities
+    from cxrxai.runner import batched_probabilities
 
     folder = tiny_checkpoint()
     eager = load_checkpoint(folder, device="cpu")
@@ -273,7 +272,7 @@ def test_compiled_batches_match_eager(tiny_checkpoint):
 
 
 def test_compile_failure_falls_back_with_a_warning(tiny_checkpoint, monkeypatch):
-    from cxrxai.explain.perturbation import batched_probabilities
+    from cxrxai.runner import batched_probabilities
 
     def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler")

@@ -19,7 +19,6 @@ import sqlite_utils
 import torch
 
 from cxrxai.cases import Annotation, Case, findings_of
-from cxrxai.checkpoint import ModelBundle
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import store
 from cxrxai.explain.base import Heatmap
@@ -30,6 +29,7 @@ from cxrxai.metrics import faithfulness as faith
 from cxrxai.metrics.boxes import aggregate_box_iou
 from cxrxai.metrics.regions import TOP_PERCENTS, region, region_boxes
 from cxrxai.metrics.registry import localisation_metrics
+from cxrxai.runner import ModelBundle
 
 RegionSetting = tuple[str, float]
 DEFAULT_REGIONS: tuple[RegionSetting, ...] = (

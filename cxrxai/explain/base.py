@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cxrxai.checkpoint import ModelBundle
 from cxrxai.errors import CxrxaiError
+from cxrxai.runner import ModelBundle
 
 Target = int | str | None
 

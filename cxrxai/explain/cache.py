@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cxrxai.checkpoint import ModelBundle
 from cxrxai.explain.base import Explainer, Heatmap, Target, resolve_targets
+from cxrxai.runner import ModelBundle
 from cxrxai.settings import cache_dir
 
 CACHE_VERSION = 2  # entries hold their own key (version 1 entries are recomputed)

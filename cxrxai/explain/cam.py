@@ -25,9 +25,9 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from cxrxai.checkpoint import ModelBundle
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain.base import Explainer
+from cxrxai.runner import ModelBundle
 
 
 def find_layer(model: nn.Module, name: str) -> nn.Module:

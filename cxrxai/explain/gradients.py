@@ -16,15 +16,9 @@ from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from cxrxai.checkpoint import ModelBundle
 from cxrxai.explain.base import Explainer
 from cxrxai.explain.cam import check_layer, gradients_from
-
-
-def intensity_std(bundle: ModelBundle, sigma_fraction: float) -> torch.Tensor:
-    """Noise std in normalised units for ``sigma_fraction`` of the [0, 1] intensity range."""
-    std = torch.tensor(bundle.card.normalisation["std"], device=bundle.device)
-    return (sigma_fraction / std).view(1, -1, 1, 1)
+from cxrxai.runner import ModelBundle, intensity_std, normalised_value
 
 
 class SmoothGradCamExplainer(Explainer):
@@ -54,7 +48,7 @@ class SmoothGradCamExplainer(Explainer):
     def attribute(
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
     ) -> torch.Tensor:
-        noise_std = intensity_std(bundle, self.sigma)
+        noise_std = intensity_std(bundle.card, self.sigma, bundle.device)
         with bundle.private_model() as model:  # the hooks stay off the shared network
             with gradients_from(model, self.layer or bundle.card.target_layer) as layer:
                 return self._average(bundle, model, batch, index, generator, layer, noise_std)
@@ -103,7 +97,7 @@ class SmoothGradExplainer(Explainer):
     def attribute(
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
     ) -> torch.Tensor:
-        stdev = float(intensity_std(bundle, self.sigma).mean())
+        stdev = float(intensity_std(bundle.card, self.sigma, bundle.device).mean())
         tunnel = NoiseTunnel(Saliency(bundle.model))
         # captum draws its noise from the global RNG: fork it and seed from ours.
         devices = [bundle.device] if bundle.device.type == "cuda" else []
@@ -132,9 +126,7 @@ class IntegratedGradientsExplainer(Explainer):
     def attribute(
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
     ) -> torch.Tensor:
-        mean = torch.tensor(bundle.card.normalisation["mean"], device=bundle.device)
-        std = torch.tensor(bundle.card.normalisation["std"], device=bundle.device)
-        black = ((0.0 - mean) / std).view(1, -1, 1, 1).expand_as(batch)
+        black = normalised_value(bundle.card, 0.0, bundle.device).expand_as(batch)
         attribution = IntegratedGradients(bundle.model).attribute(
             batch,
             baselines=black,

@@ -45,9 +45,9 @@ from zennit.core import Composite
 from zennit.layer import Sum
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 
-from cxrxai.checkpoint import ModelBundle
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain.base import Explainer
+from cxrxai.runner import ModelBundle, normalised_value
 
 IDENTITY_EPS = 1e-10
 
@@ -344,10 +344,8 @@ CompositeFactory = Callable[[torch.Tensor, ModelBundle], Composite]
 
 
 def _gamma_box(batch: torch.Tensor, bundle: ModelBundle) -> Composite:
-    mean = torch.tensor(bundle.card.normalisation["mean"], device=batch.device).view(1, -1, 1, 1)
-    std = torch.tensor(bundle.card.normalisation["std"], device=batch.device).view(1, -1, 1, 1)
-    low = ((0.0 - mean) / std).expand_as(batch)
-    high = ((1.0 - mean) / std).expand_as(batch)
+    low = normalised_value(bundle.card, 0.0, batch.device).expand_as(batch)
+    high = normalised_value(bundle.card, 1.0, batch.device).expand_as(batch)
     return EpsilonGammaBox(low=low, high=high)
 
 

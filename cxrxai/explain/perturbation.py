@@ -17,57 +17,12 @@ import torch
 from lime import lime_image
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 
-from cxrxai.checkpoint import ModelBundle, normalise
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain.base import Explainer
 from cxrxai.explain.superpixels import quickshift
+from cxrxai.runner import ModelBundle, batched_probabilities, default_batch_size, input_image01
 
 SEGMENTERS = ("quickshift", "slic")
-
-
-def default_batch_size(bundle: ModelBundle) -> int:
-    # Measured: on 2 CPU cores the per-image cost grows past batches of ~16; GPUs want more.
-    return 256 if bundle.device.type == "cuda" else 16
-
-
-def batched_probabilities(
-    bundle: ModelBundle, images01: torch.Tensor, batch_size: int
-) -> torch.Tensor:
-    """(N, h, w) images in [0, 1] at the model's input size -> (N, n_labels) float32
-    probabilities, in inference mode (and bf16 autocast when the bundle asks for it)."""
-    outputs = []
-    with bundle.batch_inference():
-        for start in range(0, len(images01), batch_size):
-            chunk = images01[start : start + batch_size].to(bundle.device).unsqueeze(1)
-            count = len(chunk)
-            if bundle.device.type == "cuda":
-                chunk = _pad_to_bucket(chunk)
-            inputs = normalise(chunk, bundle.card)
-            logits = bundle.forward_batch(inputs, full=count == batch_size)[:count].float()
-            outputs.append(bundle.probabilities(logits))
-    return torch.cat(outputs)
-
-
-def _pad_to_bucket(chunk: torch.Tensor) -> torch.Tensor:
-    """Pad a GPU batch to the next power of two.
-
-    cuDNN builds execution plans per input shape; SHAP's Partition explainer asks for
-    batches of ever-changing sizes, and planning each new one cost more than the
-    evaluations (measured on an H100: 1.1 s for 500 evaluations against 0.07 s of model
-    time). With buckets a process plans at most log2(batch) + 1 shapes.
-    """
-    bucket = 1 << (len(chunk) - 1).bit_length()
-    if bucket == len(chunk):
-        return chunk
-    padding = chunk[:1].expand(bucket - len(chunk), -1, -1, -1)
-    return torch.cat([chunk, padding])
-
-
-def input_image01(bundle: ModelBundle, batch: torch.Tensor) -> torch.Tensor:
-    """Undo the card's normalisation: (1, C, h, w) normalised -> (h, w) in [0, 1]."""
-    mean = torch.tensor(bundle.card.normalisation["mean"], device=batch.device).view(1, -1, 1, 1)
-    std = torch.tensor(bundle.card.normalisation["std"], device=batch.device).view(1, -1, 1, 1)
-    return (batch * std + mean)[0, 0]
 
 
 def segmenter(kind: str, n_segments: int = 50) -> Callable[[np.ndarray], np.ndarray]:

@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from cxrxai.checkpoint import ModelBundle
 from cxrxai.explain.base import Heatmap, Target
 from cxrxai.explain.cache import HeatmapCache
 from cxrxai.explain.registry import get_explainer
 from cxrxai.render import overlay
+from cxrxai.runner import ModelBundle
 
 
 def _safe(text: str) -> str:

@@ -21,8 +21,8 @@ from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from cxrxai.checkpoint import ModelBundle
 from cxrxai.explain.registry import get_explainer
+from cxrxai.runner import ModelBundle
 
 # A method "fails" when, with every group randomised, its map still correlates this much
 # (positively: a map that turned into its opposite - rho -0.7 - changed with the model).

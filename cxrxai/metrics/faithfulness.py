@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
-from cxrxai.checkpoint import ModelBundle
 from cxrxai.errors import CxrxaiError
-from cxrxai.explain.perturbation import batched_probabilities, default_batch_size, input_image01
+from cxrxai.runner import ModelBundle, batched_probabilities, default_batch_size, input_image01
 
 PERCENTS = (2, 5, 10, 20, 50)
 REPLACEMENTS = ("mean", "blur11", "blur21")

@@ -20,11 +20,12 @@ import torch
 from zennit.composites import EpsilonPlusFlat
 
 from cxrxai.card import ModelCard
-from cxrxai.checkpoint import ModelBundle, load_checkpoint, save_checkpoint
+from cxrxai.checkpoint import load_checkpoint, save_checkpoint
 from cxrxai.cli import main
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain import get_explainer
 from cxrxai.explain.lrp import InplaceOffCanonizer, canonize, canonizers_for, relevance
+from cxrxai.runner import ModelBundle
 from cxrxai.settings import DEMO_CHECKPOINT
 
 

@@ -10,12 +10,8 @@ from lime import lime_image
 
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.explain import get_explainer
-from cxrxai.explain.perturbation import (
-    _BatchedLime,
-    batched_probabilities,
-    input_image01,
-    segmenter,
-)
+from cxrxai.explain.perturbation import _BatchedLime, segmenter
+from cxrxai.runner import batched_probabilities, input_image01
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from cxrxai.checkpoint import load_checkpoint, normalise
+from cxrxai.checkpoint import load_checkpoint
 from cxrxai.errors import CxrxaiError
 from cxrxai.metrics import faithfulness as fa
+from cxrxai.runner import normalise
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
