@@ -39,7 +39,16 @@ def _foldable_conv(module: nn.Module) -> bool:
     return type(module) in (nn.Conv2d, _timm_layers()[0])
 
 
-def _conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
+def example_input(model: nn.Module, side: int = 64) -> torch.Tensor:
+    """A fixed random batch of one image the network takes (its first convolution's
+    channels, ``side`` px), to find the pairs of a network no caller gave an input for."""
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    generator = torch.Generator().manual_seed(0)
+    example = torch.randn(1, first.in_channels, side, side, generator=generator)
+    return example.to(first.weight.device)
+
+
+def conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
     """(conv name, batch-norm name) where the BatchNorm2d consumed that Conv2d's output."""
     names = {module: name for name, module in model.named_modules()}
     # Every convolution output stays referenced until the pass ends, so that no id() is
@@ -100,24 +109,43 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module
 
 
 def _fold(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, int]:
-    pairs = _conv_bn_pairs(model, example)
+    pairs = conv_bn_pairs(model, example)
     if not pairs:
         return model, 0
     folded = copy.deepcopy(model)
-    count = 0
-    for conv_name, bn_name in pairs:
-        bn = folded.get_submodule(bn_name)
-        if type(bn) not in (nn.BatchNorm2d, _timm_layers()[1]) or bn.running_mean is None:
-            continue  # an unknown forward, or batch statistics even in eval mode
-        conv = folded.get_submodule(conv_name)
-        _set(folded, conv_name, fuse_conv_bn_eval(conv, bn))
-        _set(folded, bn_name, _after_norm(bn))
-        count += 1
+    count = len(fold_pairs(folded, pairs))
     with torch.inference_mode():
         expected, got = model(example), folded(example)
     if count == 0 or not _same_logits(got, expected):
         return model, 0
     return folded, count
+
+
+Folded = list[tuple[str, nn.Module, str, nn.Module]]  # what fold_pairs replaced, to undo
+
+
+def fold_pairs(model: nn.Module, pairs: list[tuple[str, str]]) -> Folded:
+    """Fold each (conv, BatchNorm) pair of ``model`` in place: the convolution replaced by
+    one with the BatchNorm in its weights, the BatchNorm by what follows it in its own
+    forward (nothing, or timm's dropout and activation). Returns the modules replaced, for
+    :func:`unfold`. Used by the forward-only copy and by LRP's canonization alike."""
+    replaced: Folded = []
+    for conv_name, bn_name in pairs:
+        bn = model.get_submodule(bn_name)
+        if type(bn) not in (nn.BatchNorm2d, _timm_layers()[1]) or bn.running_mean is None:
+            continue  # an unknown forward, or batch statistics even in eval mode
+        conv = model.get_submodule(conv_name)
+        _set(model, conv_name, fuse_conv_bn_eval(conv, bn))
+        _set(model, bn_name, _after_norm(bn))
+        replaced.append((conv_name, conv, bn_name, bn))
+    return replaced
+
+
+def unfold(model: nn.Module, replaced: Folded) -> None:
+    """Put back the modules :func:`fold_pairs` replaced."""
+    for conv_name, conv, bn_name, bn in reversed(replaced):
+        _set(model, bn_name, bn)
+        _set(model, conv_name, conv)
 
 
 def _same_logits(got: object, expected: object) -> bool:

@@ -12,10 +12,10 @@ ResNet canonizer:
 
 - residual additions go through zennit's ``Sum`` layer (the ``Norm`` rule then splits
   relevance between shortcut and branch in proportion to their contributions);
-- BatchNorm is merged into the preceding convolution (zennit's
-  ``SequentialMergeBatchNorm``) and, now an identity, taken out of the network for the
-  duration; BatchNorm that follows a concatenation (DenseNet) cannot
-  be merged and keeps zennit's ``Pass`` rule, like the activation fused with it;
+- BatchNorm is folded into the convolution that feeds it (:mod:`cxrxai.fold`, the
+  folding of the forward-only copy) and leaves the network for the duration; BatchNorm
+  that follows a concatenation (DenseNet) cannot be merged and keeps zennit's ``Pass``
+  rule, like the activation fused with it;
 - in-place ReLUs are switched off for the duration (hooks need the input kept).
 
 Used with a zennit composite (``canonizers=canonizers_for(model)``), all changes are
@@ -25,7 +25,6 @@ canonizes a private copy of the network once and keeps it (:func:`canonize`).
 
 from __future__ import annotations
 
-import itertools
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +38,7 @@ from timm.models import efficientnet as timm_efficientnet
 from timm.models import resnet as timm_resnet
 from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedResidual
 from torch import nn
-from zennit.canonizers import AttributeCanonizer, Canonizer, SequentialMergeBatchNorm
+from zennit.canonizers import AttributeCanonizer, Canonizer
 from zennit.composites import EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlusFlat
 from zennit.core import Composite
 from zennit.layer import Sum
@@ -47,9 +46,8 @@ from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanoni
 
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain.base import Explainer
+from cxrxai.fold import Folded, conv_bn_pairs, example_input, fold_pairs, unfold
 from cxrxai.runner import ModelBundle, normalised_value
-
-IDENTITY_EPS = 1e-10
 
 
 class InplaceOffCanonizer(Canonizer):
@@ -78,62 +76,37 @@ class InplaceOffCanonizer(Canonizer):
         return InplaceOffCanonizer()
 
 
-class TimmMergeBatchNorm(SequentialMergeBatchNorm):
-    """zennit's BatchNorm merge, paired the way timm models are built.
+class FoldBatchNormCanonizer(Canonizer):
+    """Every BatchNorm that follows a convolution folded into it, with the folding the
+    forward-only copy uses (:func:`cxrxai.fold.fold_pairs`; the pairs found from the data
+    flow of one forward pass), undone by :meth:`remove`. The merged BatchNorm leaves the
+    network entirely (timm's ``BatchNormAct2d`` leaves its dropout and activation): no
+    pass over the activations, no ``Pass`` hooks, and no identity BatchNorm still dividing
+    by sqrt(1 + eps) (0.5 % over Lite0 with zennit's own merge). A BatchNorm after a
+    concatenation (DenseNet) is not fed by one convolution and keeps the ``Pass`` rule.
+    Written here because zennit's ``SequentialMergeBatchNorm`` pairs layers among the
+    model's leaves, and timm's ``BatchNormAct2d`` is not a leaf: it merged nothing."""
 
-    zennit pairs a linear layer with a BatchNorm that follows it among the model's
-    *leaves*; timm's ``BatchNormAct2d`` holds its activation as a child, so it is not a
-    leaf and the stock canonizer silently merges nothing. Here a convolution or linear
-    layer is paired with a BatchNorm that is its next sibling in the same parent (so a
-    BatchNorm after a concatenation, as in DenseNet, is never merged into one of the
-    concatenated convolutions) and has as many channels; the merge itself is zennit's.
-    """
+    def __init__(self) -> None:
+        self.model: nn.Module | None = None
+        self.folded: Folded = []
 
     def apply(self, root_module: nn.Module) -> list[Canonizer]:
-        pairs = []
-        for parent in root_module.modules():
-            if isinstance(parent, nn.modules.batchnorm._BatchNorm):
-                continue
-            children = list(parent.named_children())
-            for (_, first), (name, second) in itertools.pairwise(children):
-                if (
-                    isinstance(first, self.linear_type)
-                    and isinstance(second, self.batch_norm_type)
-                    and first.weight.shape[0] == second.num_features
-                ):
-                    pairs.append((parent, first, name, second))
-        instances: list[Canonizer] = []
-        for parent, first, name, second in pairs:
-            instance = self.copy()
-            instance.register((first,), second)
-            instance.bypass(parent, name)
-            instances.append(instance)
-        return instances
+        instance = FoldBatchNormCanonizer()
+        pairs = conv_bn_pairs(root_module, example_input(root_module))
+        instance.model, instance.folded = root_module, fold_pairs(root_module, pairs)
+        return [instance]
 
-    def register(self, linears: tuple[nn.Module, ...], batch_norm: nn.Module) -> None:
-        # zennit leaves eps in place, so the "identity" BatchNorm still divides by
-        # sqrt(1 + eps) (0.05 % per layer, 0.5 % over Lite0). Newer torch rejects eps = 0;
-        # 1e-10 is exact too, since 1 + 1e-10 rounds to 1 in float32 (and bf16).
-        super().register(linears, batch_norm)
-        self.saved_eps = batch_norm.eps
-        batch_norm.eps = IDENTITY_EPS
-        self.parent: nn.Module | None = None
-
-    def bypass(self, parent: nn.Module, name: str) -> None:
-        """Take the merged BatchNorm - now an exact identity - out of the network while
-        the rules are hooked in: it then costs neither a pass over the activations nor
-        zennit's ``Pass`` hooks in the forward and backward pass (relevance is the same).
-        timm's ``BatchNormAct2d`` leaves its dropout and activation in its place."""
-        norm = self.batch_norm
-        tail = [getattr(norm, key) for key in ("drop", "act") if hasattr(norm, key)]
-        self.parent, self.name = parent, name
-        setattr(parent, name, nn.Sequential(*tail) if tail else nn.Identity())
+    def register(self) -> None:  # applied in apply(); nothing to register
+        pass
 
     def remove(self) -> None:
-        if self.parent is not None:
-            setattr(self.parent, self.name, self.batch_norm)
-        super().remove()
-        self.batch_norm.eps = self.saved_eps
+        if self.model is not None:
+            unfold(self.model, self.folded)
+        self.model, self.folded = None, []
+
+    def copy(self) -> FoldBatchNormCanonizer:
+        return FoldBatchNormCanonizer()
 
 
 def _summed(module: nn.Module, shortcut: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
@@ -320,7 +293,7 @@ def canonizers_for(model: nn.Module) -> list[Canonizer]:
     per kind of residual block it holds). A model with a module LRP does not know is
     refused (:func:`check_supported`)."""
     check_supported(model)
-    found: list[Canonizer] = [InplaceOffCanonizer(), TimmMergeBatchNorm()]
+    found: list[Canonizer] = [InplaceOffCanonizer(), FoldBatchNormCanonizer()]
     modules = list(model.modules())
     for types, canonizer in _block_canonizers():
         if any(isinstance(module, types) for module in modules):
