@@ -153,7 +153,7 @@ def lime_phases(bundle: ModelBundle, image: np.ndarray, target: int, batch_size:
 
         return wrapper
 
-    explainer = get_explainer("lime", num_samples=1000, batch_size=batch_size)
+    explainer = get_explainer("lime", n_samples=1000, batch_size=batch_size)
     base = lime.lime_base.LimeBase
     segment = clocked("segmentation", perturbation.quickshift)
     evaluate = clocked("model evaluations", perturbation.batched_probabilities)
@@ -180,7 +180,7 @@ def bench_cpu_work(bundle: ModelBundle, image: np.ndarray, target: int, record: 
             return (images[..., 0] / 255.0).reshape(len(images), -1) @ weights.T
 
         lime_image.LimeImageExplainer(kernel_width=0.25, random_state=0).explain_instance(
-            image255, classifier_fn, labels=(target,), top_labels=None, num_samples=1000,
+            image255, classifier_fn, labels=(target,), top_labels=None, n_samples=1000,
             random_seed=0,
         )  # fmt: skip
 
@@ -191,11 +191,11 @@ def bench_cpu_work(bundle: ModelBundle, image: np.ndarray, target: int, record: 
             return images.reshape(len(images), -1) @ weights[target : target + 1].T
 
         shap.Explainer(predict, masker, algorithm="partition")(
-            image01[None, :, :, None], max_evals=500, silent=True
+            image01[None, :, :, None], n_samples=500, silent=True
         )
 
-    lime = get_explainer("lime", num_samples=1000, batch_size=256)
-    shap_ours = get_explainer("shap", max_evals=500, batch_size=256)
+    lime = get_explainer("lime", n_samples=1000, batch_size=256)
+    shap_ours = get_explainer("shap", n_samples=500, batch_size=256)
     for name, ours, stock in (
         ("lime 1000", lambda: lime.explain(free, image, target=target), stock_lime),
         ("shap 500", lambda: shap_ours.explain(free, image, target=target), stock_shap),
@@ -256,7 +256,7 @@ def bench_image(
     floor_1000, size = forward_floor(bundle, image01, 1000)
     record("forward x1000 s (best batch)", floor_1000)
     record("best batch size", size)
-    lime = get_explainer("lime", num_samples=1000, batch_size=size)
+    lime = get_explainer("lime", n_samples=1000, batch_size=size)
     lime_s = timed(lambda: lime.explain(bundle, image, target=target, seed=0), repeats=2)
     maps["lime"] = lime.explain(bundle, image, target=target, seed=0)[0].numpy()
     record("cxrxai lime 1000 s", lime_s)
@@ -292,7 +292,7 @@ def bench_image(
             classifier_fn,
             labels=(target,),
             top_labels=None,
-            num_samples=1000,
+            n_samples=1000,
             random_seed=seed,  # lime's default segmentation: scikit-image's quickshift
         )
 
@@ -306,8 +306,8 @@ def bench_image(
     compare(record, "lime vs stock:", ours_lime.cpu().numpy(), stock_map)
 
     floor_500, size_500 = forward_floor(bundle, image01, 500)
-    shap_ours = get_explainer("shap", max_evals=500, batch_size=size_500)
-    get_explainer("shap", max_evals=50).explain(bundle, image, target=target)  # numba JIT
+    shap_ours = get_explainer("shap", n_samples=500, batch_size=size_500)
+    get_explainer("shap", n_samples=50).explain(bundle, image, target=target)  # numba JIT
     shap_s = timed(lambda: shap_ours.explain(bundle, image, target=target), repeats=2)
     maps["shap"] = shap_ours.explain(bundle, image, target=target)[0].numpy()
     record("cxrxai shap partition 500 s", shap_s)
@@ -326,7 +326,7 @@ def bench_image(
 
     def stock_shap() -> np.ndarray:
         explainer = shap.Explainer(predict, masker, algorithm="partition")
-        return explainer(image_hw1[None], max_evals=500, silent=True).values[0, :, :, 0, 0]
+        return explainer(image_hw1[None], n_samples=500, silent=True).values[0, :, :, 0, 0]
 
     stock_shap_s = timed(stock_shap, repeats=2)
     ours_shap = shap_ours.attribute(bundle, batch, target, torch.Generator())
@@ -341,8 +341,8 @@ def bench_image(
     )
     record("compiled: forward x1000 s", compiled_floor)
     for name, params, batch_size, stock_s, eager_map in (
-        ("lime", {"num_samples": 1000}, size, stock_lime_s, maps["lime"]),
-        ("shap", {"max_evals": 500}, size_500, stock_shap_s, maps["shap"]),
+        ("lime", {"n_samples": 1000}, size, stock_lime_s, maps["lime"]),
+        ("shap", {"n_samples": 500}, size_500, stock_shap_s, maps["shap"]),
     ):
         explainer = get_explainer(name, batch_size=batch_size, **params)
         seconds = timed(lambda e=explainer: e.explain(compiled, image, target=target, seed=0))
@@ -354,20 +354,20 @@ def bench_image(
     if bundle.device.type == "cuda":
         bf16 = copy.copy(bundle)
         bf16.precision = "bf16"
-        for name, params in (("lime", {"num_samples": 1000}), ("shap", {"max_evals": 500})):
+        for name, params in (("lime", {"n_samples": 1000}), ("shap", {"n_samples": 500})):
             explainer = get_explainer(name, **params)
             explainer.explain(bf16, image, target=target, seed=0)  # warm-up
             seconds = timed(lambda e=explainer: e.explain(bf16, image, target=target, seed=0))
             (fast,) = explainer.explain(bf16, image, target=target, seed=0)
             record(f"{name} bf16 s", seconds)
             compare(record, f"{name} bf16 vs fp32:", maps[name], fast.numpy())
-        slic = get_explainer("lime", num_samples=1000, segmentation="slic")
+        slic = get_explainer("lime", n_samples=1000, segmentation="slic")
         slic.explain(bundle, image, target=target)
         record("lime 1000 (SLIC) s", timed(lambda: slic.explain(bundle, image, target=target)))
         four = (
             get_explainer("gradcam"),
-            get_explainer("lime", num_samples=1000),
-            get_explainer("shap", max_evals=500),
+            get_explainer("lime", n_samples=1000),
+            get_explainer("shap", n_samples=500),
             get_explainer("lrp"),
         )
         record(

@@ -15,14 +15,15 @@ import numpy as np
 from pydicom.data import get_testdata_file
 
 from cxrxai.checkpoint import load_checkpoint
-from cxrxai.explain import sanity
+from cxrxai.evaluation import sanity
 from cxrxai.imageio import read_image
+from cxrxai.metrics import agreement
 from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
 METHODS = ["gradcam", "lrp"]
 
 
-def full_size(values: np.ndarray, side: int = sanity.COMPARE_SIDE) -> np.ndarray:
+def full_size(values: np.ndarray, side: int = agreement.COMPARE_SIDE) -> np.ndarray:
     return values.astype(np.float32)
 
 
@@ -37,12 +38,12 @@ def main() -> None:
         "RG1_UNCR": read_image(get_testdata_file("RG1_UNCR.dcm")).pixels,
     }
     print(f"{platform.node()} {bundle.device}, methods {METHODS}")
-    downsized = sanity.downsized
+    downsized = agreement.downsized
     try:
         for name, image in images.items():
             results = {}
             for label, compare_at in (("full size", full_size), ("<= 256 px", downsized)):
-                sanity.downsized = compare_at  # what compare_maps calls
+                agreement.downsized = compare_at  # what compare_maps calls
                 times = []
                 for _ in range(args.repeats):
                     start = time.perf_counter()
@@ -57,7 +58,7 @@ def main() -> None:
             same = results["full size"][1] == results["<= 256 px"][1]
             print(f"  speed-up {ratio:.1f}x, same verdicts: {same}")
     finally:
-        sanity.downsized = downsized
+        agreement.downsized = downsized
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from cxrxai.errors import ImageReadError
+from cxrxai.imageio import read_image, read_mask
 
 AnnotationKind = Literal["box", "mask", "point"]
 AnnotationRole = Literal["finding", "anatomy"]
@@ -26,8 +27,6 @@ def _cached_mask(path: str, mtime_ns: int, size: int) -> np.ndarray:
     """Masks are read once per file version: a case's truth is asked for by every method,
     every region setting and every rerun of the Review page. Read-only, so no caller can
     change the cached copy."""
-    from cxrxai.imageio import read_mask
-
     mask = read_mask(path)
     mask.setflags(write=False)
     return mask
@@ -75,9 +74,7 @@ class Annotation:
         assert self.mask_path is not None
         stat = Path(self.mask_path).stat() if Path(self.mask_path).exists() else None
         if stat is None:
-            from cxrxai.imageio import read_mask
-
-            return read_mask(self.mask_path)  # raises the clear "file not found" error
+                    return read_mask(self.mask_path)  # raises the clear "file not found" error
         return _cached_mask(str(self.mask_path), stat.st_mtime_ns, stat.st_size)
 
     def to_mask(self, shape: tuple[int, int]) -> np.ndarray:
@@ -140,8 +137,6 @@ class Case:
 
     def load_image(self, **kwargs: object):  # -> XRayImage; import kept local (no cycle)
         """Read the image (see :func:`cxrxai.imageio.read_image` for ``kwargs``)."""
-        from cxrxai.imageio import read_image
-
         if not Path(self.image_path).exists():
             raise ImageReadError(
                 self.image_path,

@@ -1,7 +1,9 @@
-"""Command line: ``python -m cxrxai {train,evaluate-model,info,predict} ...``.
+"""Command line: ``python -m cxrxai COMMAND ...`` (``--help`` lists them).
 
 User errors (:class:`~cxrxai.errors.CxrxaiError`) print one clear line and exit 2; they
-never show a traceback.
+never show a traceback. Each command imports what it needs inside its function: the
+library pulls in torch, timm, zennit, shap and friends (seconds), which ``--help``,
+``info`` or ``study progress`` never need.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="METHOD.NAME=VALUE",
-        help="a method's setting, repeatable: gradcam.layer=blocks.5, lime.num_samples=2000, "
+        help="a method's setting, repeatable: gradcam.layer=blocks.5, lime.n_samples=2000, "
         "lrp.composite=epsilon-gamma-box ('python -m cxrxai methods' lists them)",
     )
 
@@ -469,9 +471,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_sanity(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from cxrxai.evaluation.sanity import cascading_randomisation, verdicts
     from cxrxai.explain.base import resolve_targets
     from cxrxai.explain.params import parse_param_specs
-    from cxrxai.explain.sanity import cascading_randomisation, verdicts
     from cxrxai.imageio import read_image
 
     methods = _methods(args.methods)
@@ -507,14 +509,14 @@ def cmd_methods(args: argparse.Namespace) -> int:
         gradients = "gradients" if method["needs_gradients"] else "model-agnostic"
         print(f"{method['name']:>22s}  [{gradients}]  {method['description']}")
         for param in parameters(method["name"]):
-            rule, options = param.rule, ""
+            rule, options = param, ""
             if rule.choices or rule.suggestions:
                 options = f"; {'one of' if rule.choices else 'e.g.'} "
                 options += ", ".join(rule.choices or rule.suggestions or ())
             default = "auto" if param.default is None else param.default
             print(
                 f"{'':>24s}--param {method['name']}.{param.name}=...  "
-                f"(default {default}{options}): {param.rule.help}"
+                f"(default {default}{options}): {param.help}"
             )
     return 0
 

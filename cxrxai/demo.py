@@ -7,9 +7,16 @@ from pathlib import Path
 
 from cxrxai import settings as places
 from cxrxai.cases import Case
+from cxrxai.checkpoint import load_checkpoint
 from cxrxai.datasets.covidqu import CLASSES, load_covid_qu_ex
 from cxrxai.datasets.nih import load_nih_bbox
-from cxrxai.settings import data_root
+from cxrxai.errors import DatasetError
+from cxrxai.evaluation.evaluate import Settings, Summary, evaluate_cases
+from cxrxai.evaluation.store import open_results, record_run
+from cxrxai.explain.cache import HeatmapCache
+from cxrxai.explain.registry import get_explainer
+from cxrxai.runner import ModelBundle
+from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
 DEMO_PER_CLASS = {"COVID-19": 4, "Non-COVID": 2, "Normal": 2}
 DEMO_NIH_FINDINGS = ("Cardiomegaly", "Effusion", "Mass", "Pneumothorax", "Atelectasis")
@@ -44,8 +51,6 @@ def sample_dicom_case() -> Case:
 
     path = get_testdata_file("RG1_UNCR.dcm")
     if path is None:
-        from cxrxai.errors import DatasetError
-
         raise DatasetError("pydicom-data is not installed: pip install -r requirements.txt")
     return Case("pydicom-data/RG1_UNCR", Path(path), dataset="pydicom-data")
 
@@ -53,11 +58,8 @@ def sample_dicom_case() -> Case:
 DEMO_METHODS = ("gradcam", "lrp")  # the Review page's default panels
 
 
-def demo_bundle():  # -> cxrxai.checkpoint.ModelBundle
+def demo_bundle() -> ModelBundle:
     """The demo checkpoint, loaded (once per caller: pass it on)."""
-    from cxrxai.checkpoint import load_checkpoint
-    from cxrxai.settings import DEMO_CHECKPOINT
-
     return load_checkpoint(DEMO_CHECKPOINT)
 
 
@@ -67,9 +69,6 @@ def precompute_demo(
     """Cache the default explanations of every demo case for its predicted label (what the
     Review page opens on), so the demo shows them at once. Returns the maps computed.
     ``bundle``: the demo checkpoint when the caller has it loaded already."""
-    from cxrxai.explain.cache import HeatmapCache
-    from cxrxai.explain.registry import get_explainer
-
     bundle = bundle or demo_bundle()
     cache = HeatmapCache()
     before = sum(1 for _ in cache.directory.rglob("*.npz")) if cache.directory.exists() else 0
@@ -83,15 +82,11 @@ def precompute_demo(
 
 def evaluate_demo(
     methods: tuple[str, ...] = DEMO_METHODS, root=None, db_path=None, bundle=None
-):  # -> cxrxai.evaluation.evaluate.Summary
+) -> Summary:
     """Score the demo cases' maps for their labels into ``db_path`` (default
     :func:`cxrxai.settings.demo_results_path`), the Cases page's content until
     a batch evaluation exists. Resumes like ``evaluate``: scored units are skipped.
     ``bundle``: the demo checkpoint when the caller has it loaded already."""
-    from cxrxai.evaluation.evaluate import Settings, Summary, evaluate_cases
-    from cxrxai.evaluation.store import open_results, record_run
-    from cxrxai.explain.cache import HeatmapCache
-
     root = root or data_root()
     bundle = bundle or demo_bundle()
     cases = [c for c in demo_cases(root) if set(c.labels) & set(bundle.labels)]

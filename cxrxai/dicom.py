@@ -19,8 +19,8 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from cxrxai.errors import ImageReadError
-from cxrxai.imageio import ImageMeta, XRayImage, check_size, linear_window, max_file_bytes
 from cxrxai.settings import max_image_side
+from cxrxai.xray import ImageMeta, XRayImage, check_size, linear_window, max_file_bytes
 
 
 def read_dicom_bytes(

@@ -15,14 +15,3 @@ def run(kernel: Callable[..., Any], *args: Any) -> Any:
     session from its own thread, so calls are serialised; kernels take milliseconds."""
     with _LOCK:
         return kernel(*args)
-
-
-def warm_up() -> None:
-    """Compile (first run: 15-25 s on 2 cores) or load from numba's on-disk cache every
-    parallel kernel, so that the first metrics or LIME map does not wait for the compiler.
-    """
-    from cxrxai.explain import superpixels
-    from cxrxai.metrics import cpu_kernels
-
-    cpu_kernels.warm_up()
-    superpixels.warm_up()

@@ -164,14 +164,14 @@ def method_settings(bundle: ModelBundle, methods: list[str]) -> dict[str, dict[s
     (:func:`open_in_review`)."""
     settings: dict[str, dict[str, Any]] = {}
     for method in methods:
-        shown = [p for p in parameters(method) if p.rule.ui]
+        shown = [p for p in parameters(method) if p.ui]
         if not shown:
             continue
         st.markdown(f"**{plain(method)}**")
         chosen = {}
         for param in shown:
             key, label = f"param-{method}-{param.name}", param.name.replace("_", " ")
-            rule = param.rule
+            rule = param
             if param.name == "layer" or rule.choices or rule.suggestions:
                 if param.name == "layer":  # None means the card's layer: offer it by name
                     default = bundle.card.target_layer

@@ -11,12 +11,12 @@ from cxrxai.cases import Annotation, findings_of
 from cxrxai.csvout import csv_text
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.evaluate import region_setting_metrics
-from cxrxai.explain.agreement import map_agreement
+from cxrxai.evaluation.sanity import FAIL_SPEARMAN, cascading_randomisation, deepest, verdicts
 from cxrxai.explain.cache import image_hash
 from cxrxai.explain.params import describe as describe_params
 from cxrxai.explain.params import variant
 from cxrxai.explain.registry import METHODS
-from cxrxai.explain.sanity import FAIL_SPEARMAN, cascading_randomisation, deepest, verdicts
+from cxrxai.metrics.agreement import map_agreement
 from cxrxai.metrics.faithfulness import deletion_insertion
 from cxrxai.metrics.regions import REGION_MODES
 from cxrxai.metrics.registry import describe

@@ -12,5 +12,5 @@ if [ -z "$(find "$CACHE_DIR" -name '*.npz' -print -quit 2>/dev/null)" ] \
     .venv/bin/python -m cxrxai precompute-demo || echo "(precomputing failed; the dashboard computes maps on demand)"
 fi
 # Compile (first start) or load the numba kernels (metrics, quickshift) before a page needs them.
-.venv/bin/python -c "from cxrxai.parallel import warm_up; warm_up()"
+.venv/bin/python -c "from cxrxai.warmup import warm_up; warm_up()"
 exec .venv/bin/python -m streamlit run app.py --browser.gatherUsageStats false "$@"

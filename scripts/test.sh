@@ -7,5 +7,5 @@ bash scripts/ensure_chromium.sh
 .venv/bin/python -m ruff check cxrxai tests pages app.py bench
 # Compile the numba kernels (metrics, quickshift) once - numba caches them next to their
 # modules - so that the dashboards the browser tests start load them instead of compiling.
-.venv/bin/python -c "from cxrxai.parallel import warm_up; warm_up()"
+.venv/bin/python -c "from cxrxai.warmup import warm_up; warm_up()"
 exec .venv/bin/python -m pytest "$@"

@@ -297,11 +297,11 @@ def test_a_variant_with_a_value_outside_the_suggestions_opens_as_it_is(monkeypat
     app.session_state["case_id"] = case.case_id
     app.session_state["methods"] = ["shap"]
     app.session_state["param-shap-masker"] = "blur(5,5)"  # what open_in_review sets
-    app.session_state["param-shap-max_evals"] = 50
+    app.session_state["param-shap-n_samples"] = 50
     app.run()
     assert not app.exception and not app.error
     assert app.selectbox(key="param-shap-masker").value == "blur(5,5)"
-    assert _captions(app)[1].endswith("(max_evals=50, masker=blur(5,5))")
+    assert _captions(app)[1].endswith("(n_samples=50, masker=blur(5,5))")
 
 
 def test_model_page_layers_and_loading_another_checkpoint(monkeypatch, tmp_path, tiny_checkpoint):

@@ -6,12 +6,12 @@ import threading
 
 import numpy as np
 
-from cxrxai import parallel
 from cxrxai.explain.superpixels import quickshift
+from cxrxai.warmup import warm_up
 
 
 def test_warm_up_compiles_or_loads_every_kernel():
-    parallel.warm_up()  # metrics kernels and quickshift; must not raise
+    warm_up()  # metrics kernels and quickshift; must not raise
 
 
 def test_quickshift_from_threads_at_once_agrees():

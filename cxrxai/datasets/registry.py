@@ -6,6 +6,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from cxrxai.cases import Case
+from cxrxai.datasets.covidqu import load_covid_qu_ex
+from cxrxai.datasets.manifest import load_manifest
+from cxrxai.datasets.nih import NIH_SPLITS, load_nih_bbox, nih_split
 from cxrxai.errors import DatasetError
 
 DATASETS = ("covid-qu-ex", "nih", "manifest")
@@ -21,21 +24,15 @@ def load_split_cases(
     """``split`` is a split name under the dataset's folder in ``root``, or a path.
     ``manifest_anywhere``: a manifest's paths may lead outside its folder and ``root``."""
     if dataset == "covid-qu-ex":
-        from cxrxai.datasets.covidqu import load_covid_qu_ex
-
         path = Path(split)
         split_dir = path if path.is_dir() else root / "covid-qu-ex" / split
         cases = load_covid_qu_ex(split_dir)
     elif dataset == "nih":
-        from cxrxai.datasets.nih import NIH_SPLITS, load_nih_bbox, nih_split
-
         path = Path(split)
         cases = load_nih_bbox(path if path.is_dir() else root / "nih-bbox")
         if split in NIH_SPLITS:  # cxrxai's patient-wise split; any other name: every case
             cases = [c for c in cases if nih_split(c.case_id) == split]
     elif dataset == "manifest":
-        from cxrxai.datasets.manifest import load_manifest
-
         cases = load_manifest(Path(split), root, manifest_anywhere)
     else:
         raise DatasetError(f"Unknown dataset '{dataset}'; choose one of {list(DATASETS)}")

@@ -26,7 +26,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from cxrxai.errors import CxrxaiError
-from cxrxai.explain.base import Explainer
+from cxrxai.explain.base import BATCH_SIZE, LAYER, Explainer
 from cxrxai.runner import ModelBundle
 
 
@@ -125,11 +125,7 @@ class CamExplainer(Explainer):
 
     cam_class: ClassVar[type[BaseCAM]]
     needs_gradients = True
-
-    def __init__(self, layer: str | None = None, batch_size: int = 32) -> None:
-        super().__init__(layer=layer, batch_size=batch_size)
-        self.layer = layer
-        self.batch_size = batch_size
+    settings = (LAYER, BATCH_SIZE.but(default=32, optional=False))
 
     def check(self, bundle: ModelBundle) -> None:
         check_layer(bundle, self.layer)

@@ -16,9 +16,11 @@ from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from cxrxai.explain.base import Explainer
+from cxrxai.explain.base import BATCH_SIZE, LAYER, SIGMA, Explainer, Setting
 from cxrxai.explain.cam import check_layer, gradients_from
 from cxrxai.runner import ModelBundle, intensity_std, normalised_value
+
+NOISY_COPIES = Setting("n_samples", int, 50, "noisy copies averaged", minimum=1)
 
 
 class SmoothGradCamExplainer(Explainer):
@@ -26,21 +28,7 @@ class SmoothGradCamExplainer(Explainer):
     description = "Grad-CAM averaged over n noisy copies (VinDr study: n=50, sigma 10-20 %)"
     needs_gradients = True
     stochastic = True
-
-    def __init__(
-        self,
-        n_samples: int = 50,
-        sigma: float = 0.15,
-        layer: str | None = None,
-        batch_size: int = 16,
-    ) -> None:
-        super().__init__(n_samples=n_samples, sigma=sigma, layer=layer, batch_size=batch_size)
-        self.n_samples, self.sigma, self.layer, self.batch_size = (
-            n_samples,
-            sigma,
-            layer,
-            batch_size,
-        )
+    settings = (NOISY_COPIES, SIGMA, LAYER, BATCH_SIZE.but(default=16, optional=False))
 
     def check(self, bundle: ModelBundle) -> None:
         check_layer(bundle, self.layer)
@@ -89,10 +77,7 @@ class SmoothGradExplainer(Explainer):
     description = "SmoothGrad: input-gradient magnitude averaged over noisy copies (captum)"
     needs_gradients = True
     stochastic = True
-
-    def __init__(self, n_samples: int = 50, sigma: float = 0.15, batch_size: int = 16) -> None:
-        super().__init__(n_samples=n_samples, sigma=sigma, batch_size=batch_size)
-        self.n_samples, self.sigma, self.batch_size = n_samples, sigma, batch_size
+    settings = (NOISY_COPIES, SIGMA, BATCH_SIZE.but(default=16, optional=False))
 
     def attribute(
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
@@ -119,9 +104,10 @@ class IntegratedGradientsExplainer(Explainer):
     description = "Integrated Gradients from a black image (captum); signed"
     needs_gradients = True
 
-    def __init__(self, n_steps: int = 50, batch_size: int = 16) -> None:
-        super().__init__(n_steps=n_steps, batch_size=batch_size)
-        self.n_steps, self.batch_size = n_steps, batch_size
+    settings = (
+        Setting("n_steps", int, 50, "steps of the path integral", minimum=2),
+        BATCH_SIZE.but(default=16, optional=False),
+    )
 
     def attribute(
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator

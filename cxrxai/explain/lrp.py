@@ -45,7 +45,7 @@ from zennit.layer import Sum
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 
 from cxrxai.errors import CxrxaiError
-from cxrxai.explain.base import Explainer
+from cxrxai.explain.base import Explainer, Setting
 from cxrxai.fold import Folded, conv_bn_pairs, example_input, fold_pairs, unfold
 from cxrxai.runner import ModelBundle, normalised_value
 
@@ -354,10 +354,12 @@ class LrpExplainer(Explainer):
     name = "lrp"
     description = "LRP (zennit): EpsilonPlusFlat default, timm-aware canonizers; signed"
     needs_gradients = True
-
-    def __init__(self, composite: str = "epsilon-plus-flat") -> None:
-        super().__init__(composite=composite)
-        self.composite = composite
+    settings = (
+        Setting(
+            "composite", str, "epsilon-plus-flat", "LRP rules for the layers (zennit composite)",
+            choices=tuple(COMPOSITES),
+        ),
+    )  # fmt: skip
 
     def check(self, bundle: ModelBundle) -> None:
         check_supported(bundle.model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import re
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -18,11 +19,13 @@ from lime import lime_image
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 
 from cxrxai.errors import CxrxaiError
-from cxrxai.explain.base import Explainer
+from cxrxai.explain.base import BATCH_SIZE, N_SEGMENTS, Explainer, Setting
 from cxrxai.explain.superpixels import quickshift
 from cxrxai.runner import ModelBundle, batched_probabilities, default_batch_size, input_image01
 
 SEGMENTERS = ("quickshift", "slic")
+# shap's image masker: a blur kernel, or OpenCV inpainting (shap.maskers.Image).
+MASKER_SPEC = re.compile(r"blur\(\d+,\d+\)|inpaint_telea|inpaint_ns")
 
 
 def segmenter(kind: str, n_segments: int = 50) -> Callable[[np.ndarray], np.ndarray]:
@@ -112,22 +115,12 @@ class LimeExplainer(Explainer):
     description = "LIME: sparse linear surrogate over superpixels (lime package)"
     needs_gradients = False
     stochastic = True
-
-    def __init__(
-        self,
-        num_samples: int = 1000,
-        segmentation: str = "quickshift",
-        n_segments: int = 50,
-        batch_size: int | None = None,
-    ) -> None:
-        super().__init__(
-            num_samples=num_samples,
-            segmentation=segmentation,
-            n_segments=n_segments,
-            batch_size=batch_size,
-        )
-        self.num_samples, self.segmentation = num_samples, segmentation
-        self.n_segments, self.batch_size = n_segments, batch_size
+    settings = (
+        Setting("n_samples", int, 1000, "perturbed images LIME evaluates", minimum=10),
+        Setting("segmentation", str, "quickshift", "superpixel algorithm", choices=SEGMENTERS),
+        N_SEGMENTS,
+        BATCH_SIZE,
+    )
 
     def attribute(
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
@@ -143,7 +136,7 @@ class LimeExplainer(Explainer):
         explainer = _BatchedLime(predict, bundle.device, batch_size, random_state=seed)
         rgb = np.repeat(image255[:, :, None], 3, axis=2)
         superpixels = segmenter(self.segmentation, self.n_segments)(rgb)
-        explanation = explainer.explain_gray(rgb, superpixels, index, self.num_samples)
+        explanation = explainer.explain_gray(rgb, superpixels, index, self.n_samples)
         segments = torch.from_numpy(explanation.segments).long().to(bundle.device)
         # filled on the host and sent once: an element write per superpixel into a GPU
         # tensor is a copy each
@@ -221,12 +214,19 @@ class ShapPartitionExplainer(Explainer):
     name = "shap"
     description = "SHAP Partition explainer with an image masker (blur or inpaint)"
     needs_gradients = False
-
-    def __init__(
-        self, max_evals: int = 500, masker: str = "blur(16,16)", batch_size: int | None = None
-    ) -> None:
-        super().__init__(max_evals=max_evals, masker=masker, batch_size=batch_size)
-        self.max_evals, self.masker, self.batch_size = max_evals, masker, batch_size
+    settings = (
+        Setting(
+            "n_samples", int, 500, "model evaluations of SHAP's Partition explainer (at most)",
+            minimum=10,
+        ),
+        Setting(
+            "masker", str, "blur(16,16)",
+            "what a hidden region becomes: blur(k,k) or OpenCV inpainting",
+            suggestions=("blur(16,16)", "blur(32,32)", "blur(8,8)", "inpaint_telea", "inpaint_ns"),
+            pattern=MASKER_SPEC,
+        ),
+        BATCH_SIZE,
+    )  # fmt: skip
 
     def attribute(
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
@@ -258,7 +258,7 @@ class ShapPartitionExplainer(Explainer):
         # the same whatever ran before, and the caller's random stream untouched.
         with numpy_seed(0):
             values = explainer(
-                image[None], max_evals=self.max_evals, batch_size=batch_size, silent=True
+                image[None], max_evals=self.n_samples, batch_size=batch_size, silent=True
             ).values
         return torch.from_numpy(np.asarray(values)[0, :, :, 0, 0]).float().to(bundle.device)
 
@@ -268,12 +268,11 @@ class KernelShapExplainer(Explainer):
     description = "KernelSHAP over SLIC superpixels, segments off = their mean (SHAMSUL)"
     needs_gradients = False
     stochastic = True
-
-    def __init__(
-        self, nsamples: int = 500, n_segments: int = 50, batch_size: int | None = None
-    ) -> None:
-        super().__init__(nsamples=nsamples, n_segments=n_segments, batch_size=batch_size)
-        self.nsamples, self.n_segments, self.batch_size = nsamples, n_segments, batch_size
+    settings = (
+        Setting("n_samples", int, 500, "coalitions KernelSHAP evaluates", minimum=10),
+        N_SEGMENTS,
+        BATCH_SIZE,
+    )
 
     def attribute(
         self, bundle: ModelBundle, batch: torch.Tensor, index: int, generator: torch.Generator
@@ -301,7 +300,7 @@ class KernelShapExplainer(Explainer):
         with numpy_seed(seed):
             explainer = shap.KernelExplainer(predict, np.zeros((1, n_features)))
             values = explainer.shap_values(
-                np.ones((1, n_features)), nsamples=self.nsamples, silent=True
+                np.ones((1, n_features)), nsamples=self.n_samples, silent=True
             )
         weights = torch.from_numpy(np.asarray(values).reshape(-1)[:n_features]).float()
         self.segments = segments

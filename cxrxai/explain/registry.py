@@ -31,9 +31,7 @@ def check_method(name: str) -> None:
 
 
 def get_explainer(name: str, **params: Any) -> Explainer:
-    """A method by name with its settings (:mod:`cxrxai.explain.params`), checked first:
-    a wrong setting is a clear message before any work, not a TypeError mid-run."""
-    from cxrxai.explain.params import check_params
-
+    """A method by name with its settings (each explainer's :attr:`Explainer.settings`),
+    checked by the explainer first: a wrong setting is a clear message before any work."""
     check_method(name)
-    return METHODS[name](**check_params(name, params))
+    return METHODS[name](**params)

@@ -29,6 +29,7 @@ from cxrxai.cases import Case
 from cxrxai.checkpoint import save_checkpoint
 from cxrxai.errors import CxrxaiError
 from cxrxai.runner import normalise
+from cxrxai.settings import pick_device
 from cxrxai.training.augment import augment_batch
 from cxrxai.training.classification_metrics import (
     multiclass_metrics,
@@ -211,8 +212,6 @@ def train(
         raise CxrxaiError("Training needs at least one training and one validation case.")
     if config.threads:
         torch.set_num_threads(config.threads)
-    from cxrxai.settings import pick_device
-
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)

@@ -97,7 +97,7 @@ def test_method_settings_are_their_own_rows(bundle, cases, tmp_path):
 
 def test_superpixel_regions_for_lime_and_faithfulness(bundle, cases, tmp_path):
     db = store.open_results(tmp_path / "r.sqlite")
-    settings = Settings(faithfulness=True, method_params={"lime": {"num_samples": 40}})
+    settings = Settings(faithfulness=True, method_params={"lime": {"n_samples": 40}})
     evaluate_cases(bundle, cases[:1], ["lime"], db, settings)
     modes = {r["mode"] for r in db[store.LOCALISATION].rows}
     assert "top-superpixels" in modes

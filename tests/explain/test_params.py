@@ -9,6 +9,7 @@ import pytest
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.cli import main
 from cxrxai.errors import CxrxaiError
+from cxrxai.evaluation.sanity import cascading_randomisation
 from cxrxai.explain import get_explainer
 from cxrxai.explain.lrp import COMPOSITES
 from cxrxai.explain.params import (
@@ -21,34 +22,36 @@ from cxrxai.explain.params import (
     variant,
 )
 from cxrxai.explain.registry import METHODS
-from cxrxai.explain.sanity import cascading_randomisation
 
 
-def test_settings_come_from_the_signatures():
+def test_settings_are_declared_by_each_explainer():
     gradcam = {p.name: p for p in parameters("gradcam")}
     assert set(gradcam) == {"layer", "batch_size"}
     assert gradcam["layer"].kind is str and gradcam["layer"].optional
     assert gradcam["layer"].default is None and gradcam["batch_size"].default == 32
     (composite,) = parameters("lrp")
-    assert composite.rule.choices == tuple(COMPOSITES)
+    assert composite.choices == tuple(COMPOSITES)
     lime = {p.name: p for p in parameters("lime")}
-    assert lime["num_samples"].default == 1000 and lime["batch_size"].optional
-    assert not lime["batch_size"].rule.ui  # speed only: not offered in the dashboard
+    assert lime["n_samples"].default == 1000 and lime["batch_size"].optional
+    assert not lime["batch_size"].ui  # speed only: not offered in the dashboard
+    explainer = get_explainer("lime", segmentation="slic")  # each setting an attribute
+    assert explainer.segmentation == "slic" and explainer.n_samples == 1000
 
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_setting_is_described(method):
-    # a new setting without a rule would reach the CLI and the UI with its bare name as help
+    # a setting reaches the CLI and the UI with its help; its default must pass its check
     for param in parameters(method):
-        assert param.rule.help != param.name, f"{method}.{param.name} has no rule in params.py"
+        assert param.help and param.help != param.name, f"{method}.{param.name}"
         assert param.kind in (int, float, str)
+        assert param.check(method, param.default) == param.default
 
 
 def test_parse_specs_converts_by_type():
     settings = parse_param_specs(
         [
             "gradcam.layer=layer3",
-            "lime.num_samples=2000",
+            "lime.n_samples=2000",
             "lime.batch_size=none",
             "smoothgrad.sigma=0.2",
             "shap.masker=blur(8,8)",
@@ -58,7 +61,7 @@ def test_parse_specs_converts_by_type():
     )
     assert settings == {
         "gradcam": {"layer": "layer3"},
-        "lime": {"num_samples": 2000, "batch_size": None},
+        "lime": {"n_samples": 2000, "batch_size": None},
         "smoothgrad": {"sigma": 0.2},
         "shap": {"masker": "blur(8,8)"},
         "lrp": {"composite": "epsilon-gamma-box"},
@@ -70,7 +73,7 @@ def test_parse_specs_converts_by_type():
     [
         ("gradcam-layer3", "write METHOD.NAME=VALUE"),
         ("gradcam.layer", "write METHOD.NAME=VALUE"),
-        ("lime.num_samples=100", "not among the methods run"),
+        ("lime.n_samples=100", "not among the methods run"),
         ("gradcam.depth=3", "'depth' is not a setting of gradcam; its settings: layer, batch_size"),
         ("smoothgrad.n_samples=many", "must be a number, got 'many'"),
         ("smoothgrad.n_samples=2.5", "must be a number"),
@@ -78,7 +81,7 @@ def test_parse_specs_converts_by_type():
         ("smoothgrad.sigma=2", "must be at most 1, got 2.0"),
         ("lrp.composite=zplus", "must be one of ['epsilon-plus-flat'"),
         ("shap.masker=gaussian", "must look like one of: blur(16,16)"),
-        ("shap.max_evals=3", "must be at least 10"),
+        ("shap.n_samples=3", "must be at least 10"),
     ],
 )
 def test_bad_specs_name_the_fix(spec, message):
@@ -91,13 +94,13 @@ def test_get_explainer_checks_settings_before_any_work():
     with pytest.raises(CxrxaiError, match="not a setting of lrp"):
         get_explainer("lrp", epsilon=0.1)  # a TypeError from the constructor before
     with pytest.raises(CxrxaiError, match="must be an int, got 'ten'"):
-        get_explainer("lime", num_samples="ten")
+        get_explainer("lime", n_samples="ten")
     with pytest.raises(CxrxaiError, match="must be an int, got True"):
-        get_explainer("lime", num_samples=True)
+        get_explainer("lime", n_samples=True)
     with pytest.raises(CxrxaiError, match="needs a value"):
-        get_explainer("lime", num_samples=None)
+        get_explainer("lime", n_samples=None)
     assert get_explainer("smoothgrad", sigma=1).sigma == 1.0  # lossless conversions
-    assert get_explainer("lime", num_samples=2000.0).num_samples == 2000
+    assert get_explainer("lime", n_samples=2000.0).n_samples == 2000
     assert check_params("gradcam", {"layer": None}) == {"layer": None}
 
 
@@ -107,7 +110,7 @@ def test_changed_and_describe():
     assert describe(changed("gradcam", params)) == "layer=layer3"
     assert describe({}) == ""
     # speed-only settings do not make a variant: the maps are the same
-    assert variant("lime", {"batch_size": 64, "num_samples": 2000}) == "lime(num_samples=2000)"
+    assert variant("lime", {"batch_size": 64, "n_samples": 2000}) == "lime(n_samples=2000)"
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +147,7 @@ def test_cli_bad_setting_is_one_line_and_writes_nothing(tmp_path, checkpoint, im
     err = capsys.readouterr().err
     assert "Layer 'fc' has no (N, C, H, W) feature map" in err
     assert "Traceback" not in err
-    assert _explain(image_file, checkpoint, out, "--param", "lime.num_samples=9") == 2
+    assert _explain(image_file, checkpoint, out, "--param", "lime.n_samples=9") == 2
     assert "not among the methods run (gradcam)" in capsys.readouterr().err
     assert not out.exists()
 
@@ -177,20 +180,33 @@ def test_sanity_check_uses_the_settings(checkpoint):
 
 
 @pytest.mark.parametrize(
-    "params",
+    ("method", "params"),
     [
-        {},
-        {"layer": "blocks.5"},
-        {"max_evals": 1000, "masker": "blur(8,8)"},
-        {"n_samples": 20, "sigma": 0.2},
+        ("gradcam", {}),
+        ("gradcam", {"layer": "blocks.5"}),
+        ("shap", {"n_samples": 1000, "masker": "blur(8,8)"}),
+        ("smoothgrad", {"n_samples": 20, "sigma": 0.2}),
+        # values that hold the separator, quotes, brackets or spaces read back too
+        ("gradcam", {"layer": "stage, 2"}),
+        ("gradcam", {"layer": "it's (odd)=x"}),
+        ("gradcam", {"layer": " padded "}),
+        ("gradcam", {"layer": "'quoted'"}),
     ],
 )
-def test_variant_names_read_back(params):
-    method = {"layer": "gradcam", "max_evals": "shap", "n_samples": "smoothgrad"}.get(
-        next(iter(params), "layer")
-    )
+def test_variant_names_read_back(method, params):
     name = variant(method, params)
     assert parse_variant(name) == (method, params)
+
+
+def test_one_spelling_for_the_number_of_samples_and_old_names_still_read():
+    for method in ("lime", "kernel-shap", "shap", "smoothgrad", "smoothgrad-cam"):
+        assert "n_samples" in {p.name for p in parameters(method)}, method
+    assert parse_variant("lime(num_samples=2000)") == ("lime", {"n_samples": 2000})
+    assert parse_variant("shap(max_evals=100, masker=blur(8,8))") == (
+        "shap",
+        {"n_samples": 100, "masker": "blur(8,8)"},
+    )
+    assert get_explainer("kernel-shap", nsamples=60).n_samples == 60
 
 
 def test_bad_variant_names_are_clear():

@@ -34,11 +34,11 @@ def image():
 @pytest.mark.parametrize(
     ("method", "params"),
     [
-        ("lime", {"num_samples": 60}),
-        ("lime", {"num_samples": 60, "segmentation": "slic"}),
-        ("shap", {"max_evals": 60}),
-        ("shap", {"max_evals": 60, "masker": "inpaint_telea"}),
-        ("kernel-shap", {"nsamples": 60, "n_segments": 12}),
+        ("lime", {"n_samples": 60}),
+        ("lime", {"n_samples": 60, "segmentation": "slic"}),
+        ("shap", {"n_samples": 60}),
+        ("shap", {"n_samples": 60, "masker": "inpaint_telea"}),
+        ("kernel-shap", {"n_samples": 60, "n_segments": 12}),
     ],
 )
 def test_shape_and_seed_reproducibility(bundle, image, method, params):
@@ -80,7 +80,7 @@ def test_batched_lime_draws_the_same_samples_as_lime(bundle, image):
 
 def test_kernel_shap_efficiency(bundle, image):
     """SHAP values sum to f(image) - f(all segments at their mean)."""
-    explainer = get_explainer("kernel-shap", nsamples=400, n_segments=8)
+    explainer = get_explainer("kernel-shap", n_samples=400, n_segments=8)
     (heatmap,) = explainer.explain(bundle, image, target=1, seed=0)
     segments = heatmap.segments
     per_segment = torch.stack([heatmap.values[segments == s][0] for s in segments.unique()])
@@ -92,8 +92,8 @@ def test_kernel_shap_efficiency(bundle, image):
 
 
 def test_shap_maskers_blur_and_inpaint_differ(bundle, image):
-    (blur,) = get_explainer("shap", max_evals=60).explain(bundle, image, target="b")
-    (inpaint,) = get_explainer("shap", max_evals=60, masker="inpaint_ns").explain(
+    (blur,) = get_explainer("shap", n_samples=60).explain(bundle, image, target="b")
+    (inpaint,) = get_explainer("shap", n_samples=60, masker="inpaint_ns").explain(
         bundle, image, target="b"
     )
     assert not torch.allclose(blur.values, inpaint.values)
@@ -105,7 +105,7 @@ def test_lime_gives_stock_limes_map(bundle, image):
     scikit-image quickshift wrapper and a plain classifier_fn, on the same seed."""
     from lime.wrappers.scikit_image import SegmentationAlgorithm
 
-    explainer = get_explainer("lime", num_samples=80)
+    explainer = get_explainer("lime", n_samples=80)
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=torch.Generator().manual_seed(3)))
     batch = bundle.preprocess(image)
     ours = explainer.attribute(bundle, batch, 1, torch.Generator().manual_seed(3))
@@ -136,7 +136,7 @@ def test_shap_blur_masks_composed_on_the_device_give_stock_shaps_map(bundle, ima
     import shap
 
     batch = bundle.preprocess(image)
-    ours = get_explainer("shap", max_evals=120).attribute(bundle, batch, 1, torch.Generator())
+    ours = get_explainer("shap", n_samples=120).attribute(bundle, batch, 1, torch.Generator())
     image01 = input_image01(bundle, batch).cpu().numpy()[:, :, None].astype(np.float32)
 
     def predict(images: np.ndarray) -> np.ndarray:
@@ -150,7 +150,7 @@ def test_shap_blur_masks_composed_on_the_device_give_stock_shaps_map(bundle, ima
 
 @pytest.mark.parametrize(
     ("method", "params"),
-    [("shap", {"max_evals": 60}), ("kernel-shap", {"nsamples": 60, "n_segments": 12})],
+    [("shap", {"n_samples": 60}), ("kernel-shap", {"n_samples": 60, "n_segments": 12})],
 )
 def test_shap_leaves_the_callers_numpy_random_stream_alone(bundle, image, method, params):
     """shap draws from NumPy's global RNG (Partition: tie-breaking in its queue); a map,

@@ -14,14 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
-from scipy.stats import spearmanr
-from skimage.metrics import structural_similarity
 from torch import nn
 
 from cxrxai.explain.registry import get_explainer
+from cxrxai.metrics.agreement import compare_maps
 from cxrxai.runner import ModelBundle
 
 # A method "fails" when, with every group randomised, its map still correlates this much
@@ -57,38 +55,6 @@ def _reinitialise(modules: list[nn.Module]) -> None:
                 sub.reset_parameters()
             if hasattr(sub, "reset_running_stats"):
                 sub.reset_running_stats()
-
-
-def _normalised(values: np.ndarray) -> np.ndarray:
-    low, high = float(values.min()), float(values.max())
-    return (values - low) / ((high - low) or 1.0)
-
-
-# Maps come from the model's input size (224-512 px) upsampled to the image; ranking 3.6 M
-# pixels of a full radiograph takes seconds per comparison (the sanity check makes one per
-# method and cascade step, the Review page one per pair on every slider move), and the
-# upsampled detail carries no information the input-size map did not.
-COMPARE_SIDE = 256
-
-
-def downsized(values: np.ndarray, side: int = COMPARE_SIDE) -> np.ndarray:
-    """The map at most ``side`` px a side (area-averaged), float32."""
-    height, width = values.shape
-    scale = side / max(height, width)
-    if scale >= 1.0:
-        return values.astype(np.float32)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(values.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-
-
-def compare_maps(original: np.ndarray, randomised: np.ndarray) -> tuple[float, float]:
-    """Spearman of |values| and SSIM of two maps of one image, at most COMPARE_SIDE px."""
-    original, randomised = downsized(original), downsized(randomised)
-    a, b = np.abs(original).ravel(), np.abs(randomised).ravel()
-    # A constant map carries no ranking at all: count it as uncorrelated.
-    rho = 0.0 if a.min() == a.max() or b.min() == b.max() else spearmanr(a, b).statistic
-    ssim = structural_similarity(_normalised(original), _normalised(randomised), data_range=1.0)
-    return float(np.nan_to_num(rho)), float(ssim)
 
 
 def cascading_randomisation(

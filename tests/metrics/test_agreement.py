@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cxrxai.explain.agreement import map_agreement
-from cxrxai.explain.sanity import COMPARE_SIDE
+from cxrxai.metrics.agreement import COMPARE_SIDE, map_agreement
 
 
 def test_identical_opposite_and_unrelated_maps():

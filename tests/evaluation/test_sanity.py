@@ -7,16 +7,10 @@ import pytest
 import torch
 
 from cxrxai.checkpoint import load_checkpoint
+from cxrxai.evaluation.sanity import SanityRow, cascading_randomisation, layer_groups, verdicts
 from cxrxai.explain import registry
 from cxrxai.explain.base import Explainer
-from cxrxai.explain.sanity import (
-    SanityRow,
-    cascading_randomisation,
-    compare_maps,
-    downsized,
-    layer_groups,
-    verdicts,
-)
+from cxrxai.metrics.agreement import compare_maps, downsized
 
 
 class ImageItselfExplainer(Explainer):
