@@ -252,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument("--open", action="store_true", help="create: show method names")
     study.add_argument(
+        "--explain",
+        choices=("prediction", "reference"),
+        default="prediction",
+        help="create: the panels explain the model's prediction (default) or the case's "
+        "reference label",
+    )
+    study.add_argument(
         "--first-read",
         action="store_true",
         help="create: raters read each case without explanations first (decision changes)",
@@ -687,6 +694,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             not args.open,
             args.seed,
             first_read=args.first_read,
+            explain=args.explain,
         )
         print(f"study {code} created with {len(refs)} cases; raters join with this code")
         return 0

@@ -63,7 +63,6 @@ if task is None:
     st.success("All assignments are rated. Thank you!")
     st.stop()
 st.progress(task.position / task.total, text=f"Case {task.position + 1} of {task.total}")
-started = st.session_state.setdefault(f"started-{task.id}", time.time())
 
 case = case_from_ref(task.dataset, task.split, task.case_id)
 if case is None:
@@ -73,12 +72,16 @@ if case is None:
     st.stop()
 bundle = require_bundle()
 image = get_image(str(case.image_path))
-target = bundle.labels.index(task.target) if task.target in bundle.labels else None
 probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
 diagnosis = bundle.card.diagnosis(probabilities, with_p=True)
-st.write(f"**Model's diagnosis:** {plain(diagnosis)}. **Explained label:** {plain(task.target)}")
+explained, why = service.explained_label(
+    study, task.target, bundle.labels, bundle.card.positives(probabilities), probabilities
+)
+target = bundle.labels.index(explained) if explained in bundle.labels else 0
+st.write(f"**Model's diagnosis:** {plain(diagnosis)}")
 if service.needs_first_read(db, task):  # the study asks for a read before explanations
     st.image(image.pixels, clamp=True, caption="The case, before any explanation", width=640)
+    first_shown = st.session_state.setdefault(f"first-shown-{task.id}", time.time())
     with st.form(f"first-read-{task.id}"):
         before = st.radio(
             "Before seeing any explanation: do you agree with the model's diagnosis?",
@@ -89,14 +92,21 @@ if service.needs_first_read(db, task):  # the study asks for a read before expla
         if st.form_submit_button("Continue to the explanations"):
             try:
                 service.record_first_read(
-                    db, rater, task.id, None if before is None else before == "yes"
+                    db,
+                    rater,
+                    task.id,
+                    None if before is None else before == "yes",
+                    seconds=time.time() - first_shown,
                 )
             except service.StudyError as exc:
                 st.error(plain(str(exc)))
             else:
                 st.rerun()
     st.stop()
+st.write(f"**The panels explain:** {plain(explained)} ({why})")
 opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
+# Time on task runs from when the panels are on screen; waiting for them is kept apart.
+requested = st.session_state.setdefault(f"requested-{task.id}", time.time())
 
 scores: dict[str, dict[str, int | None]] = {}
 with st.form(f"rate-{task.id}"):
@@ -105,7 +115,7 @@ with st.form(f"rate-{task.id}"):
         with column:
             try:
                 name, params = parse_variant(method)  # gradcam(layer=blocks.6): its settings
-                heatmap = explain_cached(bundle, image.pixels, name, target or 0, params)
+                heatmap = explain_cached(bundle, image.pixels, name, target, params)
             except CxrxaiError as exc:  # e.g. a layer the loaded model lacks
                 st.error(plain(f"Panel {label} cannot be shown: {exc} Tell the study admin."))
                 st.stop()
@@ -122,6 +132,7 @@ with st.form(f"rate-{task.id}"):
                 )
                 for score in service.SCORES
             }
+    shown = st.session_state.setdefault(f"shown-{task.id}", time.time())  # every map drawn
     agrees = st.radio(
         "Do you agree with the model's diagnosis?", ["yes", "no"], index=None, horizontal=True
     )
@@ -135,9 +146,12 @@ with st.form(f"rate-{task.id}"):
                 scores,  # type: ignore[arg-type]
                 None if agrees is None else agrees == "yes",
                 comment,
-                time.time() - started,
+                time.time() - shown,
                 {"opacity": opacity, "panels": task.shown_as},
+                started_at=service.timestamp(shown),
                 checkpoint_sha256=bundle.weights_sha256,
+                wait_seconds=shown - requested,
+                explained_label=explained,
             )
         except service.StudyError as exc:
             st.error(plain(str(exc)))

@@ -118,6 +118,15 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
             help="Raters say whether they agree with the model before the panels are shown, "
             "and again with them: the analysis reports how often explanations changed it",
         )
+        explain = st.radio(
+            "The panels explain",
+            service.EXPLAIN_CHOICES,
+            format_func=lambda choice: {
+                "prediction": "the model's prediction (what a clinician sees in practice)",
+                "reference": "the case's reference label",
+            }[choice],
+            horizontal=True,
+        )
         seed = st.number_input("Seed", min_value=0, value=0, step=1)
         instructions = st.text_area(
             "Instructions for raters",
@@ -136,6 +145,7 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
                     int(seed),
                     instructions,
                     first_read=first_read,
+                    explain=explain,
                 )
             except service.StudyError as exc:
                 st.error(plain(str(exc)))
@@ -156,20 +166,20 @@ st.write(
 )
 st.code(link, language=None)
 st.subheader("Progress")
-st.dataframe(service.progress(db, study["id"]), hide_index=True)
+st.dataframe(service.progress(db, study["id"], real_names=True), hide_index=True)
 rows = analysis.ratings(db, study["id"])
 if not rows:
     st.info("No ratings yet.")
     st.stop()
 st.subheader("Ratings per method")
-st.dataframe(analysis.summary(rows, "method"), hide_index=True)
+st.dataframe(analysis.summary_table(rows, "method"), hide_index=True)
 score = st.selectbox("Score", service.SCORES)
 st.plotly_chart(
     px.box(rows, x="method", y=score, color="target", points="all", range_y=[0.5, 5.5]),
     width="stretch",
 )
 st.subheader("Ratings per class")
-st.dataframe(analysis.summary(rows, "target"), hide_index=True)
+st.dataframe(analysis.summary_table(rows, "target"), hide_index=True)
 left, right = st.columns(2)
 left.metric("Krippendorff's alpha (trust, ordinal)", f"{analysis.krippendorff_alpha(rows):.3f}")
 right.metric("ICC(2,1) (trust)", f"{analysis.icc_2_1(rows):.3f}")

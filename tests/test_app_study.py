@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,10 +139,17 @@ def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
     assert "whole number from 1 to 5" in app.error[0].value
     for radio in app.radio:
         radio.set_value(4 if radio.label != "Do you agree with the model's diagnosis?" else "yes")
+    explains = next(m.value for m in app.markdown if "The panels explain" in m.value)
+    assert "the model" in shown(explains) and "prediction" in shown(explains)
+    time.sleep(1.2)  # reading the panels
     app.button[0].click().run()
     assert not app.exception and not app.error
     assert "saved" in app.success[0].value
     assert db["ratings"].count == 2
+    for row in db["ratings"].rows:  # time on task from the panels on screen to the submit
+        assert row["started_at"] < row["submitted_at"] and row["seconds_on_case"] >= 1.2
+        assert 0 <= row["wait_seconds"] < 60  # the maps' computation, kept apart
+        assert row["explained_label"] in ("COVID-19", "Non-COVID", "Normal")
     resumed = page("pages/study.py", rater=token)  # a reload with the personal link
     assert not resumed.exception
     assert "Case 2 of 2" in str(resumed.get("progress")[0].proto)
@@ -163,6 +171,7 @@ def test_rater_reads_the_case_before_the_explanations(monkeypatch, covid_root, t
     app.button[0].click().run()
     assert not app.exception and not app.error
     assert [r["agrees_with_model"] for r in db["first_reads"].rows] == [0]
+    assert next(db["first_reads"].rows)["seconds"] >= 0  # the first read timed on its own
     assert {r.label for r in app.radio} >= {"Trust (A)", "Do you agree with the model's diagnosis?"}
     resumed = page("pages/study.py", rater=app.query_params["rater"])  # a reload
     assert question not in [r.label for r in resumed.radio]  # the first read is not asked again

@@ -21,6 +21,7 @@ EXPORT_COLUMNS = (
     "rater",
     "case_id",
     "target",
+    "explained_label",
     "method",
     "shown_as",
     "trust",
@@ -30,6 +31,8 @@ EXPORT_COLUMNS = (
     "agrees_before_explanations",
     "comment",
     "seconds_on_case",
+    "wait_seconds",  # waiting for the maps: recorded apart, never in the analysis
+    "first_read_seconds",
     "display",
     "started_at",
     "submitted_at",
@@ -44,7 +47,8 @@ def ratings(
     """All ratings of a study; raters by pseudonym unless ``real_names``."""
     who = "r.name" if real_names else "r.pseudonym"
     cursor = db.execute(
-        f"select {who} as rater, g.*, f.agrees_with_model as agrees_before_explanations "
+        f"select {who} as rater, g.*, f.agrees_with_model as agrees_before_explanations, "
+        "f.seconds as first_read_seconds "
         "from ratings g join raters r on r.id = g.rater_id "
         "left join first_reads f on f.assignment_id = g.assignment_id "
         "where g.study_id = ? order by g.id",
@@ -70,6 +74,20 @@ def summary(rows: list[dict[str, Any]], by: str = "method", seed: int = 0) -> li
             entry[f"{score}_median"] = float(np.median(values))
         out.append(entry)
     return out
+
+
+def summary_table(rows: list[dict[str, Any]], by: str = "method") -> list[dict[str, Any]]:
+    """:func:`summary` as people read it: each score's mean [95 % CI] and median, two
+    decimals (2.3333333333333335 was shown as such)."""
+    table = []
+    for entry in summary(rows, by):
+        row: dict[str, Any] = {by: entry[by], "n": entry["n"]}
+        for score in SCORES:
+            low, high = entry[f"{score}_ci"]
+            row[f"{score} mean [95 % CI]"] = f"{entry[f'{score}_mean']:.2f} [{low:.2f}, {high:.2f}]"
+            row[f"{score} median"] = f"{entry[f'{score}_median']:.1f}"
+        table.append(row)
+    return table
 
 
 def _matrix(rows: list[dict[str, Any]], score: str) -> np.ndarray:

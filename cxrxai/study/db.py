@@ -153,6 +153,18 @@ def _name_keys(db: sqlite_utils.Database) -> None:
     db["raters"].create_index(["study_id", "name_key"], unique=True)
 
 
+@migrations(name="m005_timing_and_explained_label")
+def _timing_and_explained_label(db: sqlite_utils.Database) -> None:
+    """Time on task runs from when the panels are on screen (waiting for maps to compute
+    is recorded apart, ``wait_seconds``, and never analysed); the first read has its own
+    time. A study says which label the panels explain: new studies the model's
+    prediction, studies made before keep the reference label they showed."""
+    db["ratings"].add_column("wait_seconds", float)
+    db["ratings"].add_column("explained_label", str)
+    db["first_reads"].add_column("seconds", float)
+    db["studies"].add_column("explain", str, not_null_default="reference")
+
+
 def connect(path: Path | str) -> sqlite_utils.Database:
     """A connection of its own (one per session or thread), WAL mode, schema migrated in
     place (safe to rerun; rows are kept)."""

@@ -30,6 +30,7 @@ from cxrxai.study.protocol import rater_plan, shown_labels
 MAX_COMMENT_CHARS = 5000
 MAX_NAME_CHARS = 60
 MAX_DISPLAY_CHARS = 2000
+EXPLAIN_CHOICES = ("prediction", "reference")
 LIKERT = (1, 2, 3, 4, 5)
 SCORES = ("trust", "localisation", "usefulness")
 PBKDF2_ITERATIONS = 200_000
@@ -44,7 +45,12 @@ class StudyError(CxrxaiError):
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    return timestamp(time.time())
+
+
+def timestamp(epoch_seconds: float) -> str:
+    """A moment as the study database stores it (UTC, seconds)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch_seconds))
 
 
 def _audit(db: sqlite_utils.Database, actor: str, action: str, **detail: Any) -> None:
@@ -153,9 +159,7 @@ def _throttle(db: sqlite_utils.Database, session: str, action: str) -> None:
     if len(mine) >= SIGN_IN_LIMIT or len(recent) >= SIGN_IN_LIMIT_ALL:
         oldest = min(mine if len(mine) >= SIGN_IN_LIMIT else [at for at, _ in recent])
         wait = 60 - (time.time() - calendar.timegm(time.strptime(oldest, "%Y-%m-%d %H:%M:%S")))
-        raise StudyError(
-            f"Too many failed attempts; wait {max(1, round(wait))} s and try again."
-        )
+        raise StudyError(f"Too many failed attempts; wait {max(1, round(wait))} s and try again.")
 
 
 def check_admin(db: sqlite_utils.Database, password: str, session: str = "cli") -> None:
@@ -199,12 +203,16 @@ def create_study(
     seed: int = 0,
     instructions: str = "",
     first_read: bool = False,
+    explain: str = "prediction",
 ) -> str:
     """A new study; returns its code (what raters type to join). ``first_read``: each
     case is read first without explanations (does the rater agree with the model?), then
     rated with them, so the analysis can tell how often the explanations changed the
-    rater's decision."""
+    rater's decision. ``explain``: which label the panels explain, the model's prediction
+    ("prediction", what a clinician sees in practice) or the case's reference label."""
     check_admin(db, admin_password)
+    if explain not in EXPLAIN_CHOICES:
+        raise StudyError(f"Panels explain one of {list(EXPLAIN_CHOICES)}, got '{explain}'.")
     if not cases:
         raise StudyError("A study needs at least one case.")
     if len(methods) < 1 or len(set(methods)) != len(methods):
@@ -234,6 +242,7 @@ def create_study(
                     "instructions": instructions[:MAX_COMMENT_CHARS],
                     "created_at": _now(),
                     "first_read": int(bool(first_read)),
+                    "explain": explain,
                 }
             )
             .last_pk
@@ -264,8 +273,7 @@ def new_study_code() -> str:
     34,000 times a second.)"""
     chars = [secrets.choice(CODE_ALPHABET) for _ in range(CODE_GROUPS * CODE_GROUP_CHARS)]
     return "-".join(
-        "".join(chars[i : i + CODE_GROUP_CHARS])
-        for i in range(0, len(chars), CODE_GROUP_CHARS)
+        "".join(chars[i : i + CODE_GROUP_CHARS]) for i in range(0, len(chars), CODE_GROUP_CHARS)
     )
 
 
@@ -277,6 +285,23 @@ def normalise_code(code: str) -> str:
     if len(compact) != size:
         return compact
     return "-".join(compact[i : i + CODE_GROUP_CHARS] for i in range(0, size, CODE_GROUP_CHARS))
+
+
+def explained_label(
+    study: dict[str, Any],
+    reference: str,
+    labels: list[str],
+    positives: list[int],
+    probabilities: Any,
+) -> tuple[str, str]:
+    """The label a case's panels explain, and why: the model's prediction (the most
+    probable label it calls positive, else its most probable label) for studies that
+    explain predictions, else the case's reference label."""
+    if study.get("explain", "reference") == "prediction":
+        chosen = positives or range(len(labels))
+        best = max(chosen, key=lambda i: probabilities[i])
+        return labels[best], "the model's prediction"
+    return reference, "the case's reference label"
 
 
 def invite_link(base_url: str, code: str) -> str:
@@ -434,10 +459,15 @@ def needs_first_read(db: sqlite_utils.Database, assignment: Assignment) -> bool:
 
 
 def record_first_read(
-    db: sqlite_utils.Database, rater: Rater, assignment_id: int, agrees_with_model: bool
+    db: sqlite_utils.Database,
+    rater: Rater,
+    assignment_id: int,
+    agrees_with_model: bool,
+    seconds: float | None = None,
 ) -> bool:
-    """Store the read given before the explanations were shown; returns False if one was
-    already stored (it is never replaced: the explanations may have been seen since)."""
+    """Store the read given before the explanations were shown (``seconds``: from the
+    image on screen to the answer); returns False if one was already stored (it is never
+    replaced: the explanations may have been seen since)."""
     if resume(db, rater.token).id != rater.id:
         raise StudyError("This assignment is not yours.")
     rows = list(db["assignments"].rows_where("id = ? and rater_id = ?", [assignment_id, rater.id]))
@@ -454,12 +484,25 @@ def record_first_read(
                     "study_id": rows[0]["study_id"],
                     "agrees_with_model": int(agrees_with_model),
                     "at": _now(),
+                    "seconds": _seconds(seconds, "Time on the first read"),
                 }
             )
             _audit(db, f"rater:{rater.id}", "first_read", assignment=assignment_id)
     except sqlite3.IntegrityError:
         return False
     return True
+
+
+def _seconds(value: float | None, what: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 <= seconds < 86400:
+        raise StudyError(f"{what} is out of range ({value!r}).")
+    return seconds
 
 
 def _likert(value: Any, what: str) -> int:
@@ -479,12 +522,17 @@ def submit(
     display: dict[str, Any] | None = None,
     started_at: str | None = None,
     checkpoint_sha256: str = "",
+    wait_seconds: float | None = None,
+    explained_label: str | None = None,
 ) -> int:
     """Store one assignment's ratings (one row per panel); returns the rows stored.
 
     ``scores``: shown label ("A" or the method name) -> {"trust", "localisation",
-    "usefulness"} 1-5. A resubmission of an already rated assignment stores nothing and
-    returns 0 (a double click or a reload after submitting).
+    "usefulness"} 1-5. ``started_at``: when the panels were on screen; ``seconds_on_case``
+    from then to the submit (time on task); ``wait_seconds``: how long the rater waited
+    for the maps before that, kept apart and never analysed; ``explained_label``: the
+    label the panels explained. A resubmission of an already rated assignment stores
+    nothing and returns 0 (a double click or a reload after submitting).
     """
     if resume(db, rater.token).id != rater.id:  # the token must be the rater's own
         raise StudyError("This assignment is not yours.")
@@ -505,8 +553,8 @@ def submit(
         raise StudyError(f"The comment is limited to {MAX_COMMENT_CHARS} characters.")
     if agrees_with_model not in (True, False, None):
         raise StudyError("Agreement with the model must be yes, no or not given.")
-    if not 0 <= float(seconds_on_case) < 86400:
-        raise StudyError("Time on case is out of range.")
+    seconds_on_case = _seconds(seconds_on_case, "Time on case")
+    wait_seconds = _seconds(wait_seconds, "Waiting time")
     display_json = json.dumps(display or {}, default=str)
     if not isinstance(display or {}, dict) or len(display_json) > MAX_DISPLAY_CHARS:
         raise StudyError(
@@ -529,7 +577,9 @@ def submit(
                 "agrees_with_model": None if agrees_with_model is None else int(agrees_with_model),
                 "comment": comment,
                 "display": display_json,
-                "seconds_on_case": float(seconds_on_case),
+                "seconds_on_case": seconds_on_case,
+                "wait_seconds": wait_seconds,
+                "explained_label": explained_label or assignment["target"],
                 "started_at": started_at or _now(),
                 "submitted_at": _now(),
                 "app_version": __version__,
@@ -545,13 +595,17 @@ def submit(
     return len(records)
 
 
-def progress(db: sqlite_utils.Database, study_id: int) -> list[dict[str, Any]]:
-    """Per rater (pseudonym): assignments done and total."""
+def progress(
+    db: sqlite_utils.Database, study_id: int, real_names: bool = False
+) -> list[dict[str, Any]]:
+    """Per rater: assignments done and total; raters by pseudonym (exports) or, for the
+    admin's own view, by name next to their pseudonym (``real_names``)."""
     return [
-        {"rater": r[0], "done": r[1], "total": r[2]}
+        ({"rater": r[3], "pseudonym": r[0]} if real_names else {"rater": r[0]})
+        | {"done": r[1], "total": r[2]}
         for r in db.execute(
             "select r.pseudonym, count(distinct g.assignment_id), "
-            "(select count(*) from assignments a where a.rater_id = r.id) "
+            "(select count(*) from assignments a where a.rater_id = r.id), r.name "
             "from raters r left join ratings g on g.rater_id = r.id "
             "where r.study_id = ? group by r.id order by r.pseudonym",
             [study_id],

@@ -257,6 +257,7 @@ def test_older_schema_is_migrated_in_place(tmp_path):
         "m002_pseudonyms",
         "m003_first_reads",
         "m004_name_keys",
+        "m005_timing_and_explained_label",
     ]
     assert [(r["name"], r["pseudonym"], r["name_key"]) for r in db["raters"].rows] == [
         ("A", "R01", "a"),
@@ -264,6 +265,7 @@ def test_older_schema_is_migrated_in_place(tmp_path):
         ("b", "R03", "b#3"),  # "B" and "b" had both signed in: both keep their accounts
     ]
     assert db["studies"].get(1)["first_read"] == 0  # an existing study keeps its protocol
+    assert db["studies"].get(1)["explain"] == "reference"  # and the label it explained
     assert connect(path)["raters"].count == 3  # rerunning is safe
 
 
@@ -311,3 +313,51 @@ def test_methods_may_be_variants_and_are_checked(db):
     ):
         with pytest.raises(StudyError, match=message):
             service.create_study(db, PASSWORD, "bad", cases, ["gradcam", bad])
+
+
+def test_timing_explained_label_and_the_admins_progress(db, tmp_path):
+    code = service.create_study(db, PASSWORD, "timed", make_cases(2), ["gradcam"])
+    assert service.study_by_code(db, code)["explain"] == "prediction"  # the default now
+    with pytest.raises(StudyError, match="Panels explain one of"):
+        service.create_study(db, PASSWORD, "x", make_cases(1), ["gradcam"], explain="both")
+    rater = service.join(db, code, "Dr Ada")
+    task = service.next_assignment(db, rater)
+    scores = full_scores(task)
+    with pytest.raises(StudyError, match="Waiting time is out of range"):
+        service.submit(db, rater, task.id, scores, True, wait_seconds=-3)
+    service.submit(
+        db, rater, task.id, scores, True, seconds_on_case=12.5,
+        started_at="2026-11-29 10:00:00", wait_seconds=40.0, explained_label="Normal",
+    )  # fmt: skip
+    row = next(db["ratings"].rows)
+    assert row["started_at"] == "2026-11-29 10:00:00" and row["started_at"] < row["submitted_at"]
+    assert (row["seconds_on_case"], row["wait_seconds"]) == (12.5, 40.0)
+    assert row["explained_label"] == "Normal" and row["target"] == "COVID-19"
+    assert service.progress(db, service.study_by_code(db, code)["id"], real_names=True) == [
+        {"rater": "Dr Ada", "pseudonym": "R01", "done": 1, "total": 2}
+    ]
+    assert service.progress(db, service.study_by_code(db, code)["id"])[0]["rater"] == "R01"
+
+
+def test_the_label_the_panels_explain():
+    labels, probabilities = ["COVID-19", "Non-COVID", "Normal"], [0.2, 0.5, 0.3]
+    prediction, reference = {"explain": "prediction"}, {"explain": "reference"}
+    assert service.explained_label(prediction, "Normal", labels, [1], probabilities) == (
+        "Non-COVID",
+        "the model's prediction",
+    )
+    assert service.explained_label(reference, "Normal", labels, [1], probabilities)[0] == "Normal"
+    assert service.explained_label(prediction, "Normal", labels, [], probabilities)[0] == (
+        "Non-COVID"  # nothing above its threshold (multi-label): the most probable
+    )
+
+
+def test_summary_table_is_rounded():
+    from cxrxai.study import analysis
+
+    rows = [
+        {"method": "gradcam", "trust": t, "localisation": 3, "usefulness": 2} for t in (2, 2, 3)
+    ]
+    (row,) = analysis.summary_table(rows)
+    assert row["trust mean [95 % CI]"].startswith("2.33 [") and row["n"] == 3
+    assert "2.3333" not in str(row)
