@@ -733,14 +733,10 @@ def cmd_study(args: argparse.Namespace) -> int:
             f"{changes['to_disagree']} to disagree)"
         )
     if args.results:
+        from cxrxai.evaluation.browse import unit_values
         from cxrxai.evaluation.store import open_results
 
-        results = open_results(args.results)
-        iou = {
-            (r["case_id"], r["method"]): r["iou"]
-            for r in results["localisation"].rows_where("mode = 'top-percent' and value = 10")
-        }
-        rho = analysis.trust_vs_metric(rows, iou)
+        rho = analysis.trust_vs_metric(rows, unit_values(open_results(args.results)))
         print(
             f"Spearman(trust, IoU top 10 %): {rho['rho']:.3f} "
             f"[{rho['low']:.3f}, {rho['high']:.3f}], n={rho['n']}"

@@ -4,13 +4,13 @@ localisation metrics, a radiologist's own box, and the deletion curve on demand.
 from __future__ import annotations
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from cxrxai.cases import Annotation, findings_of
 from cxrxai.csvout import csv_text
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.evaluate import region_setting_metrics
+from cxrxai.evaluation.figures import deletion_insertion_chart, probability_chart, sanity_chart
 from cxrxai.evaluation.sanity import FAIL_SPEARMAN, cascading_randomisation, deepest, verdicts
 from cxrxai.explain.cache import image_hash
 from cxrxai.explain.params import describe as describe_params
@@ -178,32 +178,7 @@ with left:
             "panels: the heatmap's region in green, its boxes in yellow."
         )
 with right:
-    order = probabilities.argsort()
-    figure = go.Figure(
-        go.Bar(
-            x=probabilities[order],
-            y=[bundle.labels[i] for i in order],
-            orientation="h",
-            text=[f"{p:.3f}" for p in probabilities[order]],
-            textposition="auto",
-        )
-    )
-    if bundle.card.task == "multilabel":  # where each label turns positive
-        figure.add_scatter(
-            x=[bundle.card.threshold(bundle.labels[i]) for i in order],
-            y=[bundle.labels[i] for i in order],
-            mode="markers",
-            marker={"symbol": "line-ns-open", "size": 18, "color": "black"},
-            name="operating threshold",
-            hovertemplate="threshold %{x:.2f}<extra></extra>",
-        )
-    figure.update_layout(
-        showlegend=False,
-        xaxis={"range": [0, 1], "title": "probability"},
-        height=260,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        title=f"{bundle.card.name or 'model'} ({bundle.card.task})",
-    )
+    figure = probability_chart(bundle.card, probabilities)
     st.plotly_chart(figure, width="stretch")
     st.metric(
         "Predicted",
@@ -308,19 +283,7 @@ if methods:
             if st.button("Deletion / insertion curve", key=f"curve-{method}"):
                 with st.spinner("Re-predicting perturbed images…"):
                     curves = deletion_insertion(bundle, image.pixels, heatmap.values, target)
-                chart = go.Figure()
-                chart.add_scatter(x=curves.fractions, y=curves.deletion, name="deletion")
-                chart.add_scatter(x=curves.fractions, y=curves.insertion, name="insertion")
-                chart.update_layout(
-                    height=240,
-                    margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                    xaxis_title="fraction of pixels",
-                    yaxis_title=f"P({target_label})",
-                    title=(
-                        f"AUC deletion {curves.deletion_auc:.3f} (↓) · "
-                        f"insertion {curves.insertion_auc:.3f} (↑)"
-                    ),
-                )
+                chart = deletion_insertion_chart(curves, target_label)
                 st.plotly_chart(chart, width="stretch")
 if case_metrics:
     st.download_button(
@@ -376,22 +339,7 @@ if shown_maps:
         stored = st.session_state.get("sanity")
         if stored and stored[0] == sanity_key:
             sanity_rows = stored[1]
-            chart = go.Figure()
-            for method in shown_maps:
-                mine = [r for r in sanity_rows if r.method == method]
-                chart.add_scatter(
-                    x=[r.randomised_through for r in mine],
-                    y=[r.spearman for r in mine],
-                    name=method,
-                    mode="lines+markers",
-                )
-            chart.add_hline(y=FAIL_SPEARMAN, line_dash="dash", annotation_text="fails above")
-            chart.update_layout(
-                height=300,
-                margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                xaxis_title="randomised down to (cascading)",
-                yaxis={"title": "Spearman with the trained map", "range": [-0.2, 1.05]},
-            )
+            chart = sanity_chart(sanity_rows, list(shown_maps))
             st.plotly_chart(chart, width="stretch")
             passed = verdicts(sanity_rows)
             st.dataframe(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import sys
 
@@ -10,6 +9,7 @@ import plotly.express as px
 import streamlit as st
 
 from cxrxai.csvout import csv_text
+from cxrxai.evaluation import browse
 from cxrxai.evaluation.store import open_results
 from cxrxai.explain.registry import METHODS
 from cxrxai.render import plain
@@ -196,13 +196,7 @@ if changes["n"]:
     )
 results_db = results_path()
 if results_db.is_file():
-    iou = {
-        (r["case_id"], r["method"]): r["iou"]
-        for r in open_results(results_db)["localisation"].rows_where(
-            "mode = 'top-percent' and value = 10"
-        )
-    }
-    rho = analysis.trust_vs_metric(rows, iou)
+    rho = analysis.trust_vs_metric(rows, browse.unit_values(open_results(results_db)))
     st.metric(
         "Spearman(trust, IoU of the top 10 %)",
         f"{rho['rho']:.3f}",
@@ -216,7 +210,7 @@ st.download_button(
 )
 st.download_button(
     "Ratings (JSON)",
-    json.dumps([{c: r[c] for c in analysis.EXPORT_COLUMNS} for r in export_rows], indent=1),
+    analysis.json_text(export_rows),
     "ratings.json",
     "application/json",
 )

@@ -12,8 +12,23 @@ from typing import Any
 import sqlite_utils
 
 from cxrxai import settings
+from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.compare import comparison_table, paired_comparisons
 from cxrxai.evaluation.store import LOCALISATION
+from cxrxai.metrics.registry import METRICS
+
+
+def unit_values(
+    db: sqlite_utils.Database, metric: str = "iou", mode: str = "top-percent", value: float = 10.0
+) -> dict[tuple[str, str], float | None]:
+    """(case_id, method) -> the metric at one region setting: what the study's analysis
+    relates trust to."""
+    if metric not in METRICS:
+        raise CxrxaiError(f"Unknown metric '{metric}'; choose one of {list(METRICS)}")
+    return {
+        (row["case_id"], row["method"]): row[metric]
+        for row in db[LOCALISATION].rows_where("mode = ? and value = ?", [mode, value])
+    }
 
 
 def results_to_browse() -> tuple[Path | None, bool]:

@@ -76,6 +76,11 @@ def summary(rows: list[dict[str, Any]], by: str = "method", seed: int = 0) -> li
     return out
 
 
+def json_text(rows: list[dict[str, Any]]) -> str:
+    """The ratings export as JSON (the raw text of every field; CSV neutralises formulas)."""
+    return json.dumps([{c: r.get(c) for c in EXPORT_COLUMNS} for r in rows], indent=1)
+
+
 def summary_table(rows: list[dict[str, Any]], by: str = "method") -> list[dict[str, Any]]:
     """:func:`summary` as people read it: each score's mean [95 % CI] and median, two
     decimals (2.3333333333333335 was shown as such)."""
@@ -204,7 +209,7 @@ def export(
     write_csv(path, rows, EXPORT_COLUMNS)
     written.append(path)
     path = out_dir / "ratings.json"
-    path.write_text(json.dumps([{c: r[c] for c in EXPORT_COLUMNS} for r in rows], indent=1))
+    path.write_text(json_text(rows))
     written.append(path)
     path = out_dir / "progress.csv"
     write_csv(path, progress(db, study_id), ["rater", "done", "total"])

@@ -1,0 +1,43 @@
+"""The Review page's charts, built by the library."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cxrxai.card import ModelCard
+from cxrxai.evaluation.figures import deletion_insertion_chart, probability_chart, sanity_chart
+from cxrxai.evaluation.sanity import FAIL_SPEARMAN, SanityRow
+from cxrxai.metrics.faithfulness import Curves
+
+
+def _card(task: str) -> ModelCard:
+    return ModelCard(
+        architecture="resnet18",
+        labels=["x", "y", "z"],
+        task=task,
+        input_size=(32, 32),
+        in_channels=1,
+        normalisation={"mean": [0.5], "std": [0.25]},
+        target_layer="layer4",
+        thresholds={"x": 0.3} if task == "multilabel" else {},
+    )
+
+
+def test_probability_chart_orders_labels_and_marks_thresholds():
+    probabilities = np.array([0.2, 0.7, 0.1])
+    multiclass = probability_chart(_card("multiclass"), probabilities)
+    assert list(multiclass.data[0].y) == ["z", "x", "y"] and len(multiclass.data) == 1
+    multilabel = probability_chart(_card("multilabel"), probabilities)
+    assert list(multilabel.data[1].x) == [0.5, 0.3, 0.5]  # z, x, y thresholds
+
+
+def test_curve_and_sanity_charts():
+    curves = Curves([0.0, 0.5, 1.0], [0.9, 0.4, 0.1], [0.1, 0.6, 0.9])
+    chart = deletion_insertion_chart(curves, "COVID-19")
+    assert [trace.name for trace in chart.data] == ["deletion", "insertion"]
+    assert f"{curves.deletion_auc:.3f}" in chart.layout.title.text
+    assert chart.layout.yaxis.title.text == "P(COVID-19)"
+    rows = [SanityRow("gradcam", f"group {s}", s + 1, 1.0 - s / 3, 0.5) for s in range(3)]
+    sanity = sanity_chart(rows, ["gradcam", "lrp"])
+    assert len(sanity.data) == 2 and list(sanity.data[0].y) == [1.0, 1 - 1 / 3, 1 - 2 / 3]
+    assert sanity.layout.shapes[0].y0 == FAIL_SPEARMAN
