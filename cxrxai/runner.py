@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import itertools
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from torch import nn
 from cxrxai.card import ModelCard
 from cxrxai.errors import CheckpointError
 from cxrxai.fold import fold_batch_norms
+from cxrxai.thirdparty.torch_versions import weights_state
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # Changes a private copy of a network once, for good (see ModelBundle.private_model).
@@ -97,10 +97,9 @@ class ModelBundle:
                 yield
 
     def _weights_state(self) -> tuple[int, ...]:
-        """Which network, and the version counter of each of its tensors (in-place
-        changes, such as the sanity check's re-initialisation, increment them)."""
-        tensors = itertools.chain(self.model.parameters(), self.model.buffers())
-        return (id(self.model), *(tensor._version for tensor in tensors))
+        """Which network, and whether its tensors changed in place since (the sanity
+        check re-initialises layers)."""
+        return weights_state(self.model)
 
     @contextlib.contextmanager
     def private_model(self, prepare: Prepare | None = None) -> Iterator[nn.Module]:

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "cxrxai.sqlitedb",
             "cxrxai.csvout",
             "cxrxai.parallel",
+            "cxrxai.thirdparty",
         ),
     ),
     ("images and cases", ("cxrxai.dicom", "cxrxai.imageio", "cxrxai.cases", "cxrxai.datasets",

@@ -36,7 +36,6 @@ from timm.layers import BatchNormAct2d, SelectAdaptivePool2d
 from timm.models import densenet as timm_densenet
 from timm.models import efficientnet as timm_efficientnet
 from timm.models import resnet as timm_resnet
-from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedResidual
 from torch import nn
 from zennit.canonizers import AttributeCanonizer, Canonizer
 from zennit.composites import EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlusFlat
@@ -48,6 +47,7 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.explain.base import Explainer, Setting
 from cxrxai.fold import Folded, conv_bn_pairs, example_input, fold_pairs, unfold
 from cxrxai.runner import ModelBundle, normalised_value
+from cxrxai.thirdparty.timm_blocks import DepthwiseSeparableConv, InvertedResidual
 
 
 class InplaceOffCanonizer(Canonizer):

@@ -7,7 +7,6 @@ Their floor is the model evaluations, so every evaluation goes through
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import re
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.explain.base import BATCH_SIZE, N_SEGMENTS, Explainer, Setting
 from cxrxai.explain.superpixels import quickshift
 from cxrxai.runner import ModelBundle, batched_probabilities, default_batch_size, input_image01
+from cxrxai.thirdparty.shap_masker import fresh_copy
 
 SEGMENTERS = ("quickshift", "slic")
 # shap's image masker: a blur kernel, or OpenCV inpainting (shap.maskers.Image).
@@ -204,10 +204,7 @@ def image_masker(spec: str, shape: tuple[int, ...]):  # -> shap.maskers.Image
     copy per call keeps the blur cache private: shap keys it by ``id(x)``, which a new
     image can reuse.
     """
-    masker = copy.copy(_image_masker_template(spec, shape))
-    masker.last_xid = None
-    masker._blur_value_cache = None
-    return masker
+    return fresh_copy(_image_masker_template(spec, shape))
 
 
 class ShapPartitionExplainer(Explainer):

@@ -16,7 +16,6 @@ import math
 
 import numba
 import numpy as np
-from skimage._shared.utils import _supported_float_type
 from skimage.color import rgb2lab
 from skimage.filters import gaussian
 from skimage.segmentation import quickshift as skimage_quickshift
@@ -26,6 +25,13 @@ from cxrxai.parallel import run
 
 # Below this, math.exp returns exactly 0.0 (the smallest subnormal is exp(-744.44)).
 _EXP_UNDERFLOW = -746.0
+
+
+def _float_type(dtype: np.dtype) -> type:
+    """The float type scikit-image computes in for an input dtype: float32 for float16 and
+    float32 input, float64 otherwise (its private ``_supported_float_type``; two lines,
+    written here rather than imported from ``skimage._shared``)."""
+    return np.float32 if np.dtype(dtype) in (np.float16, np.float32) else np.float64
 
 
 @numba.njit(cache=True, inline="always")
@@ -110,7 +116,7 @@ def quickshift(
     float32 kernel rounds differently).
     """
     image = img_as_float(np.atleast_3d(image))
-    if _supported_float_type(image.dtype) != np.float64:
+    if _float_type(image.dtype) != np.float64:
         return skimage_quickshift(
             image,
             ratio=ratio,
