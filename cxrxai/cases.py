@@ -74,7 +74,7 @@ class Annotation:
         assert self.mask_path is not None
         stat = Path(self.mask_path).stat() if Path(self.mask_path).exists() else None
         if stat is None:
-                    return read_mask(self.mask_path)  # raises the clear "file not found" error
+            return read_mask(self.mask_path)  # raises the clear "file not found" error
         return _cached_mask(str(self.mask_path), stat.st_mtime_ns, stat.st_size)
 
     def to_mask(self, shape: tuple[int, int]) -> np.ndarray:

@@ -203,8 +203,8 @@ def load_checkpoint(
     """Load a checkpoint folder (or its card / weights file) as an eval-mode bundle.
 
     ``precision`` of forward-only batch evaluations: "fp32" ("auto" means fp32) or "bf16",
-    opt-in: measured on an H100, bf16 LIME maps kept a Spearman correlation of 0.99 with
-    fp32, but SHAP Partition maps only 0.89-0.96, below the 0.99 equivalence bar.
+    opt-in: bf16 keeps LIME maps equivalent to fp32 but not SHAP Partition maps
+    (docs/benchmarks.md).
     ``compile``: run those evaluations through ``torch.compile`` (see
     :meth:`ModelBundle.forward_batch`).
     """
@@ -233,10 +233,10 @@ def bundle_from_card(
     target = pick_device(str(device) if device is not None else None)
     if target.type == "cuda":
         # Real fp32 on the GPU: TF32 convolutions rounded SHAP evaluations enough to move
-        # the maps (Spearman 0.81-0.87 against the same pipeline in fp32, H100).
+        # the maps (docs/benchmarks.md).
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
-    # Channels-last: measured 1.57x faster forward passes of the demo model on 2 CPU cores.
+    # Channels-last: faster forward passes of the demo model on the CPU (docs/benchmarks.md).
     model = model.to(target, memory_format=torch.channels_last).eval()
     # Explanations need gradients with respect to inputs and activations, never to the
     # weights: frozen weights skip their gradients in every backward pass.

@@ -1,8 +1,8 @@
 """A forward-only copy of a network with BatchNorm folded into the convolution before it.
 
 Why: in evaluation mode a BatchNorm after a convolution is an affine map per channel,
-yet it runs as a separate pass over every activation - 28 % of the demo model's forward
-time on 2 CPU cores (torch.profiler, batch 8, channels-last). Folding it into the
+yet it runs as a separate pass over every activation - a large share of the demo model's
+forward time on the CPU (docs/benchmarks.md). Folding it into the
 convolution's weights and bias (``torch.nn.utils.fusion.fuse_conv_bn_eval``) removes the
 pass. torch.fx's ``fuse`` would find the pairs from a traced graph, but timm's
 EfficientNet does not trace (data-dependent padding), so the pairs are found by running

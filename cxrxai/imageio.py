@@ -84,9 +84,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     return image.pixels > 0
 
 
-def _read_bytes(
-    source: str | Path | bytes, name: str | None, max_bytes: int
-) -> tuple[bytes, str]:
+def _read_bytes(source: str | Path | bytes, name: str | None, max_bytes: int) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray)):
         label = name or "<uploaded file>"
         _check_file_size(label, len(source), max_bytes)

@@ -178,4 +178,3 @@ def plain(text: object) -> str:
     line breaks become spaces. Written here because Streamlit has no escape function."""
     flat = " ".join(str(text).splitlines())
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in flat)
-

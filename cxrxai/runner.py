@@ -108,8 +108,8 @@ class ModelBundle:
         merge BatchNorm into the weights and hook every module. The dashboard shares one
         bundle between sessions' threads; on ``model`` itself a concurrent Saliency would
         see the cut backward pass, a concurrent Grad-CAM LRP's rules. One copy, reused
-        while the weights stay the same; callers take turns (Grad-CAM takes 0.02 s, LRP
-        0.2 s on 2 CPU cores).
+        while the weights stay the same; callers take turns (a map takes a fraction of a
+        second).
 
         ``prepare`` changes a new copy once, for good, and that copy is kept for the
         callers passing the same function (LRP canonizes its copy once instead of on every
@@ -131,9 +131,9 @@ class ModelBundle:
         """The network for forward-only evaluations.
 
         With ``fold_batch_norm`` (the default), a copy with every BatchNorm that follows a
-        convolution folded into it (:func:`cxrxai.fold.fold_batch_norms`): the demo model's
-        forward passes 1.5x faster on 2 CPU cores, logits within 1.5e-6, LIME and SHAP
-        maps within 5e-7 of the unfolded network's (Spearman 1). ``example``, a normalised
+        convolution folded into it (:func:`cxrxai.fold.fold_batch_norms`): faster forward
+        passes, the same maps to float rounding (tests; speed in docs/benchmarks.md).
+        ``example``, a normalised
         batch, finds the pairs and checks the copy. The copy is rebuilt when the weights
         change in place (the sanity check re-initialises layers).
         """
@@ -152,9 +152,8 @@ class ModelBundle:
         :meth:`inference_model`.
 
         With ``compile``, full-size batches (``full``) run through ``torch.compile``
-        (inductor, static shapes): the demo model's forward passes took 14.9 instead of
-        21.1 ms per image on 2 CPU cores, outputs equal to 7e-7, after a one-off compile
-        of 34 s (6 s once inductor's on-disk cache holds it). Smaller remainders run
+        (inductor, static shapes): faster passes after a one-off compile of tens of
+        seconds (docs/benchmarks.md), outputs equal to float rounding. Smaller remainders run
         eagerly rather than compiling another shape. If compiling fails (no C++
         compiler, say), a warning says so and the eager model takes over.
         """
@@ -208,8 +207,8 @@ def _pad_to_bucket(chunk: torch.Tensor) -> torch.Tensor:
 
     cuDNN builds execution plans per input shape; SHAP's Partition explainer asks for
     batches of ever-changing sizes, and planning each new one cost more than the
-    evaluations (measured on an H100: 1.1 s for 500 evaluations against 0.07 s of model
-    time). With buckets a process plans at most log2(batch) + 1 shapes.
+    evaluations themselves (docs/benchmarks.md). With buckets a process plans at most
+    log2(batch) + 1 shapes.
     """
     bucket = 1 << (len(chunk) - 1).bit_length()
     if bucket == len(chunk):
@@ -257,4 +256,3 @@ def resolve_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise CheckpointError(f"Unknown precision '{precision}'; use one of {list(PRECISIONS)}.")
     return "fp32" if precision == "auto" else precision
-

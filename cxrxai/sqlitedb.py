@@ -92,9 +92,7 @@ def repair_schema(db: sqlite_utils.Database, migrations: Migrations, label: str)
         try:
             db.execute(sql)
         except sqlite3.IntegrityError as exc:
-            raise _damaged(
-                label, f"'{name}' is missing and its rows now break it ({exc})"
-            ) from exc
+            raise _damaged(label, f"'{name}' is missing and its rows now break it ({exc})") from exc
         repaired.append(name)
     return repaired
 
@@ -104,4 +102,3 @@ def _damaged(label: str, what: str) -> CxrxaiError:
         f"{label} is damaged or was edited by hand: {what}. Restore it from a backup, or "
         "use another file; nothing was changed."
     )
-

@@ -60,8 +60,7 @@ def deletion_insertion_chart(curves: Curves, target_label: str) -> go.Figure:
         xaxis_title="fraction of pixels",
         yaxis_title=f"P({target_label})",
         title=(
-            f"AUC deletion {curves.deletion_auc:.3f} (↓) · "
-            f"insertion {curves.insertion_auc:.3f} (↑)"
+            f"AUC deletion {curves.deletion_auc:.3f} (↓) · insertion {curves.insertion_auc:.3f} (↑)"
         ),
     )
     return chart

@@ -155,8 +155,7 @@ STALE_NOTE = (
 def stale_rows(db: sqlite_utils.Database) -> int:
     """Rows computed by an older definition of the metrics (:data:`METRICS_VERSION`)."""
     return db.execute(
-        f"select count(*) from {LOCALISATION} "
-        "where metrics_version is null or metrics_version < ?",
+        f"select count(*) from {LOCALISATION} where metrics_version is null or metrics_version < ?",
         [METRICS_VERSION],
     ).fetchone()[0]
 

@@ -303,11 +303,10 @@ def canonizers_for(model: nn.Module) -> list[Canonizer]:
 
 def canonize(model: nn.Module) -> None:
     """Apply :func:`canonizers_for` to ``model`` for good: LRP's private copy of the
-    network (:meth:`ModelBundle.private_model`) is canonized once, not on every call.
-    Merging 49 BatchNorms and finding the blocks took 9 ms of each Lite0 map on one CPU
-    thread, 15 % of an LRP map at 32 px (where, as on a GPU, per-module overhead rather
-    than arithmetic sets the time). The composites' rules are still hooked in and
-    removed on every call."""
+    network (:meth:`ModelBundle.private_model`) is canonized once, not on every call
+    (folding and finding the blocks was a sizeable share of a map where per-module
+    overhead rather than arithmetic sets the time, as on a GPU; docs/benchmarks.md). The
+    composites' rules are still hooked in and removed on every call."""
     model.cxrxai_canonizers = [  # kept with the copy they changed
         instance for canonizer in canonizers_for(model) for instance in canonizer.apply(model)
     ]

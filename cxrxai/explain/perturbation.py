@@ -165,9 +165,8 @@ def _mask_passing_image() -> type:  # -> type[shap.maskers.Image]
 
     shap builds every masked image in NumPy, one per evaluation: a copy of the image, a
     boolean scatter, and a new ``cv2.blur`` of the whole image each time (its blur cache
-    is keyed by the ``id`` of a fresh ``ravel()`` view, so it misses): 0.09 s of CPU work
-    per 500 evaluations on 2 cores. With this masker the explainer blurs once, with
-    shap's own code, and composes the images on the model's device - the image where the
+    is keyed by the ``id`` of a fresh ``ravel()`` view, so it misses). With this masker
+    the explainer blurs once, with shap's own code, and composes the images on the model's device - the image where the
     mask keeps it, the blur elsewhere: the values shap's masker writes.
     """
     import shap
@@ -199,8 +198,7 @@ def image_masker(spec: str, shape: tuple[int, ...]):  # -> shap.maskers.Image
     """A fresh image masker sharing a cached partition tree: for blur, one that passes
     masks to the model (:func:`_mask_passing_image`); otherwise shap's own.
 
-    Building the tree is most of the masker's cost (measured on an H100 machine: SHAP with
-    500 evaluations 1.0 s with a new masker per call, 0.49 s with one reused). A shallow
+    Building the tree is most of the masker's cost (docs/benchmarks.md). A shallow
     copy per call keeps the blur cache private: shap keys it by ``id(x)``, which a new
     image can reuse.
     """

@@ -2,8 +2,8 @@
 
 Why by hand: LIME segments each image with ``skimage.segmentation.quickshift`` before it
 evaluates the model. scikit-image runs its two window passes (a Parzen density per pixel,
-then the nearest pixel of higher density) on one core: 0.43-0.50 s for a 224 px image on
-this project's CPU machine, three times the H100's 1000 model evaluations. No maintained
+then the nearest pixel of higher density) on one core, which on a GPU machine costs more
+than all of LIME's model evaluations (docs/benchmarks.md). No maintained
 library offers a parallel quickshift (cuCIM has none). This module keeps scikit-image's
 preprocessing, tie-breaking noise and forest flattening - it calls them - and runs the
 same two passes with numba, one image row per thread, with every floating-point operation

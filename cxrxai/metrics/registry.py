@@ -165,8 +165,8 @@ def localisation_metrics(
     binary regions, ``truth`` the true masks; each value a (B,) tensor on their device.
 
     Distances are in pixels, or in mm when ``spacing`` (row, column mm per pixel) is given.
-    On the CPU the fused kernel computes the :data:`ACCELERATED` metrics (10.8-12x the
-    per-image NumPy/SciPy loop on 2 cores, docs/benchmarks.md); every other metric, and
+    On the CPU the fused kernel computes the :data:`ACCELERATED` metrics (an order of
+    magnitude faster than a per-image NumPy/SciPy loop, docs/benchmarks.md); every other metric, and
     every metric elsewhere, comes from its reference ``compute``."""
     inputs = _checked(maps, regions, truth, empty, spacing)
     values = _accelerated(inputs) if inputs.maps.device.type == "cpu" else {}

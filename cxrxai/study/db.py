@@ -18,6 +18,8 @@ from cxrxai.sqlitedb import check_version, make_private, repair_schema, write_tr
 from cxrxai.study.names import name_key
 
 migrations = Migrations("cxrxai-study")
+
+
 @migrations(name="m001_initial")
 def _initial(db: sqlite_utils.Database) -> None:
     db["settings"].create({"key": str, "value": str}, pk="key")
