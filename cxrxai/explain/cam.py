@@ -87,8 +87,9 @@ def _gradient_start(name: str):  # -> a forward hook
     The bundle's weights are frozen, so the backward pass of pytorch-grad-cam runs from
     the score to this layer only, instead of through the whole network into every
     weight: identical maps, a fraction of the time (docs/benchmarks.md). The clone keeps
-    a later in-place op (DenseNet's ReLU after ``norm5``) off the leaf. A layer without a feature map is refused here, by name,
-    rather than by pytorch-grad-cam's "Invalid grads shape" after the backward pass.
+    a later in-place op (DenseNet's ReLU after ``norm5``) off the leaf. A layer without a
+    feature map is refused here, by name, rather than by pytorch-grad-cam's "Invalid grads
+    shape" after the backward pass.
     """
 
     def hook(_module: nn.Module, _inputs: object, output: object) -> torch.Tensor:

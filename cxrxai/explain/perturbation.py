@@ -166,8 +166,9 @@ def _mask_passing_image() -> type:  # -> type[shap.maskers.Image]
     shap builds every masked image in NumPy, one per evaluation: a copy of the image, a
     boolean scatter, and a new ``cv2.blur`` of the whole image each time (its blur cache
     is keyed by the ``id`` of a fresh ``ravel()`` view, so it misses). With this masker
-    the explainer blurs once, with shap's own code, and composes the images on the model's device - the image where the
-    mask keeps it, the blur elsewhere: the values shap's masker writes.
+    the explainer blurs once, with shap's own code, and composes the images on the
+    model's device - the image where the mask keeps it, the blur elsewhere: the values
+    shap's masker writes.
     """
     import shap
 
