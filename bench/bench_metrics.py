@@ -22,7 +22,7 @@ from cxrxai.checkpoint import load_checkpoint
 from cxrxai.datasets.covidqu import load_covid_qu_ex
 from cxrxai.explain import get_explainer
 from cxrxai.metrics.regions import top_percent
-from cxrxai.metrics.registry import localisation_metrics, localisation_torch
+from cxrxai.metrics.registry import BORDER_FRACTION, localisation_metrics, localisation_torch
 from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
 PERCENT = 10.0
@@ -51,7 +51,8 @@ def reference(heat: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     out["precision"] = tp / (tp + fp) if both else nan
     out["recall"] = tp / (tp + fn) if both else nan
     if truth.any():
-        out["hit"] = float(truth[heat == heat.max()].any())
+        constant = heat.max() == heat.min()  # a blank map points nowhere: a miss
+        out["hit"] = 0.0 if constant else float(truth.flat[np.argmax(heat)])
         positive = np.clip(heat, 0, None)
         out["relevance_mass"] = float(positive[truth].sum() / positive.sum())
         n = int(truth.sum())
@@ -68,6 +69,12 @@ def reference(heat: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         out["mean_distance"] = float(pt.mean())
     else:
         out["hausdorff"] = out["hd95"] = out["mean_distance"] = nan
+    positive = np.clip(heat, 0, None)
+    rows = max(1, round(heat.shape[0] * BORDER_FRACTION))
+    cols = max(1, round(heat.shape[1] * BORDER_FRACTION))
+    inner = positive[rows : heat.shape[0] - rows, cols : heat.shape[1] - cols].sum()
+    total = positive.sum()
+    out["border_relevance"] = float((total - inner) / total) if total > 0 else nan
     return out
 
 
