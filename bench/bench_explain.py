@@ -180,7 +180,7 @@ def bench_cpu_work(bundle: ModelBundle, image: np.ndarray, target: int, record: 
             return (images[..., 0] / 255.0).reshape(len(images), -1) @ weights.T
 
         lime_image.LimeImageExplainer(kernel_width=0.25, random_state=0).explain_instance(
-            image255, classifier_fn, labels=(target,), top_labels=None, n_samples=1000,
+            image255, classifier_fn, labels=(target,), top_labels=None, num_samples=1000,
             random_seed=0,
         )  # fmt: skip
 
@@ -191,7 +191,7 @@ def bench_cpu_work(bundle: ModelBundle, image: np.ndarray, target: int, record: 
             return images.reshape(len(images), -1) @ weights[target : target + 1].T
 
         shap.Explainer(predict, masker, algorithm="partition")(
-            image01[None, :, :, None], n_samples=500, silent=True
+            image01[None, :, :, None], max_evals=500, silent=True
         )
 
     lime = get_explainer("lime", n_samples=1000, batch_size=256)
@@ -292,7 +292,7 @@ def bench_image(
             classifier_fn,
             labels=(target,),
             top_labels=None,
-            n_samples=1000,
+            num_samples=1000,
             random_seed=seed,  # lime's default segmentation: scikit-image's quickshift
         )
 
@@ -326,7 +326,7 @@ def bench_image(
 
     def stock_shap() -> np.ndarray:
         explainer = shap.Explainer(predict, masker, algorithm="partition")
-        return explainer(image_hw1[None], n_samples=500, silent=True).values[0, :, :, 0, 0]
+        return explainer(image_hw1[None], max_evals=500, silent=True).values[0, :, :, 0, 0]
 
     stock_shap_s = timed(stock_shap, repeats=2)
     ours_shap = shap_ours.attribute(bundle, batch, target, torch.Generator())

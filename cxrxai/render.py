@@ -121,7 +121,20 @@ def heatmap_colours(
         low, high = float(values.min()), float(values.max())
         unit = (values - low) / ((high - low) or 1.0)
         cmap = colormaps[colormap]
-    return (cmap(np.clip(unit, 0, 1))[:, :, :3] * 255).astype(np.uint8)
+    # bytes=True: matplotlib's uint8 table, the same values as (float RGBA * 255) cast,
+    # without the float64 RGBA image (32 bytes a pixel: 590 MB for a 4,300 px radiograph)
+    return cmap(np.clip(unit, 0, 1), bytes=True)[:, :, :3]
+
+
+def display_pixels(
+    pixels: np.ndarray, brightness: float = 0.0, contrast: float = 1.0
+) -> np.ndarray:
+    """What the reader sees of [0, 1] pixels: contrast about mid-grey, then brightness,
+    clipped to [0, 1]. Display only: the model never reads these."""
+    if brightness == 0.0 and contrast == 1.0:
+        return pixels
+    adjusted = (pixels.astype(np.float32) - 0.5) * contrast + 0.5 + brightness
+    return np.clip(adjusted, 0.0, 1.0)
 
 
 def overlay(

@@ -24,6 +24,7 @@ from cxrxai.render import (
     COLORMAPS,
     author_colours,
     colour_legend,
+    display_pixels,
     draw_annotations,
     draw_region,
     overlay,
@@ -141,6 +142,13 @@ with st.sidebar:
             window = (center, width)
         elif choice != "file default":
             window = presets[options.index(choice) - 1]
+    st.subheader("Display")
+    brightness = st.slider("Brightness", -0.5, 0.5, 0.0, 0.05)
+    contrast = st.slider("Contrast", 0.25, 4.0, 1.0, 0.05)
+    st.caption(
+        "Window, brightness and contrast change what you see only: the model and the maps "
+        "always read the image as its model card prescribes."
+    )
     with st.expander("Draw your own box"):
         height, width_px = base_image.meta.shape
         x0, x1 = st.slider("x range", 0, width_px, (width_px // 4, width_px // 2))
@@ -148,7 +156,16 @@ with st.sidebar:
         author = st.text_input("Your name", max_chars=60)
         use_own = st.toggle("Score the explanations against my box", value=False)
 
-image = base_image if window is None else base_image.with_window(*window)
+# The model, the maps and the metrics read the image as stored (the file's own VOI LUT or
+# window for DICOM); the reader's window, brightness and contrast are display only, so
+# moving them recomputes nothing (a manual window moved the prediction 0.600 -> 0.553).
+image = base_image
+shown_window = window or base_image.meta.window
+shown_pixels = display_pixels(
+    (base_image if window is None else base_image.with_window(*window)).pixels,
+    brightness,
+    contrast,
+)
 probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
 positives = bundle.card.positives(probabilities)
 # default: the most probable label the model calls positive (multi-label: may be none)
@@ -169,7 +186,7 @@ if use_own:
 left, right = st.columns([3, 2])
 with left:
     colours = author_colours(annotations)
-    picture = draw_annotations(image.pixels, annotations if show_truth else [], colours=colours)
+    picture = draw_annotations(shown_pixels, annotations if show_truth else [], colours=colours)
     st.image(picture, caption=title, width="stretch")
     if show_truth and annotations:
         legend = ", ".join(colours)
@@ -198,7 +215,7 @@ with right:
         f"{meta.bits_stored} bits"
         + (f", {plain(meta.photometric_interpretation)}" if meta.photometric_interpretation else "")
         + (f", view {plain(meta.view_position)}" if meta.view_position else "")
-        + (f", window {meta.window[0]:g}/{meta.window[1]:g}" if meta.window else "")
+        + (f", window {shown_window[0]:g}/{shown_window[1]:g}" if shown_window else "")
     )
 
 lungs = None
@@ -239,7 +256,7 @@ if methods:
                 continue
             values = heatmap.numpy()
             shown_maps[method], shown_regions[method] = values, region
-            shown = overlay(image.pixels, values, opacity, colormap=colormap)
+            shown = overlay(shown_pixels, values, opacity, colormap=colormap)
             if show_region:
                 shown = draw_region(shown, region, boxes)
             if show_truth and truth_on_panels:

@@ -55,6 +55,27 @@ def test_opens_on_sample_dicom_without_data(monkeypatch, tmp_path):
     assert app.metric[0].value in ("COVID-19", "Non-COVID", "Normal")
 
 
+def test_window_and_contrast_change_the_display_only(monkeypatch, tmp_path):
+    """Moving a DICOM's window (or any image's brightness and contrast) changes what the
+    reader sees, never the prediction or the maps: nothing is recomputed."""
+    app = run_app(monkeypatch, CXRXAI_DATA=str(tmp_path / "no-data-here"))
+    assert not app.exception
+
+    def state():
+        chart = next(c for c in app.get("plotly_chart") if "probability" in str(c.proto.spec))
+        cached = sorted(p.name for p in (tmp_path / "heatmaps").rglob("*.npz"))
+        return str(chart.proto.spec), cached, [str(i.proto) for i in app.get("image")]
+
+    probability, cached, pictures = state()
+    widget(app.selectbox, "Window level / width").select("manual").run()
+    widget(app.number_input, "Width").set_value(200.0).run()
+    widget(app.slider, "Contrast").set_value(2.0).run()
+    assert not app.exception and not app.error
+    after_probability, after_cached, after_pictures = state()
+    assert after_probability == probability and after_cached == cached
+    assert after_pictures != pictures  # what the reader sees did change
+
+
 def test_bad_checkpoint_is_a_message_not_a_traceback(monkeypatch, tmp_path):
     app = run_app(monkeypatch, CXRXAI_CHECKPOINT=str(tmp_path / "missing"))
     assert not app.exception

@@ -116,3 +116,21 @@ def test_png_bytes_round_trip():
     assert data.startswith(b"\x89PNG")
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), picture)
+
+
+@pytest.mark.parametrize("colormap", ["inferno", "viridis", "jet"])
+def test_heatmap_colours_are_matplotlibs_without_a_float_image(colormap):
+    """The uint8 table gives the colours the float RGBA image gave, bit for bit."""
+    from matplotlib import colormaps
+
+    rng = np.random.default_rng(3)
+    for values in (rng.random((40, 30)), rng.standard_normal((40, 30))):
+        values = values.astype(np.float32)
+        got = heatmap_colours(values, colormap=colormap)
+        if values.min() < 0:
+            unit, cmap = values / (2 * np.abs(values).max()) + 0.5, colormaps["RdBu_r"]
+        else:
+            unit = (values - values.min()) / (values.max() - values.min())
+            cmap = colormaps[colormap]
+        expected = (cmap(np.clip(unit, 0, 1))[:, :, :3] * 255).astype(np.uint8)
+        assert got.dtype == np.uint8 and np.array_equal(got, expected)
