@@ -77,3 +77,23 @@ def tiny_checkpoint(tmp_path_factory):
         return save_checkpoint(build_network(card), card, tmp_path_factory.mktemp("ckpt"))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def small_card():
+    """A factory of three-label model cards (no weights): ``small_card(task, thresholds)``."""
+    from cxrxai.card import ModelCard
+
+    def make(task: str = "multiclass", thresholds: dict[str, float] | None = None) -> ModelCard:
+        return ModelCard(
+            architecture="resnet18",
+            labels=["x", "y", "z"],
+            task=task,
+            input_size=(32, 32),
+            in_channels=1,
+            normalisation={"mean": [0.5], "std": [0.25]},
+            target_layer="layer4",
+            thresholds=thresholds or {},
+        )
+
+    return make

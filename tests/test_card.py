@@ -103,24 +103,11 @@ def test_bad_json_and_missing_file(tmp_path):
         load_card(tmp_path / "model_card.json")
 
 
-def _card(task: str, thresholds: dict[str, float] | None = None) -> ModelCard:
-    return ModelCard(
-        architecture="resnet18",
-        labels=["x", "y", "z"],
-        task=task,
-        input_size=(32, 32),
-        in_channels=1,
-        normalisation={"mean": [0.5], "std": [0.25]},
-        target_layer="layer4",
-        thresholds=thresholds or {},
-    )
-
-
-def test_positives_and_diagnosis():
-    multiclass = _card("multiclass")
+def test_positives_and_diagnosis(small_card):
+    multiclass = small_card("multiclass")
     assert multiclass.positives([0.2, 0.5, 0.3]) == [1]
     assert multiclass.diagnosis([0.2, 0.5, 0.3], with_p=True) == "y (p = 0.50)"
-    multilabel = _card("multilabel", {"x": 0.3, "y": 0.9})  # z: 0.5 by default
+    multilabel = small_card("multilabel", {"x": 0.3, "y": 0.9})  # z: 0.5 by default
     assert multilabel.positives([0.3, 0.8, 0.6]) == [0, 2]  # at the threshold counts
     assert multilabel.diagnosis([0.3, 0.8, 0.6]) == "z, x"  # most probable first
     assert multilabel.positives([0.1, 0.8, 0.4]) == []

@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrxai.card import ModelCard
 from cxrxai.evaluation.figures import deletion_insertion_chart, probability_chart, sanity_chart
 from cxrxai.evaluation.sanity import FAIL_SPEARMAN, SanityRow
 from cxrxai.metrics.faithfulness import Curves
 
 
-def _card(task: str) -> ModelCard:
-    return ModelCard(
-        architecture="resnet18",
-        labels=["x", "y", "z"],
-        task=task,
-        input_size=(32, 32),
-        in_channels=1,
-        normalisation={"mean": [0.5], "std": [0.25]},
-        target_layer="layer4",
-        thresholds={"x": 0.3} if task == "multilabel" else {},
-    )
-
-
-def test_probability_chart_orders_labels_and_marks_thresholds():
+def test_probability_chart_orders_labels_and_marks_thresholds(small_card):
     probabilities = np.array([0.2, 0.7, 0.1])
-    multiclass = probability_chart(_card("multiclass"), probabilities)
+    multiclass = probability_chart(small_card("multiclass"), probabilities)
     assert list(multiclass.data[0].y) == ["z", "x", "y"] and len(multiclass.data) == 1
-    multilabel = probability_chart(_card("multilabel"), probabilities)
+    multilabel = probability_chart(small_card("multilabel", {"x": 0.3}), probabilities)
     assert list(multilabel.data[1].x) == [0.5, 0.3, 0.5]  # z, x, y thresholds
 
 

@@ -19,13 +19,6 @@ PASSWORD = "admin password"
 
 
 @pytest.fixture()
-def db(tmp_path):
-    db = connect(tmp_path / "study.sqlite")
-    service.set_admin_password(db, PASSWORD)
-    return db
-
-
-@pytest.fixture()
 def code(db):
     cases = [CaseRef(f"c{i}", "covid-qu-ex", "Val", "COVID-19") for i in range(2)]
     return service.create_study(db, PASSWORD, "pilot", cases, ["gradcam", "lrp"])

@@ -18,19 +18,12 @@ from cxrxai.study.db import connect, migrations
 from cxrxai.study.protocol import rater_plan
 from cxrxai.study.service import CaseRef, StudyError
 
-PASSWORD = "correct horse"
+PASSWORD = "admin password"  # the db fixture's (conftest.py)
 METHODS = ["gradcam", "lime", "shap", "lrp"]
 
 
 def make_cases(n: int = 8) -> list[CaseRef]:
     return [CaseRef(f"case-{i}", "covid-qu-ex", "Val", "COVID-19") for i in range(n)]
-
-
-@pytest.fixture()
-def db(tmp_path):
-    db = connect(tmp_path / "study.sqlite")
-    service.set_admin_password(db, PASSWORD)
-    return db
 
 
 @pytest.fixture()
