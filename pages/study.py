@@ -40,9 +40,19 @@ if rater is None:
         name = st.text_input("Your name", max_chars=service.MAX_NAME_CHARS)
         # an invitation link may carry the code: /study?code=...
         code = st.text_input("Study code", value=st.query_params.get("code", ""), max_chars=40)
+        st.caption("About you (reported with the study's results, as reporting standards ask):")
+        role = st.selectbox("Your role", service.ROLES, index=None)
+        years = st.number_input(
+            "Years of experience reading chest X-rays", 0, service.MAX_YEARS, value=None, step=1
+        )
+        ai_use = st.radio(
+            "Have you used AI tools in your work?", service.AI_EXPERIENCE, index=None,
+            horizontal=True,
+        )  # fmt: skip
         if st.form_submit_button("Start"):
             try:
-                rater = service.join(db, code, name)
+                profile = service.ReaderProfile(role, None if years is None else int(years), ai_use)
+                rater = service.join(db, code, name, profile)
             except service.StudyError as exc:
                 st.error(plain(str(exc)))
             else:
@@ -89,6 +99,10 @@ if service.needs_first_read(db, task):  # the study asks for a read before expla
             index=None,
             horizontal=True,
         )
+        confidence_before = st.number_input(
+            f"Your confidence (0-100) that {plain(explained)} is present",
+            0, 100, value=None, step=1,
+        )  # fmt: skip
         if st.form_submit_button("Continue to the explanations"):
             try:
                 service.record_first_read(
@@ -97,6 +111,8 @@ if service.needs_first_read(db, task):  # the study asks for a read before expla
                     task.id,
                     None if before is None else before == "yes",
                     seconds=time.time() - first_shown,
+                    confidence=confidence_before,
+                    require_confidence=True,
                 )
             except service.StudyError as exc:
                 st.error(plain(str(exc)))
@@ -136,6 +152,10 @@ with st.form(f"rate-{task.id}"):
     agrees = st.radio(
         "Do you agree with the model's diagnosis?", ["yes", "no"], index=None, horizontal=True
     )
+    confidence = st.number_input(
+        f"With the explanations: your confidence (0-100) that {plain(explained)} is present",
+        0, 100, value=None, step=1,
+    )  # fmt: skip
     comment = st.text_area("Comment (optional)", max_chars=service.MAX_COMMENT_CHARS)
     if st.form_submit_button("Submit ratings"):
         try:
@@ -152,6 +172,8 @@ with st.form(f"rate-{task.id}"):
                 checkpoint_sha256=bundle.weights_sha256,
                 wait_seconds=shown - requested,
                 explained_label=explained,
+                confidence=confidence,
+                require_confidence=True,
             )
         except service.StudyError as exc:
             st.error(plain(str(exc)))

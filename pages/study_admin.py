@@ -15,6 +15,7 @@ from cxrxai.explain.registry import METHODS
 from cxrxai.render import plain
 from cxrxai.settings import data_root, public_url, results_path
 from cxrxai.study import analysis, service
+from cxrxai.study.mrmc import imrmc_text, reader_averaged_auc
 from pages.common import (
     evaluated_variants,
     evaluation_picks,
@@ -194,6 +195,20 @@ if changes["n"]:
         f"to agree, {changes['to_disagree']} to disagree; agreeing before "
         f"{changes['agree_before']:.0%}, after {changes['agree_after']:.0%}",
     )
+mrmc = reader_averaged_auc(rows)
+if mrmc["n_readers"]:
+    low, high = mrmc["difference_ci"]
+    st.metric(
+        "Reader-averaged AUC of confidence: with - without explanations",
+        f"{mrmc['difference']:+.3f}",
+        help=f"without {mrmc['auc_without']:.3f}, with {mrmc['auc_with']:.3f}; 95 % bootstrap "
+        f"CI over readers and cases [{low:+.3f}, {high:+.3f}]; {mrmc['n_readers']} readers, "
+        f"{mrmc['n_cases']} cases. The reference analysis is iMRMC's (download its input file "
+        "below).",
+    )
+if any(r.get("role") for r in rows):
+    st.subheader("Ratings per reader role")
+    st.dataframe(analysis.summary_table(rows, "role"), hide_index=True)
 results_db = results_path()
 if results_db.is_file():
     rho = analysis.trust_vs_metric(rows, browse.unit_values(open_results(results_db)))
@@ -207,6 +222,9 @@ real_names = st.toggle("Export real names instead of pseudonyms", value=False)
 export_rows = analysis.ratings(db, study["id"], real_names)
 st.download_button(
     "Ratings (CSV)", csv_text(export_rows, analysis.EXPORT_COLUMNS), "ratings.csv", "text/csv"
+)
+st.download_button(
+    "iMRMC input file", imrmc_text(export_rows, study["name"]), "imrmc.txt", "text/plain"
 )
 st.download_button(
     "Ratings (JSON)",

@@ -43,6 +43,20 @@ def page(path: str, **params: str) -> AppTest:
     return app
 
 
+def sign_in(app: AppTest, name: str, role: str = "radiologist") -> AppTest:
+    """Fill the sign-in form: name and the reader profile."""
+    widget(app.text_input, "Your name").input(name)
+    widget(app.selectbox, "Your role").select(role)
+    widget(app.number_input, "Years of experience reading chest X-rays").set_value(7)
+    widget(app.radio, "Have you used AI tools in your work?").set_value("occasionally")
+    return app.button[0].click().run()
+
+
+def _confidence(app: AppTest, value: int) -> None:
+    (field,) = [n for n in app.number_input if "confidence (0-100)" in n.label]
+    field.set_value(value)
+
+
 def _choose_password(app: AppTest, code: str) -> AppTest:
     widget(app.text_input, "Setup code").input(code)
     widget(app.text_input, "Admin password").input(PASSWORD)
@@ -105,7 +119,11 @@ def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path, c
     assert any("Krippendorff" in m.label for m in app.metric)
     changed = next(m for m in app.metric if m.label == "Decisions changed by the explanations")
     assert changed.value == "50%"  # A changed to agree, B agreed throughout
-    assert [b.label for b in app.get("download_button")] == ["Ratings (CSV)", "Ratings (JSON)"]
+    assert [b.label for b in app.get("download_button")] == [
+        "Ratings (CSV)",
+        "iMRMC input file",
+        "Ratings (JSON)",
+    ]
 
 
 def _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, count: int):
@@ -129,9 +147,14 @@ def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
     code = service.create_study(db, PASSWORD, "s", refs, ["gradcam", "lrp"], blinded=True)
     app = page("pages/study.py", code=code)  # the invitation link carries the code
     assert widget(app.text_input, "Study code").value == code
+    app.button[0].click().run()  # no profile: refused, nothing stored
+    assert "Enter your name" in shown(app.error[0].value) and db["raters"].count == 0
     widget(app.text_input, "Your name").input("<b>Dr Ada</b>")
     app.button[0].click().run()
+    assert "Choose your role" in shown(app.error[0].value) and db["raters"].count == 0
+    sign_in(app, "<b>Dr Ada</b>")
     assert not app.exception and not app.error
+    assert next(db["raters"].rows)["role"] == "radiologist"
     token = app.query_params["rater"]
     assert {r.label for r in app.radio} >= {"Trust (A)", "Usefulness (B)"}  # blinded labels
     assert not any("gradcam" in str(m.value) for m in app.markdown)
@@ -141,6 +164,9 @@ def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
         radio.set_value(4 if radio.label != "Do you agree with the model's diagnosis?" else "yes")
     explains = next(m.value for m in app.markdown if "The panels explain" in m.value)
     assert "the model" in shown(explains) and "prediction" in shown(explains)
+    app.button[0].click().run()  # no confidence given: refused
+    assert "Give your confidence" in shown(app.error[0].value) and db["ratings"].count == 0
+    _confidence(app, 80)
     time.sleep(1.2)  # reading the panels
     app.button[0].click().run()
     assert not app.exception and not app.error
@@ -150,6 +176,7 @@ def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
         assert row["started_at"] < row["submitted_at"] and row["seconds_on_case"] >= 1.2
         assert 0 <= row["wait_seconds"] < 60  # the maps' computation, kept apart
         assert row["explained_label"] in ("COVID-19", "Non-COVID", "Normal")
+        assert row["confidence"] == 80
     resumed = page("pages/study.py", rater=token)  # a reload with the personal link
     assert not resumed.exception
     assert "Case 2 of 2" in str(resumed.get("progress")[0].proto)
@@ -160,17 +187,18 @@ def test_rater_reads_the_case_before_the_explanations(monkeypatch, covid_root, t
     db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 1)
     code = service.create_study(db, PASSWORD, "s", refs, ["gradcam"], first_read=True)
     app = page("pages/study.py", code=code)
-    widget(app.text_input, "Your name").input("Ada")
-    app.button[0].click().run()
+    sign_in(app, "Ada", role="resident")
     assert not app.exception and not app.error
     question = "Before seeing any explanation: do you agree with the model's diagnosis?"
     assert [r.label for r in app.radio] == [question]  # no panel, nothing to rate yet
     app.button[0].click().run()  # continue without answering
     assert "yes or no" in app.error[0].value and db["first_reads"].count == 0
     widget(app.radio, question).set_value("no")
+    _confidence(app, 30)
     app.button[0].click().run()
     assert not app.exception and not app.error
     assert [r["agrees_with_model"] for r in db["first_reads"].rows] == [0]
+    assert next(db["first_reads"].rows)["confidence"] == 30
     assert next(db["first_reads"].rows)["seconds"] >= 0  # the first read timed on its own
     assert {r.label for r in app.radio} >= {"Trust (A)", "Do you agree with the model's diagnosis?"}
     resumed = page("pages/study.py", rater=app.query_params["rater"])  # a reload
@@ -182,8 +210,7 @@ def test_a_study_compares_variants_of_a_method(monkeypatch, covid_root, tmp_path
     variants = ["gradcam", "gradcam(layer=blocks.6)"]
     code = service.create_study(db, PASSWORD, "layers", refs, variants, blinded=False)
     app = page("pages/study.py", code=code)
-    widget(app.text_input, "Your name").input("Dr Lin")
-    app.button[0].click().run()
+    sign_in(app, "Dr Lin")
     assert not app.exception and not app.error
     captions = [image.proto.imgs[0].caption for image in app.get("image")]
     assert len(captions) == 2 and captions[0] != captions[1]
@@ -198,7 +225,6 @@ def test_a_study_compares_variants_of_a_method(monkeypatch, covid_root, tmp_path
     # a variant the loaded model cannot take (another checkpoint's layer): a message
     code = service.create_study(db, PASSWORD, "x", refs, ["gradcam(layer=features.norm5)"])
     app = page("pages/study.py", code=code)
-    widget(app.text_input, "Your name").input("Dr Lin")
-    app.button[0].click().run()
+    sign_in(app, "Dr Lin")
     assert not app.exception
     assert "Layer 'features.norm5' is not in the model" in shown(app.error[0].value)

@@ -15,10 +15,14 @@ from scipy.stats import spearmanr
 
 from cxrxai.csvout import write_csv
 from cxrxai.metrics.bootstrap import bootstrap_mean
+from cxrxai.study.mrmc import imrmc_text, reader_averaged_auc
 from cxrxai.study.service import SCORES, progress
 
 EXPORT_COLUMNS = (
     "rater",
+    "role",
+    "years_experience",
+    "ai_experience",
     "case_id",
     "target",
     "explained_label",
@@ -29,6 +33,8 @@ EXPORT_COLUMNS = (
     "usefulness",
     "agrees_with_model",
     "agrees_before_explanations",
+    "confidence_before",
+    "confidence",
     "comment",
     "seconds_on_case",
     "wait_seconds",  # waiting for the maps: recorded apart, never in the analysis
@@ -47,8 +53,9 @@ def ratings(
     """All ratings of a study; raters by pseudonym unless ``real_names``."""
     who = "r.name" if real_names else "r.pseudonym"
     cursor = db.execute(
-        f"select {who} as rater, g.*, f.agrees_with_model as agrees_before_explanations, "
-        "f.seconds as first_read_seconds "
+        f"select {who} as rater, r.role, r.years_experience, r.ai_experience, g.*, "
+        "f.agrees_with_model as agrees_before_explanations, f.seconds as first_read_seconds, "
+        "f.confidence as confidence_before "
         "from ratings g join raters r on r.id = g.rater_id "
         "left join first_reads f on f.assignment_id = g.assignment_id "
         "where g.study_id = ? order by g.id",
@@ -62,7 +69,7 @@ def summary(rows: list[dict[str, Any]], by: str = "method", seed: int = 0) -> li
     """Mean (95 % bootstrap CI over ratings) and median of each score per ``by`` value."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[row[by]].append(row)
+        groups[row[by] if row[by] is not None else "not given"].append(row)
     out = []
     for key, members in sorted(groups.items()):
         entry: dict[str, Any] = {by: key, "n": len(members)}
@@ -201,7 +208,8 @@ def trust_vs_metric(
 def export(
     db: sqlite_utils.Database, study_id: int, out_dir: Path, real_names: bool = False
 ) -> list[Path]:
-    """ratings.csv / .json, progress.csv, summary_by_method.json into ``out_dir``."""
+    """ratings.csv / .json, progress.csv, summary_by_method.json and the iMRMC input
+    file (imrmc.txt) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = ratings(db, study_id, real_names)
     written = []
@@ -214,6 +222,10 @@ def export(
     path = out_dir / "progress.csv"
     write_csv(path, progress(db, study_id), ["rater", "done", "total"])
     written.append(path)
+    path = out_dir / "imrmc.txt"
+    study = db["studies"].get(study_id)
+    path.write_text(imrmc_text(rows, study["name"]))
+    written.append(path)
     path = out_dir / "summary_by_method.json"
     path.write_text(
         json.dumps(
@@ -223,6 +235,8 @@ def export(
                 "krippendorff_alpha_trust": krippendorff_alpha(rows),
                 "icc_2_1_trust": icc_2_1(rows),
                 "decision_changes": decision_changes(rows),
+                "by_role": summary(rows, "role") if any(r.get("role") for r in rows) else [],
+                "reader_averaged_auc": reader_averaged_auc(rows),
             },
             indent=1,
             default=float,

@@ -167,6 +167,19 @@ def _timing_and_explained_label(db: sqlite_utils.Database) -> None:
     db["studies"].add_column("explain", str, not_null_default="reference")
 
 
+@migrations(name="m006_reader_profile_and_confidence")
+def _reader_profile_and_confidence(db: sqlite_utils.Database) -> None:
+    """DECIDE-AI's reader profile (role, years of experience, prior use of AI tools) per
+    rater, and the rater's confidence (0-100) that the explained finding is present, in
+    the first read and with the explanations (the MRMC analysis' scores). Raters and
+    ratings from before have none (NULL)."""
+    db["raters"].add_column("role", str)
+    db["raters"].add_column("years_experience", int)
+    db["raters"].add_column("ai_experience", str)
+    db["first_reads"].add_column("confidence", int)
+    db["ratings"].add_column("confidence", int)
+
+
 def connect(path: Path | str) -> sqlite_utils.Database:
     """A connection of its own (one per session or thread), WAL mode, schema migrated in
     place (safe to rerun; rows are kept)."""

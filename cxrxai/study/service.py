@@ -31,6 +31,48 @@ MAX_COMMENT_CHARS = 5000
 MAX_NAME_CHARS = 60
 MAX_DISPLAY_CHARS = 2000
 EXPLAIN_CHOICES = ("prediction", "reference")
+ROLES = ("radiologist", "resident", "other clinician", "non-clinician")
+AI_EXPERIENCE = ("never", "occasionally", "regularly")
+MAX_YEARS = 60
+
+
+@dataclass(frozen=True)
+class ReaderProfile:
+    """Who a rater is (DECIDE-AI 3b): role, years of experience, prior use of AI tools."""
+
+    role: str
+    years_experience: int
+    ai_experience: str
+
+    def checked(self) -> ReaderProfile:
+        if self.role not in ROLES:
+            raise StudyError(f"Choose your role: one of {', '.join(ROLES)}.")
+        if (
+            isinstance(self.years_experience, bool)
+            or not isinstance(self.years_experience, int)
+            or not 0 <= self.years_experience <= MAX_YEARS
+        ):
+            raise StudyError(f"Years of experience: a whole number from 0 to {MAX_YEARS}.")
+        if self.ai_experience not in AI_EXPERIENCE:
+            raise StudyError(f"Prior use of AI tools: one of {', '.join(AI_EXPERIENCE)}.")
+        return self
+
+
+def checked_confidence(value: Any, required: bool = False) -> int | None:
+    """A confidence (0-100) that the explained finding is present, or None when not
+    given and not ``required``."""
+    if value is None and not required:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise StudyError(
+            "Give your confidence that the explained finding is present: a whole number "
+            "from 0 (certainly absent) to 100 (certainly present)."
+        )
+    return value
+
+
 LIKERT = (1, 2, 3, 4, 5)
 SCORES = ("trust", "localisation", "usefulness")
 PBKDF2_ITERATIONS = 200_000
@@ -333,7 +375,9 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def join(db: sqlite_utils.Database, code: str, name: str) -> Rater:
+def join(
+    db: sqlite_utils.Database, code: str, name: str, profile: ReaderProfile | None = None
+) -> Rater:
     """A new rater in the study with their assignments; their token resumes later.
 
     A name already taken in the study is refused (nobody can rate as someone else),
@@ -344,6 +388,7 @@ def join(db: sqlite_utils.Database, code: str, name: str) -> Rater:
     name = clean_name(name)
     if not name or len(name) > MAX_NAME_CHARS:
         raise StudyError(f"Enter your name (1 to {MAX_NAME_CHARS} characters).")
+    profile = profile.checked() if profile is not None else None
     if homoglyphs.is_dangerous(name):
         raise StudyError(
             "Your name mixes letters of different alphabets that look alike (such as a "
@@ -361,6 +406,9 @@ def join(db: sqlite_utils.Database, code: str, name: str) -> Rater:
                         "study_id": study["id"],
                         "name": name,
                         "name_key": name_key(name),
+                        "role": profile.role if profile else None,
+                        "years_experience": profile.years_experience if profile else None,
+                        "ai_experience": profile.ai_experience if profile else None,
                         "token_hash": _token_hash(token),
                         "created_at": _now(),
                         "pseudonym": f"R{index + 1:02d}",
@@ -464,6 +512,8 @@ def record_first_read(
     assignment_id: int,
     agrees_with_model: bool,
     seconds: float | None = None,
+    confidence: int | None = None,
+    require_confidence: bool = False,
 ) -> bool:
     """Store the read given before the explanations were shown (``seconds``: from the
     image on screen to the answer); returns False if one was already stored (it is never
@@ -485,6 +535,7 @@ def record_first_read(
                     "agrees_with_model": int(agrees_with_model),
                     "at": _now(),
                     "seconds": _seconds(seconds, "Time on the first read"),
+                    "confidence": checked_confidence(confidence, require_confidence),
                 }
             )
             _audit(db, f"rater:{rater.id}", "first_read", assignment=assignment_id)
@@ -524,6 +575,8 @@ def submit(
     checkpoint_sha256: str = "",
     wait_seconds: float | None = None,
     explained_label: str | None = None,
+    confidence: int | None = None,
+    require_confidence: bool = False,
 ) -> int:
     """Store one assignment's ratings (one row per panel); returns the rows stored.
 
@@ -586,6 +639,9 @@ def submit(
                 "checkpoint_sha256": checkpoint_sha256,
             }
         )
+    confidence = checked_confidence(confidence, require_confidence)  # after the panels'
+    for record in records:
+        record["confidence"] = confidence
     try:
         with write_transaction(db):
             db["ratings"].insert_all(records)

@@ -1,0 +1,99 @@
+"""MRMC: reader profiles, confidence scores, the iMRMC input file and the reader-averaged
+AUC without vs with explanations, on a small study made here (test data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from cxrxai.study import analysis, service
+from cxrxai.study.mrmc import AIDED, UNAIDED, auc, imrmc_text, reader_averaged_auc
+from cxrxai.study.service import CaseRef, ReaderProfile, StudyError
+
+PASSWORD = "admin password"  # the db fixture's (conftest.py)
+
+
+def _rate_all(db, code, name, before, after, explained):
+    """One rater: first read and rating of every case with these confidences."""
+    rater = service.join(db, code, name, ReaderProfile("radiologist", 10, "regularly"))
+    while (task := service.next_assignment(db, rater)) is not None:
+        service.record_first_read(db, rater, task.id, True, confidence=before[task.case_id])
+        scores = {label: {s: 3 for s in service.SCORES} for label in task.shown_as}
+        service.submit(
+            db, rater, task.id, scores, True, confidence=after[task.case_id],
+            explained_label=explained[task.case_id],
+        )  # fmt: skip
+    return rater
+
+
+@pytest.fixture()
+def study(db):
+    """Four cases, two where the explained finding is the reference label (truth 1): the
+    first read ranks them partly wrong, the explanations help."""
+    cases = [CaseRef(f"c{i}", "covid-qu-ex", "Val", "COVID-19") for i in range(4)]
+    code = service.create_study(db, PASSWORD, "mrmc", cases, ["gradcam"], first_read=True)
+    explained = {"c0": "COVID-19", "c1": "COVID-19", "c2": "Normal", "c3": "Normal"}
+    _rate_all(db, code, "A", {"c0": 60, "c1": 20, "c2": 40, "c3": 10},
+              {"c0": 90, "c1": 70, "c2": 30, "c3": 10}, explained)  # fmt: skip
+    _rate_all(db, code, "B", {"c0": 50, "c1": 50, "c2": 50, "c3": 50},
+              {"c0": 80, "c1": 60, "c2": 60, "c3": 20}, explained)  # fmt: skip
+    return db, service.study_by_code(db, code)
+
+
+def test_imrmc_file_format(study):
+    db, info = study
+    rows = analysis.ratings(db, info["id"])
+    text = imrmc_text(rows, info["name"])
+    header, data = text.split("BEGIN DATA:\n")
+    assert "confidence (0-100)" in header
+    lines = data.strip().splitlines()
+    assert f"R01,c0,{UNAIDED},60" in lines and f"R01,c0,{AIDED},90" in lines
+    assert [line for line in lines if line.startswith("-1,")] == [
+        "-1,c0,truth,1", "-1,c1,truth,1", "-1,c2,truth,0", "-1,c3,truth,0",
+    ]  # fmt: skip
+    assert len(lines) == 2 * 4 * 2 + 4  # readers x cases x modalities + truths
+    assert all(len(line.split(",")) == 4 for line in lines)
+
+
+def test_reader_averaged_auc(study):
+    db, info = study
+    result = reader_averaged_auc(analysis.ratings(db, info["id"]), resamples=200)
+    # A: before 60,20 | 40,10 -> AUC 0.75; after 90,70 | 30,10 -> 1.0
+    # B: before all 50 -> 0.5;            after 80,60 | 60,20 -> 0.875
+    assert result["auc_without"] == pytest.approx((0.75 + 0.5) / 2)
+    assert result["auc_with"] == pytest.approx((1.0 + 0.875) / 2)
+    assert result["difference"] == pytest.approx(0.3125)
+    low, high = result["difference_ci"]
+    assert low <= high and result["n_readers"] == 2 and result["n_cases"] == 4
+
+
+def test_auc_by_ranks_is_sklearns():
+    rng = np.random.default_rng(0)
+    truths = rng.integers(0, 2, 50)
+    scores = rng.integers(0, 10, 50)  # many ties
+    assert auc(list(truths), list(scores)) == pytest.approx(roc_auc_score(truths, scores))
+
+
+def test_profile_and_confidence_are_checked_and_exported(study, tmp_path):
+    db, info = study
+    with pytest.raises(StudyError, match="Choose your role"):
+        service.join(db, info["code"], "C", ReaderProfile("wizard", 3, "never"))
+    with pytest.raises(StudyError, match="Years of experience"):
+        service.join(db, info["code"], "C", ReaderProfile("resident", 99, "never"))
+    with pytest.raises(StudyError, match="Prior use of AI"):
+        service.join(db, info["code"], "C", ReaderProfile("resident", 3, "daily"))
+    for bad in (101, -1, 12.5, "50", True):
+        with pytest.raises(StudyError, match="Give your confidence"):
+            service.checked_confidence(bad, required=True)
+    with pytest.raises(StudyError, match="Give your confidence"):
+        service.checked_confidence(None, required=True)
+    paths = analysis.export(db, info["id"], tmp_path / "out")
+    names = [p.name for p in paths]
+    assert "imrmc.txt" in names
+    ratings = (tmp_path / "out" / "ratings.csv").read_text()
+    header = ratings.splitlines()[0].split(",")
+    assert {"role", "years_experience", "ai_experience", "confidence_before", "confidence"} <= set(
+        header
+    )
+    assert ",radiologist,10,regularly," in ratings
