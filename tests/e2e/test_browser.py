@@ -339,6 +339,9 @@ def _rate_the_case(page, labels: list[str]) -> None:
     page.get_by_role("radiogroup", name="Do you agree with the model's diagnosis?").get_by_text(
         "yes", exact=True
     ).click()
+    confidence = page.get_by_label(re.compile(r"With the explanations: your confidence"))
+    confidence.fill("70")
+    confidence.press("Tab")
 
 
 def test_a_server_killed_mid_study_loses_nothing_acknowledged(covid_root, tmp_path):
