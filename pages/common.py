@@ -237,6 +237,21 @@ def case_from_ref(dataset: str, split: str, case_id: str) -> Case | None:
     return demo or find_case(dataset, split, case_id, data_root())
 
 
+@st.cache_data(show_spinner="Predicting the candidate cases…", max_entries=8)
+def case_predictions(
+    _bundle: ModelBundle, weights_sha256: str, refs: tuple
+) -> list:  # -> list[CaseRef]
+    """The candidate study cases with the model's predictions (once per model and list)."""
+    from cxrxai.study.selection import with_predictions
+
+    def pixels_of(ref):
+        case = case_from_ref(ref.dataset, ref.split, ref.case_id)
+        return get_image(str(case.image_path)).pixels
+
+    known = [r for r in refs if case_from_ref(r.dataset, r.split, r.case_id) is not None]
+    return with_predictions(_bundle, known, pixels_of)
+
+
 def evaluation_picks():  # -> list[cxrxai.study.service.CaseRef]
     """The batch evaluation's qualitative picks as study cases (none without results)."""
     from cxrxai.evaluation import browse

@@ -16,7 +16,9 @@ from cxrxai.render import plain
 from cxrxai.settings import data_root, public_url, results_path
 from cxrxai.study import analysis, service
 from cxrxai.study.mrmc import imrmc_text, reader_averaged_auc
+from cxrxai.study.selection import largest_pick
 from pages.common import (
+    case_predictions,
     evaluated_variants,
     evaluation_picks,
     get_demo_cases,
@@ -101,10 +103,29 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
         ]
     else:
         refs = evaluation_picks()
+    refs = case_predictions(bundle, bundle.weights_sha256, tuple(refs))
+    errors = sum(r.model_correct is False for r in refs)
+    st.caption(
+        f"The model is right on {len(refs) - errors} of these {len(refs)} cases and wrong on "
+        f"{errors} (its reference label among the labels it calls positive)."
+    )
+    share = st.slider(
+        "Share of model errors to pick", 0.0, 1.0, errors / len(refs) if refs else 0.0, 0.05,
+        help="A trust study must show the model being wrong too: does trust separate its "
+        "right decisions from its wrong ones?",
+    )  # fmt: skip
+    picked = largest_pick(refs, share)
     by_id = {r.case_id: r for r in refs}
     with st.form("create"):
         name = st.text_input("Study name", value="Trust in explanations")
-        chosen = st.multiselect("Cases", list(by_id), default=list(by_id))
+        chosen = st.multiselect(
+            "Cases",
+            list(by_id),
+            default=[r.case_id for r in picked],
+            format_func=lambda case_id: f"{case_id} ("
+            + {True: "model right", False: "model wrong", None: "?"}[by_id[case_id].model_correct]
+            + ")",
+        )
         methods = st.multiselect(
             "Methods",
             [*METHODS, *evaluated_variants()],
@@ -206,6 +227,14 @@ if mrmc["n_readers"]:
         f"{mrmc['n_cases']} cases. The reference analysis is iMRMC's (download its input file "
         "below).",
     )
+plausibility = analysis.informative_plausibility(rows)
+if any(entry["n wrong"] and entry["n right"] for entry in plausibility):
+    st.subheader("Trust when the model is right vs wrong (G4)")
+    st.caption(
+        "Per method: mean ratings on the model's right and wrong decisions, and the AUC of "
+        "each rating for telling them apart (0.5: it does not)."
+    )
+    st.dataframe(plausibility, hide_index=True)
 if any(r.get("role") for r in rows):
     st.subheader("Ratings per reader role")
     st.dataframe(analysis.summary_table(rows, "role"), hide_index=True)

@@ -15,7 +15,7 @@ from scipy.stats import spearmanr
 
 from cxrxai.csvout import write_csv
 from cxrxai.metrics.bootstrap import bootstrap_mean
-from cxrxai.study.mrmc import imrmc_text, reader_averaged_auc
+from cxrxai.study.mrmc import auc, imrmc_text, reader_averaged_auc
 from cxrxai.study.service import SCORES, progress
 
 EXPORT_COLUMNS = (
@@ -32,6 +32,7 @@ EXPORT_COLUMNS = (
     "localisation",
     "usefulness",
     "agrees_with_model",
+    "model_correct",
     "agrees_before_explanations",
     "confidence_before",
     "confidence",
@@ -55,8 +56,11 @@ def ratings(
     cursor = db.execute(
         f"select {who} as rater, r.role, r.years_experience, r.ai_experience, g.*, "
         "f.agrees_with_model as agrees_before_explanations, f.seconds as first_read_seconds, "
-        "f.confidence as confidence_before "
+        "f.confidence as confidence_before, c.model_correct as model_correct "
         "from ratings g join raters r on r.id = g.rater_id "
+        "left join assignments a on a.id = g.assignment_id "
+        "left join study_cases c on c.study_id = g.study_id and c.case_id = a.case_id "
+        "and c.target = a.target "
         "left join first_reads f on f.assignment_id = g.assignment_id "
         "where g.study_id = ? order by g.id",
         [study_id],
@@ -81,6 +85,32 @@ def summary(rows: list[dict[str, Any]], by: str = "method", seed: int = 0) -> li
             entry[f"{score}_median"] = float(np.median(values))
         out.append(entry)
     return out
+
+
+def informative_plausibility(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Jin et al.'s G4, per method: mean trust when the model was right and when it was
+    wrong, and the AUC of each rating for telling the two apart (0.5: the ratings do not
+    separate them). Needs cases whose model correctness is known, of both kinds."""
+    out = []
+    for method in sorted({r["method"] for r in rows}):
+        mine = [r for r in rows if r["method"] == method and r.get("model_correct") is not None]
+        right = [r for r in mine if r["model_correct"]]
+        wrong = [r for r in mine if not r["model_correct"]]
+        entry: dict[str, Any] = {"method": method, "n right": len(right), "n wrong": len(wrong)}
+        for score in SCORES:
+            entry[f"{score} right"] = _mean([r[score] for r in right])
+            entry[f"{score} wrong"] = _mean([r[score] for r in wrong])
+            entry[f"{score} AUC"] = (
+                auc([int(r["model_correct"]) for r in mine], [r[score] for r in mine])
+                if right and wrong
+                else float("nan")
+            )
+        out.append(entry)
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
 
 
 def json_text(rows: list[dict[str, Any]]) -> str:
@@ -237,6 +267,7 @@ def export(
                 "decision_changes": decision_changes(rows),
                 "by_role": summary(rows, "role") if any(r.get("role") for r in rows) else [],
                 "reader_averaged_auc": reader_averaged_auc(rows),
+                "informative_plausibility": informative_plausibility(rows),
             },
             indent=1,
             default=float,

@@ -180,6 +180,15 @@ def _reader_profile_and_confidence(db: sqlite_utils.Database) -> None:
     db["ratings"].add_column("confidence", int)
 
 
+@migrations(name="m007_model_correctness")
+def _model_correctness(db: sqlite_utils.Database) -> None:
+    """Per study case, what the model predicted and whether that was right (its reference
+    label among the labels the model calls positive): Jin et al.'s G4 asks whether trust
+    tells the model's right decisions from its wrong ones. NULL for cases from before."""
+    db["study_cases"].add_column("predicted", str)
+    db["study_cases"].add_column("model_correct", int)
+
+
 def connect(path: Path | str) -> sqlite_utils.Database:
     """A connection of its own (one per session or thread), WAL mode, schema migrated in
     place (safe to rerun; rows are kept)."""

@@ -232,7 +232,15 @@ class CaseRef:
     case_id: str
     dataset: str
     split: str
-    target: str
+    target: str  # the case's reference label
+    predicted: str | None = None  # the labels the model calls positive, ";"-joined
+
+    @property
+    def model_correct(self) -> bool | None:
+        """Whether the model's decision on the reference label was right (None: unknown)."""
+        if self.predicted is None:
+            return None
+        return self.target in self.predicted.split(";")
 
 
 def create_study(
@@ -290,7 +298,11 @@ def create_study(
             .last_pk
         )
         db["study_cases"].insert_all(
-            [{"study_id": study_id, "position": i, **c.__dict__} for i, c in enumerate(cases)]
+            [
+                {"study_id": study_id, "position": i, **c.__dict__}
+                | {"model_correct": None if c.model_correct is None else int(c.model_correct)}
+                for i, c in enumerate(cases)
+            ]
         )
         _audit(
             db,

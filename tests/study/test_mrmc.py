@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from cxrxai.errors import CxrxaiError
 from cxrxai.study import analysis, service
 from cxrxai.study.mrmc import AIDED, UNAIDED, auc, imrmc_text, reader_averaged_auc
 from cxrxai.study.service import CaseRef, ReaderProfile, StudyError
@@ -97,3 +98,33 @@ def test_profile_and_confidence_are_checked_and_exported(study, tmp_path):
         header
     )
     assert ",radiologist,10,regularly," in ratings
+
+
+def test_model_correctness_stratified_pick_and_trust_auc(db):
+    """G4: cases carry whether the model was right; a pick holds a chosen share of its
+    errors; trust's AUC for right vs wrong is reported per method."""
+    from cxrxai.study.selection import largest_pick, stratified
+
+    refs = [
+        CaseRef(f"c{i}", "d", "Val", "COVID-19", "COVID-19" if i < 6 else "Normal")
+        for i in range(8)
+    ]  # the model is right on c0-c5, wrong on c6-c7
+    assert [r.model_correct for r in refs] == [True] * 6 + [False] * 2
+    pick = stratified(refs, 4, 0.5, seed=1)
+    assert len(pick) == 4 and sum(not r.model_correct for r in pick) == 2
+    with pytest.raises(CxrxaiError, match="hold 2 wrong and 6 right"):
+        stratified(refs, 8, 0.5)
+    assert len(largest_pick(refs, 0.5)) == 4 and len(largest_pick(refs, 0.25)) == 8
+    code = service.create_study(db, PASSWORD, "g4", refs, ["gradcam"])
+    stored = {r["case_id"]: r["model_correct"] for r in db["study_cases"].rows}
+    assert stored["c0"] == 1 and stored["c7"] == 0
+    rater = service.join(db, code, "A")
+    while (task := service.next_assignment(db, rater)) is not None:
+        trust = 5 if task.case_id in ("c0", "c1", "c2", "c3", "c4", "c5") else 2
+        scores = {label: {s: trust for s in service.SCORES} for label in task.shown_as}
+        service.submit(db, rater, task.id, scores, True)
+    rows = analysis.ratings(db, service.study_by_code(db, code)["id"])
+    (entry,) = analysis.informative_plausibility(rows)
+    assert (entry["n right"], entry["n wrong"]) == (6, 2)
+    assert entry["trust right"] == 5 and entry["trust wrong"] == 2
+    assert entry["trust AUC"] == 1.0  # trust told every right decision from every wrong one

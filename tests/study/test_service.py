@@ -252,6 +252,7 @@ def test_older_schema_is_migrated_in_place(tmp_path):
         "m004_name_keys",
         "m005_timing_and_explained_label",
         "m006_reader_profile_and_confidence",
+        "m007_model_correctness",
     ]
     assert [(r["name"], r["pseudonym"], r["name_key"]) for r in db["raters"].rows] == [
         ("A", "R01", "a"),
