@@ -158,10 +158,7 @@ class ModelCard:
     def from_dict(cls, data: dict[str, Any], source: str = "model card") -> ModelCard:
         if not isinstance(data, dict):
             raise CheckpointError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        if data.get("format_version", 1) != CARD_FORMAT_VERSION and isinstance(
-            data.get("format_version"), int
-        ):
-            _check_version(data["format_version"], source)
+        _check_version(data.get("format_version"), source)  # before the newer fields' errors
         problems = schema_problems(data)
         if problems:
             raise CheckpointError(f"{source} is not a valid model card: " + "; ".join(problems))
@@ -177,8 +174,7 @@ class ModelCard:
         def fail(msg: str) -> None:
             raise CheckpointError(f"{source}: {msg}")
 
-        if isinstance(self.format_version, int) and not isinstance(self.format_version, bool):
-            _check_version(self.format_version, source)
+        _check_version(self.format_version, source)
         problems = schema_problems(self.to_dict())
         if problems:
             fail("not a valid model card: " + "; ".join(problems))
@@ -226,8 +222,10 @@ class ModelCard:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
-def _check_version(version: int, source: str) -> None:
-    if version > CARD_FORMAT_VERSION:
+def _check_version(version: object, source: str) -> None:
+    """Refuse a card of a newer format; a version that is no integer is the schema's to
+    report."""
+    if isinstance(version, int) and not isinstance(version, bool) and version > CARD_FORMAT_VERSION:
         raise CheckpointError(
             f"{source}: format_version {version} is newer than this cxrxai understands "
             f"({CARD_FORMAT_VERSION}); upgrade cxrxai."

@@ -252,6 +252,16 @@ def case_predictions(
     return with_predictions(_bundle, known, pixels_of)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def study_mrmc(study_id: int, last_rating_id: int, _rows: list) -> dict:
+    """The reader-averaged AUCs with their bootstrap (a fraction of a second for a study of
+    ten readers and a hundred cases), once per study and set of ratings, not on every
+    widget change of Study admin."""
+    from cxrxai.study.mrmc import reader_averaged_auc
+
+    return reader_averaged_auc(_rows)
+
+
 def evaluation_picks():  # -> list[cxrxai.study.service.CaseRef]
     """The batch evaluation's qualitative picks as study cases (none without results)."""
     from cxrxai.evaluation import browse

@@ -15,7 +15,7 @@ from cxrxai.explain.registry import METHODS
 from cxrxai.render import plain
 from cxrxai.settings import data_root, public_url, results_path
 from cxrxai.study import analysis, service
-from cxrxai.study.mrmc import imrmc_text, reader_averaged_auc
+from cxrxai.study.mrmc import imrmc_text
 from cxrxai.study.selection import largest_pick
 from pages.common import (
     case_predictions,
@@ -25,6 +25,7 @@ from pages.common import (
     require_bundle,
     server_url,
     study_db,
+    study_mrmc,
     through_the_router,
 )
 
@@ -216,7 +217,7 @@ if changes["n"]:
         f"to agree, {changes['to_disagree']} to disagree; agreeing before "
         f"{changes['agree_before']:.0%}, after {changes['agree_after']:.0%}",
     )
-mrmc = reader_averaged_auc(rows)
+mrmc = study_mrmc(study["id"], rows[-1]["id"], rows)
 if mrmc["n_readers"]:
     low, high = mrmc["difference_ci"]
     st.metric(

@@ -25,18 +25,11 @@ def parameters(method: str) -> list[Setting]:
 
 
 def check_params(method: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Checked (and losslessly converted) settings; an unknown name lists the known ones."""
-    known = {p.name: p for p in parameters(method)}
-    checked = {}
-    for given, value in params.items():
-        name = OLD_NAMES.get(given, given)
-        if name not in known:
-            raise CxrxaiError(
-                f"'{given}' is not a setting of {method}; its settings: "
-                f"{', '.join(known) or 'none'}."
-            )
-        checked[name] = known[name].check(method, value)
-    return checked
+    """Checked (and losslessly converted) settings, by the explainer's own constructor; an
+    unknown name lists the known ones."""
+    check_method(method)
+    checked = METHODS[method](**params).params
+    return {OLD_NAMES.get(name, name): checked[OLD_NAMES.get(name, name)] for name in params}
 
 
 def parse_param_specs(specs: Iterable[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:

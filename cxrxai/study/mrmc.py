@@ -75,19 +75,16 @@ def auc(truths: list[int], scores: list[float]) -> float:
     return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def _reader_aucs(data: list[Observation], modality: str) -> dict[str, float]:
-    by_reader: dict[str, tuple[list[int], list[int]]] = {}
-    for obs in data:
-        score = getattr(obs, modality)
-        if score is not None:
-            truths, scores = by_reader.setdefault(obs.reader, ([], []))
-            truths.append(obs.truth)
-            scores.append(score)
-    return {
-        reader: auc(truths, scores)
-        for reader, (truths, scores) in by_reader.items()
-        if len(set(truths)) == 2
-    }
+def _reader_aucs(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per reader (row of ``scores``, readers x cases, NaN where a case was not read), the
+    AUC over the cases it read: the share of (positive, negative) pairs ranked right, ties
+    half - :func:`auc` for all readers at once. NaN without both truths."""
+    positive, negative = scores[:, truth][:, :, None], scores[:, ~truth][:, None, :]
+    valid = ~np.isnan(positive) & ~np.isnan(negative)
+    wins = (positive > negative) + 0.5 * (positive == negative)
+    pairs = valid.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, (wins * valid).sum(axis=(1, 2)) / pairs, np.nan)
 
 
 def reader_averaged_auc(
@@ -95,35 +92,33 @@ def reader_averaged_auc(
 ) -> dict[str, Any]:
     """Reader-averaged AUC of the confidence without and with explanations, their
     difference, and a 95 % percentile bootstrap CI of the difference over readers and
-    cases (readers and cases resampled together; resamples without both truths skipped).
-    NaN where a reader has no case of either truth."""
+    cases (readers and cases resampled together, a repeat counting again; readers without
+    both truths in a resample left out of it). NaN where no reader has both truths."""
     data = [o for o in observations(rows) if o.unaided is not None]
     readers = sorted({o.reader for o in data})
     cases = sorted({o.case for o in data})
     out: dict[str, Any] = {"n_readers": len(readers), "n_cases": len(cases)}
-    unaided, aided = _reader_aucs(data, "unaided"), _reader_aucs(data, "aided")
-    out["auc_without"] = float(np.mean(list(unaided.values()))) if unaided else float("nan")
-    out["auc_with"] = float(np.mean(list(aided.values()))) if aided else float("nan")
+    without = np.full((len(readers), len(cases)), np.nan)
+    with_ = without.copy()
+    truth = np.zeros(len(cases), dtype=bool)
+    for obs in data:
+        r, c = readers.index(obs.reader), cases.index(obs.case)
+        without[r, c], with_[r, c], truth[c] = obs.unaided, obs.aided, bool(obs.truth)
+    auc_without, auc_with = _reader_aucs(without, truth), _reader_aucs(with_, truth)
+    with np.errstate(all="ignore"):
+        out["auc_without"] = float(np.nanmean(auc_without)) if data else float("nan")
+        out["auc_with"] = float(np.nanmean(auc_with)) if data else float("nan")
     out["difference"] = out["auc_with"] - out["auc_without"]
     rng = np.random.default_rng(seed)
-    index = {(o.reader, o.case): o for o in data}
     differences = []
-    for _ in range(resamples if readers and cases else 0):
-        chosen_readers = rng.choice(len(readers), len(readers))
-        chosen_cases = rng.choice(len(cases), len(cases))
-        sample = []
-        for i, r in enumerate(chosen_readers):
-            for j, c in enumerate(chosen_cases):
-                obs = index.get((readers[r], cases[c]))
-                if obs is not None:  # readers and cases relabelled: a repeat is another one
-                    sample.append(
-                        Observation(f"{obs.reader}#{i}", f"{obs.case}#{j}", obs.truth,
-                                    obs.unaided, obs.aided)
-                    )  # fmt: skip
-        with_, without = _reader_aucs(sample, "aided"), _reader_aucs(sample, "unaided")
-        common = sorted(set(with_) & set(without))
-        if common:
-            differences.append(np.mean([with_[r] - without[r] for r in common]))
+    for _ in range(resamples if data else 0):
+        chosen_readers = rng.integers(len(readers), size=len(readers))
+        chosen_cases = rng.integers(len(cases), size=len(cases))
+        sample_truth = truth[chosen_cases]
+        change = _reader_aucs(with_[np.ix_(chosen_readers, chosen_cases)], sample_truth)
+        change -= _reader_aucs(without[np.ix_(chosen_readers, chosen_cases)], sample_truth)
+        if not np.isnan(change).all():
+            differences.append(float(np.nanmean(change)))
     low, high = np.percentile(differences, [2.5, 97.5]) if differences else (float("nan"),) * 2
     out["difference_ci"] = (float(low), float(high))
     return out
