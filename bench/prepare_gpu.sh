@@ -15,7 +15,8 @@ PY=.venv/bin/python
 [ -x "$PY" ] || { echo "run 'bash scripts/test.sh' once first (it creates .venv)"; exit 1; }
 
 PACKAGES="lime shap slicer zennit captum grad-cam ttach pydicom sqlite-utils sqlite-fts4
-  click-default-group krippendorff pycocotools filelock"
+  click-default-group krippendorff pycocotools jsonschema jsonschema-specifications referencing
+  rpds-py confusable-homoglyphs"
 rm -rf .whl && mkdir -p .whl
 for name in $PACKAGES; do
   pinned="$name==$("$PY" -c "from importlib.metadata import version; print(version('$name'))")"
