@@ -18,10 +18,11 @@ from cxrxai.errors import CheckpointError
 
 CARD_FILENAME = "model_card.json"
 CARD_FORMAT_VERSION = 1
-Task = Literal["multiclass", "multilabel"]
-Framework = Literal["timm", "torchxrayvision"]
-TASKS: tuple[str, ...] = ("multiclass", "multilabel")
-FRAMEWORKS: tuple[str, ...] = ("timm", "torchxrayvision")
+Task = Literal["multiclass", "multilabel", "segmentation"]
+Framework = Literal["timm", "torchxrayvision", "smp"]
+TASKS: tuple[str, ...] = ("multiclass", "multilabel", "segmentation")
+CLASSIFIER_TASKS: tuple[str, ...] = ("multiclass", "multilabel")
+FRAMEWORKS: tuple[str, ...] = ("timm", "torchxrayvision", "smp")
 
 MAX_CARD_BYTES = 1 << 20
 MAX_INPUT_SIDE = 2048  # larger inputs would be resized to gigabytes (100000 px: 40 GB)
@@ -29,14 +30,21 @@ MAX_INPUT_SIDE = 2048  # larger inputs would be resized to gigabytes (100000 px:
 REQUIRED_FIELDS: dict[str, str] = {
     "architecture": "the timm model name, e.g. 'tf_efficientnet_lite0'",
     "labels": "the class labels in the order of the model's outputs",
-    "task": "'multiclass' (softmax) or 'multilabel' (sigmoid)",
+    "task": "'multiclass' (softmax), 'multilabel' (sigmoid) or 'segmentation'",
     "input_size": "[height, width] the network expects, e.g. [224, 224]",
     "in_channels": "1 for grayscale input, 3 for RGB-replicated input",
     "normalisation": "{'mean': [...], 'std': [...]} applied to an image in [0, 1]",
+}
+# Required by task: a classifier names its CAM layer, a segmentation model its decoder.
+CLASSIFIER_FIELDS: dict[str, str] = {
     "target_layer": "module name of the default CAM layer, e.g. 'bn2'",
 }
-FIELD_HINTS: dict[str, str] = REQUIRED_FIELDS | {
-    "framework": "'timm' or 'torchxrayvision'",
+SEGMENTATION_FIELDS: dict[str, str] = {
+    "segmentation": "{'encoder': smp encoder name, 'decoder_channels': [...], "
+    "'threshold': probability in [0, 1]}",
+}
+FIELD_HINTS: dict[str, str] = REQUIRED_FIELDS | CLASSIFIER_FIELDS | SEGMENTATION_FIELDS | {
+    "framework": "'timm', 'torchxrayvision' or 'smp' (segmentation_models_pytorch)",
     "name": "a short display name",
     "thresholds": "{label: probability in [0, 1]} operating points (multi-label)",
     "training": "an object describing data, split and config",
@@ -51,6 +59,9 @@ _NUMBERS = {"type": "array", "items": {"type": "number"}, "minItems": 1, "maxIte
 CARD_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": list(REQUIRED_FIELDS),
+    "if": {"properties": {"task": {"const": "segmentation"}}, "required": ["task"]},
+    "then": {"required": list(SEGMENTATION_FIELDS)},
+    "else": {"required": list(CLASSIFIER_FIELDS)},
     "additionalProperties": False,
     "properties": {
         "architecture": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,200}$"},
@@ -79,6 +90,21 @@ CARD_SCHEMA: dict[str, Any] = {
             },
         },
         "target_layer": {"type": "string", "minLength": 1, "maxLength": 300},
+        "segmentation": {
+            "type": "object",
+            "required": ["encoder", "decoder_channels"],
+            "additionalProperties": False,
+            "properties": {
+                "encoder": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,200}$"},
+                "decoder_channels": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 8,
+                    "items": {"type": "integer", "minimum": 1, "maximum": 4096},
+                },
+                "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+        },
         "framework": {"enum": list(FRAMEWORKS)},
         "name": {"type": "string", "maxLength": 200},
         "thresholds": {
@@ -145,14 +171,19 @@ class ModelCard:
     input_size: tuple[int, int]
     in_channels: int
     normalisation: dict[str, list[float]]
-    target_layer: str
+    target_layer: str | None = None  # classifiers
     framework: Framework = "timm"
     name: str = ""
     thresholds: dict[str, float] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     validation_metrics: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    segmentation: dict[str, Any] | None = None  # segmentation models
     format_version: int = CARD_FORMAT_VERSION
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task in CLASSIFIER_TASKS
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "model card") -> ModelCard:
@@ -216,6 +247,9 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["input_size"] = list(self.input_size)
+        for optional in ("target_layer", "segmentation"):  # one of the two, by task
+            if data[optional] is None:
+                del data[optional]
         return data
 
     def save(self, path: Path) -> None:

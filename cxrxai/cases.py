@@ -42,6 +42,7 @@ class Annotation:
         label: the finding it marks (``"Cardiomegaly"``), or the anatomy (``"lungs"``).
         author: radiologist id when the source has one (VinDr ``rad_id``), else the source.
         role: ``"finding"`` for disease regions, ``"anatomy"`` for e.g. lung fields.
+        predicted: drawn by a model (the lung-field model), not by a person.
     """
 
     kind: AnnotationKind
@@ -52,6 +53,7 @@ class Annotation:
     point: tuple[float, float] | None = None
     mask_path: Path | None = None
     mask_loader: Callable[[], np.ndarray] | None = field(default=None, repr=False)
+    predicted: bool = False
 
     def __post_init__(self) -> None:
         if self.kind == "box":

@@ -31,6 +31,8 @@ def build_network(card: ModelCard) -> nn.Module:
     """An untrained network with the card's architecture, input channels and outputs."""
     if card.framework == "torchxrayvision":
         return _build_xrv_network(card)
+    if card.framework == "smp" or card.task == "segmentation":
+        return _build_smp_network(card)
     import timm
 
     if not timm.is_model(card.architecture):
@@ -45,6 +47,40 @@ def build_network(card: ModelCard) -> nn.Module:
         num_classes=len(card.labels),
         in_chans=card.in_channels,
     )
+
+
+SMP_ARCHITECTURES = ("Unet",)
+
+
+def _build_smp_network(card: ModelCard) -> nn.Module:
+    """A segmentation_models_pytorch network (the lung-field model)."""
+    if card.framework != "smp" or card.task != "segmentation" or card.segmentation is None:
+        raise CheckpointError(
+            f"model card of '{card.name or card.architecture}': a segmentation model needs "
+            "task 'segmentation', framework 'smp' and a 'segmentation' object; a classifier "
+            "needs task 'multiclass' or 'multilabel' with framework 'timm' or 'torchxrayvision'."
+        )
+    if card.architecture not in SMP_ARCHITECTURES:
+        raise CheckpointError(
+            f"Unknown segmentation architecture '{card.architecture}'; use one of "
+            f"{list(SMP_ARCHITECTURES)}."
+        )
+    import segmentation_models_pytorch as smp
+
+    try:
+        return smp.Unet(
+            card.segmentation["encoder"],
+            encoder_weights=None,
+            in_channels=card.in_channels,
+            classes=len(card.labels),
+            decoder_channels=tuple(card.segmentation["decoder_channels"]),
+        )
+    except (KeyError, ValueError, RuntimeError) as exc:  # smp's words for a bad combination
+        raise CheckpointError(
+            f"The model card's segmentation network could not be built ({exc}); check "
+            "'segmentation.encoder' (an smp encoder name such as 'tu-tf_efficientnet_lite0') "
+            "and 'segmentation.decoder_channels' (one count per decoder stage)."
+        ) from exc
 
 
 def _build_xrv_network(card: ModelCard) -> nn.Module:
@@ -154,16 +190,27 @@ def _unreadable(weights_path: Path, exc: Exception) -> CheckpointError:
     )
 
 
-def available_checkpoints(roots: Iterable[Path]) -> list[Path]:
+def available_checkpoints(roots: Iterable[Path], segmentation: bool = False) -> list[Path]:
     """Checkpoint folders (holding a model card) that are one of ``roots`` or directly
-    inside one: what the dashboard offers to load, instead of a free server path."""
+    inside one: what the dashboard offers to load, instead of a free server path.
+
+    Classifiers by default, segmentation models (the lung-field model) with
+    ``segmentation``; a folder whose card cannot be read is offered as a classifier, so
+    choosing it shows what is wrong with it."""
     found: list[Path] = []
     for root in roots:
         if not root.is_dir():
             continue
         candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
         for folder in candidates:
-            if (folder / CARD_FILENAME).is_file() and folder.resolve() not in found:
+            card_path = folder / CARD_FILENAME
+            if not card_path.is_file() or folder.resolve() in found:
+                continue
+            try:
+                is_segmentation = load_card(card_path).task == "segmentation"
+            except CheckpointError:
+                is_segmentation = False
+            if is_segmentation == segmentation:
                 found.append(folder.resolve())
     return found
 
@@ -222,6 +269,12 @@ def bundle_from_card(
     precision: str = "auto",
     trust_pickle: bool = False,
 ) -> ModelBundle:
+    if not card.is_classifier:
+        raise CheckpointError(
+            f"'{weights_path.parent}' is a {card.task} model ({card.name or card.architecture}:"
+            f" it outlines {', '.join(card.labels)}), not a classifier to explain; choose a "
+            "classifier checkpoint such as models/demo-effnet-lite0-covidqu."
+        )
     model = build_network(card)
     load_weights(model, read_state_dict(weights_path, trust_pickle), str(weights_path))
     named = dict(model.named_modules())

@@ -19,6 +19,8 @@ DATA_ENV_VAR = "CXRXAI_DATA"
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 MODELS_DIR = REPO_ROOT / "models"
 DEMO_CHECKPOINT = MODELS_DIR / "demo-effnet-lite0-covidqu"
+LUNG_CHECKPOINT = MODELS_DIR / "lungs-unet-lite0-covidqu"
+LUNG_MODEL_ENV_VAR = "CXRXAI_LUNG_MODEL"
 RESULTS_ENV_VAR = "CXRXAI_RESULTS"
 STUDY_DB_ENV_VAR = "CXRXAI_STUDY_DB"
 CACHE_ENV_VAR = "CXRXAI_CACHE"
@@ -94,6 +96,12 @@ def public_url() -> str | None:
 def checkpoint_from_env() -> str | None:
     """$CXRXAI_CHECKPOINT: the checkpoint the dashboard opens (else the demo)."""
     return _from_env(CHECKPOINT_ENV_VAR)
+
+
+def lung_model_path() -> Path:
+    """$CXRXAI_LUNG_MODEL: the lung-field model's checkpoint, else the bundled one."""
+    env = _from_env(LUNG_MODEL_ENV_VAR)
+    return Path(env).expanduser() if env else LUNG_CHECKPOINT
 
 
 def admin_password_from_env() -> str | None:

@@ -112,3 +112,31 @@ def test_positives_and_diagnosis(small_card):
     assert multilabel.diagnosis([0.3, 0.8, 0.6]) == "z, x"  # most probable first
     assert multilabel.positives([0.1, 0.8, 0.4]) == []
     assert multilabel.diagnosis([0.1, 0.8, 0.4]) == "no finding above its operating threshold"
+
+
+def _segmentation_dict(**overrides):
+    data = card_dict(architecture="Unet", labels=["lungs"], task="segmentation", framework="smp")
+    del data["target_layer"]
+    data["segmentation"] = {"encoder": "tu-tf_efficientnet_lite0", "decoder_channels": [16, 8]}
+    data.update(overrides)
+    return data
+
+
+def test_each_task_requires_its_own_fields(tmp_path):
+    card = ModelCard.from_dict(_segmentation_dict())
+    assert not card.is_classifier and card.target_layer is None
+    card.save(tmp_path / "seg.json")  # no empty classifier fields written
+    assert "target_layer" not in json.loads((tmp_path / "seg.json").read_text())
+    assert load_card(tmp_path / "seg.json") == card
+    without = _segmentation_dict()
+    del without["segmentation"]
+    with pytest.raises(CheckpointError, match="missing required field 'segmentation': add"):
+        ModelCard.from_dict(without)
+    classifier = card_dict()
+    del classifier["target_layer"]
+    with pytest.raises(CheckpointError, match="missing required field 'target_layer': add"):
+        ModelCard.from_dict(classifier)
+    with pytest.raises(CheckpointError, match="decoder_channels"):
+        ModelCard.from_dict(
+            _segmentation_dict(segmentation={"encoder": "x", "decoder_channels": [0]})
+        )
