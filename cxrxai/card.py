@@ -43,15 +43,20 @@ SEGMENTATION_FIELDS: dict[str, str] = {
     "segmentation": "{'encoder': smp encoder name, 'decoder_channels': [...], "
     "'threshold': probability in [0, 1]}",
 }
-FIELD_HINTS: dict[str, str] = REQUIRED_FIELDS | CLASSIFIER_FIELDS | SEGMENTATION_FIELDS | {
-    "framework": "'timm', 'torchxrayvision' or 'smp' (segmentation_models_pytorch)",
-    "name": "a short display name",
-    "thresholds": "{label: probability in [0, 1]} operating points (multi-label)",
-    "training": "an object describing data, split and config",
-    "validation_metrics": "an object of metrics",
-    "notes": "free text",
-    "format_version": f"the integer {CARD_FORMAT_VERSION}",
-}
+FIELD_HINTS: dict[str, str] = (
+    REQUIRED_FIELDS
+    | CLASSIFIER_FIELDS
+    | SEGMENTATION_FIELDS
+    | {
+        "framework": "'timm', 'torchxrayvision' or 'smp' (segmentation_models_pytorch)",
+        "name": "a short display name",
+        "thresholds": "{label: probability in [0, 1]} operating points (multi-label)",
+        "training": "an object describing data, split and config",
+        "validation_metrics": "an object of metrics",
+        "notes": "free text",
+        "format_version": f"the integer {CARD_FORMAT_VERSION}",
+    }
+)
 
 _NUMBERS = {"type": "array", "items": {"type": "number"}, "minItems": 1, "maxItems": 3}
 # The whole card, checked by jsonschema (a maintained validator; every problem reported

@@ -15,6 +15,7 @@ from cxrxai.evaluation.evaluate import Settings, Summary, evaluate_cases
 from cxrxai.evaluation.store import open_results, record_run
 from cxrxai.explain.cache import HeatmapCache
 from cxrxai.explain.registry import get_explainer
+from cxrxai.lungs import LungSegmenter
 from cxrxai.runner import ModelBundle
 from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
@@ -94,6 +95,7 @@ def evaluate_demo(
         return Summary()
     db = open_results(db_path or places.demo_results_path())
     settings = Settings()
+    segmenter = LungSegmenter.load(device=str(bundle.device))  # lungs of the NIH and DICOM cases
     record_run(
         db,
         bundle.path,
@@ -104,5 +106,8 @@ def evaluate_demo(
         within_lungs=settings.within_lungs,
         empty=settings.empty,
         seed=settings.seed,
+        lung_model=segmenter.describe(),
     )
-    return evaluate_cases(bundle, cases, list(methods), db, settings, HeatmapCache())
+    return evaluate_cases(
+        bundle, cases, list(methods), db, settings, HeatmapCache(), segmenter=segmenter
+    )

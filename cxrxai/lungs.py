@@ -67,6 +67,10 @@ class LungSegmenter:
     def name(self) -> str:
         return self.card.name or self.folder.name
 
+    def describe(self) -> str:
+        """Which lung-field model: its folder and weights hash (for run records)."""
+        return f"{self.folder} (sha256 {self.weights_sha256[:16]})"
+
     @property
     def threshold(self) -> float:
         return float((self.card.segmentation or {}).get("threshold", 0.5))

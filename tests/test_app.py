@@ -17,10 +17,10 @@ def private_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "heatmaps"))
 
 
-
 def shown(markdown: str) -> str:
     """What a reader sees of a message the page escaped (cxrxai.render.plain)."""
     return re.sub(r"\\(.)", r"\1", markdown)
+
 
 def widget(widgets, label: str):
     """The widget with this label (pages change order; labels are what users see)."""
@@ -195,9 +195,7 @@ def test_next_case_own_box_and_deletion_curve(monkeypatch, covid_root):
 
 
 def test_cases_page_empty_state(monkeypatch, tmp_path):
-    monkeypatch.setattr(
-        "cxrxai.settings.demo_results_path", lambda: tmp_path / "no-demo.sqlite"
-    )
+    monkeypatch.setattr("cxrxai.settings.demo_results_path", lambda: tmp_path / "no-demo.sqlite")
     app = run_app(monkeypatch, CXRXAI_RESULTS=str(tmp_path / "none.sqlite"))
     app.switch_page("pages/cases.py").run()
     assert not app.exception

@@ -18,10 +18,10 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PASSWORD = "admin password"
 
 
-
 def shown(markdown: str) -> str:
     """What a reader sees of a message the page escaped (cxrxai.render.plain)."""
     return re.sub(r"\\(.)", r"\1", markdown)
+
 
 def widget(widgets, label: str):
     return next(w for w in widgets if w.label == label)

@@ -25,6 +25,7 @@ from cxrxai.explain.base import Heatmap
 from cxrxai.explain.cache import HeatmapCache
 from cxrxai.explain.params import variant
 from cxrxai.explain.registry import get_explainer
+from cxrxai.lungs import LungSegmenter, lung_annotation
 from cxrxai.metrics import faithfulness as faith
 from cxrxai.metrics.boxes import aggregate_box_iou
 from cxrxai.metrics.regions import TOP_PERCENTS, region, region_boxes
@@ -91,17 +92,20 @@ def score_heatmap(
     empty: str = "nan",
     lungs: np.ndarray | None = None,
     spacing: tuple[float, float] | None = None,
+    within_lungs: bool = False,
 ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """The regions (S, H, W) and one dict of metrics per region setting, all settings
-    scored in one batch."""
+    scored in one batch. ``lungs`` (reference or predicted) gives the lung share; with
+    ``within_lungs`` the regions are also confined to them."""
     device = heatmap.values.device
     maps = heatmap.values.float()
-    within = torch.as_tensor(np.array(lungs), device=device) if lungs is not None else None
+    lungs_t = torch.as_tensor(np.array(lungs), device=device) if lungs is not None else None
+    within = lungs_t if within_lungs else None
     regions = torch.stack(
         [region(maps, mode, value, heatmap.segments, within) for mode, value in settings]
     )
     truth_t = torch.from_numpy(truth).to(device).expand_as(regions)
-    batch = localisation_metrics(maps.expand_as(regions), regions, truth_t, empty, spacing)
+    batch = localisation_metrics(maps.expand_as(regions), regions, truth_t, empty, spacing, lungs_t)
     rows = []
     for i, (mode, value) in enumerate(settings):
         row: dict[str, Any] = {"mode": mode, "value": value}
@@ -121,11 +125,14 @@ def region_setting_metrics(
     empty: str = "nan",
     lungs: np.ndarray | None = None,
     spacing: tuple[float, float] | None = None,
+    within_lungs: bool = False,
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]], dict[str, Any]]:
     """For one region setting (the Review page's sliders): the region, its boxes and every
     metric against the ``label`` findings. Recomputes no explanation."""
     truth, boxes = truth_for(annotations, label, heatmap.shape)
-    regions, (row,) = score_heatmap(heatmap, truth, boxes, [(mode, value)], empty, lungs, spacing)
+    regions, (row,) = score_heatmap(
+        heatmap, truth, boxes, [(mode, value)], empty, lungs, spacing, within_lungs
+    )
     row["n_truth_pixels"] = int(truth.sum())
     return regions[0].cpu().numpy(), region_boxes(regions[0]), row
 
@@ -144,7 +151,14 @@ def evaluate_cases(
     settings: Settings | None = None,
     cache: HeatmapCache | None = None,
     progress: Callable[[Iterable[Case]], Iterable[Case]] = lambda c: c,
+    segmenter: LungSegmenter | None = None,
 ) -> Summary:
+    """Explain and score every case x method not yet in ``db``, one transaction per unit.
+
+    Lung fields: a case's reference lung mask, else the ``segmenter``'s prediction (rows
+    say which, column ``lungs``); they give the lung share of every map and, with
+    ``within_lungs``, confine the regions. Without either, both are left out (NULL).
+    """
     settings = settings or Settings()
     explainers = {m: get_explainer(m, **settings.method_params.get(m, {})) for m in methods}
     for explainer in explainers.values():
@@ -169,8 +183,18 @@ def evaluate_cases(
             raise CxrxaiError(f"Case '{case.case_id}': {exc}") from exc
         image = xray.pixels
         probs = bundle.predict_proba(image)[0]
-        lungs_annotation = case.anatomy("lungs") if settings.within_lungs else None
+        lungs_annotation = lung_annotation(case, image, segmenter)
         lungs = lungs_annotation.to_mask(image.shape) if lungs_annotation else None
+        if settings.within_lungs and lungs is None:
+            raise CxrxaiError(
+                f"Case '{case.case_id}' has no lung mask and no lung-field model was given: "
+                "--within-lungs needs one of them (leave out --no-lung-model)."
+            )
+        lungs_source = (
+            None
+            if lungs_annotation is None
+            else ("predicted" if lungs_annotation.predicted else "reference")
+        )
         spacing = xray.meta.pixel_spacing_mm
         for method in pending:
             localisation, faithfulness = [], []
@@ -188,6 +212,7 @@ def evaluate_cases(
                         settings.empty,
                         lungs,
                         spacing,
+                        settings.within_lungs,
                     )
                 except CxrxaiError as exc:  # e.g. a NaN map: say which case and method
                     raise CxrxaiError(
@@ -202,6 +227,7 @@ def evaluate_cases(
                             "unit": "mm" if spacing else "px",
                             "n_truth_pixels": int(truth.sum()),
                             "n_raters": len(boxes),
+                            "lungs": lungs_source,
                         }
                     )
                 if settings.faithfulness:

@@ -102,6 +102,13 @@ def _metrics_version(db: sqlite_utils.Database) -> None:
     db[FAITHFULNESS].add_column("metrics_version", int)
 
 
+@migrations(name="m003_lungs_source")
+def _lungs_source(db: sqlite_utils.Database) -> None:
+    """Where each row's lung fields came from: 'reference' (the dataset's mask),
+    'predicted' (the lung-field model) or NULL (none: older rows, or no model)."""
+    db[LOCALISATION].add_column("lungs", str)
+
+
 def ensure_metric_columns(db: sqlite_utils.Database) -> None:
     """A column for every metric of the registry: a metric added after a database was
     made gets its column (NULL in older rows) instead of failing every write with

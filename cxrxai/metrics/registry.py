@@ -26,19 +26,24 @@ from cxrxai.metrics import cpu_kernels, overlap
 from cxrxai.metrics.distances import Spacing, distances_torch
 
 BORDER_FRACTION = 0.1  # the border band: the outer 10 % of each side (markers, text)
+# A map is flagged as a possible shortcut when less than this share of its positive
+# relevance falls inside the lung fields ("most relevance outside the lungs").
+SHORTCUT_LUNG_SHARE = 0.5
 
 
 @dataclass
 class MetricInputs:
     """One batch to score: ``maps`` float (B, H, W) heatmaps, ``regions`` their binary
     regions, ``truth`` the true masks, all on one device; ``empty`` the empty-mask
-    convention (:data:`cxrxai.metrics.overlap.EMPTY_MODES`); ``spacing`` mm per pixel."""
+    convention (:data:`cxrxai.metrics.overlap.EMPTY_MODES`); ``spacing`` mm per pixel;
+    ``lungs`` the lung fields (reference or predicted), None when unknown."""
 
     maps: torch.Tensor
     regions: torch.Tensor
     truth: torch.Tensor
     empty: str = "nan"
     spacing: Spacing = (1.0, 1.0)
+    lungs: torch.Tensor | None = None
 
     @cached_property
     def counts(self) -> dict[str, torch.Tensor]:
@@ -88,6 +93,25 @@ def border_relevance(inputs: MetricInputs) -> torch.Tensor:
     return torch.where(total > 0, inside / total.clamp(min=1e-30), float("nan"))
 
 
+def lung_relevance(inputs: MetricInputs) -> torch.Tensor:
+    """Share of the map's positive relevance inside the lung fields: where a chest finding
+    can be. Below :data:`SHORTCUT_LUNG_SHARE` the map is flagged (:func:`shortcut`). NaN
+    without lung fields or without positive relevance; defined without a truth."""
+    positive = inputs.maps.float().clamp(min=0)
+    total = positive.flatten(1).sum(1)
+    if inputs.lungs is None:
+        return torch.full_like(total, float("nan"))
+    inside = (positive * inputs.lungs.to(positive.device, torch.bool)).flatten(1).sum(1)
+    return torch.where(total > 0, inside / total.clamp(min=1e-30), float("nan"))
+
+
+def shortcut(lung_share: float | None) -> bool | None:
+    """Whether most of a map's positive relevance lies outside the lungs (None: unknown)."""
+    if lung_share is None or lung_share != lung_share:  # missing or NaN
+        return None
+    return lung_share < SHORTCUT_LUNG_SHARE
+
+
 def _pixel(name: str, label: str, higher: bool, compute: Compute, unit: str = "") -> Metric:
     return Metric(name, label, higher, unit, compute)
 
@@ -129,6 +153,7 @@ _PIXEL = (
         lambda x: overlap.relevance_rank(x.maps, x.truth, x.empty),
     ),
     _pixel("border_relevance", "positive relevance in the border band", False, border_relevance),
+    _pixel("lung_relevance", "positive relevance inside the lungs", True, lung_relevance),
 )
 _ELSEWHERE = (
     Metric("box_iou_mean", "box IoU, mean over radiologists", True, computed_in="metrics.boxes"),
@@ -160,15 +185,17 @@ def localisation_metrics(
     truth: torch.Tensor,
     empty: str = "nan",
     spacing: Spacing | None = None,
+    lungs: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every pixel metric for a batch: ``maps`` (B, H, W) heatmaps, ``regions`` their
-    binary regions, ``truth`` the true masks; each value a (B,) tensor on their device.
+    binary regions, ``truth`` the true masks, ``lungs`` the lung fields ((H, W) or
+    (B, H, W); None: unknown); each value a (B,) tensor on their device.
 
     Distances are in pixels, or in mm when ``spacing`` (row, column mm per pixel) is given.
     On the CPU the fused kernel computes the :data:`ACCELERATED` metrics (an order of
     magnitude faster than a per-image NumPy/SciPy loop, docs/benchmarks.md); every other metric, and
     every metric elsewhere, comes from its reference ``compute``."""
-    inputs = _checked(maps, regions, truth, empty, spacing)
+    inputs = _checked(maps, regions, truth, empty, spacing, lungs)
     values = _accelerated(inputs) if inputs.maps.device.type == "cpu" else {}
     return {
         name: values[name] if name in values else METRICS[name].compute(inputs)
@@ -182,9 +209,10 @@ def localisation_torch(
     truth: torch.Tensor,
     empty: str = "nan",
     spacing: Spacing | None = None,
+    lungs: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """:func:`localisation_metrics` from the references alone, on any device."""
-    inputs = _checked(maps, regions, truth, empty, spacing)
+    inputs = _checked(maps, regions, truth, empty, spacing, lungs)
     return {name: METRICS[name].compute(inputs) for name in PIXEL_METRICS}
 
 
@@ -194,6 +222,7 @@ def _checked(
     truth: torch.Tensor,
     empty: str,
     spacing: Spacing | None,
+    lungs: torch.Tensor | None = None,
 ) -> MetricInputs:
     regions, truth = overlap.check_masks(regions, truth, empty)
     maps, _ = overlap.check_maps(maps, truth, empty)
@@ -201,7 +230,15 @@ def _checked(
     has_nan = torch.isnan(maps).flatten(1).any(1)
     if has_nan.any():
         raise _nan_error(has_nan)
-    return MetricInputs(maps, regions, truth, empty, spacing or (1.0, 1.0))
+    if lungs is not None:
+        lungs = torch.as_tensor(lungs, device=maps.device).bool()
+        if lungs.shape[-2:] != maps.shape[-2:]:
+            raise CxrxaiError(
+                f"Lung fields of {tuple(lungs.shape[-2:])} pixels do not match the maps' "
+                f"{tuple(maps.shape[-2:])}."
+            )
+        lungs = lungs.expand_as(maps)
+    return MetricInputs(maps, regions, truth, empty, spacing or (1.0, 1.0), lungs)
 
 
 def _accelerated(inputs: MetricInputs) -> dict[str, torch.Tensor]:

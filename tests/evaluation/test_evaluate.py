@@ -145,3 +145,37 @@ def test_a_nan_map_names_its_case_and_keeps_stored_units(bundle, cases, tmp_path
     with pytest.raises(CxrxaiError, match=r"Case 'toy/0', lrp for sick: .*NaN.*rerun without"):
         evaluate_cases(bundle, cases, ["gradcam", "lrp"], db)
     assert store.done_units(db, bundle.weights_sha256) == {("toy/0", "gradcam")}
+
+
+def test_lungs_come_from_the_case_else_the_lung_model(covid_root, nih_root, tmp_path):
+    """COVID-QU-Ex rows use its lung masks, NIH rows (no lung masks) the predicted ones;
+    rows say which; --within-lungs works on both; without a model it needs a mask."""
+    from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.datasets.nih import load_nih_bbox
+    from cxrxai.lungs import LungSegmenter
+    from cxrxai.metrics.regions import region
+    from cxrxai.settings import DEMO_CHECKPOINT
+
+    demo = load_checkpoint(DEMO_CHECKPOINT, device=DEVICE)
+    segmenter = LungSegmenter.load(device=DEVICE)
+    covid = [c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"]][:1]
+    nih = load_nih_bbox(nih_root)[:1]
+    relabelled = [Case(c.case_id, c.image_path, ["Normal"], c.annotations, c.dataset) for c in nih]
+    db = store.open_results(tmp_path / "lungs.sqlite")
+    settings = Settings(within_lungs=True, regions=(("top-percent", 10.0),))
+    evaluate_cases(demo, covid + relabelled, ["gradcam"], db, settings, segmenter=segmenter)
+    rows = {r["case_id"]: r for r in db[store.LOCALISATION].rows}
+    assert rows[covid[0].case_id]["lungs"] == "reference"
+    assert rows[nih[0].case_id]["lungs"] == "predicted"
+    for row in rows.values():
+        assert 0.0 <= row["lung_relevance"] <= 1.0
+    # the region was confined to the predicted lungs
+    from cxrxai.explain import get_explainer
+
+    image = relabelled[0].load_image().pixels
+    heat = get_explainer("gradcam").explain(demo, image, target="Normal")[0]
+    lungs = torch.from_numpy(segmenter.mask(image))
+    confined = region(heat.values.float(), "top-percent", 10.0, None, lungs)
+    assert bool((confined & ~lungs).sum() == 0) and int(confined.sum()) > 0
+    with pytest.raises(CxrxaiError, match="no lung mask and no lung-field model"):
+        evaluate_cases(demo, relabelled, ["lrp"], db, settings)

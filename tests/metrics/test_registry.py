@@ -1,5 +1,5 @@
-"""The metric registry: every metric has a direction and a home; the border-band share
-(the metric added the registry's way: one function and this test)."""
+"""The metric registry: every metric has a direction and a home; the border-band and
+lung shares (metrics added the registry's way: one function and a test each)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from cxrxai.metrics.registry import (
     MetricInputs,
     border_relevance,
     localisation_metrics,
+    localisation_torch,
+    shortcut,
 )
 
 
@@ -46,6 +48,27 @@ def test_border_relevance_is_scored_with_every_pixel_metric_and_needs_no_truth()
     assert set(values) == set(PIXEL_METRICS)
     assert values["border_relevance"].tolist() == [1.0, 1.0]  # defined though truth is empty
     assert math.isnan(values["iou"][0].item())
+
+
+def test_lung_share_on_a_hand_drawn_8x8_case():
+    lungs = torch.zeros(8, 8, dtype=torch.bool)
+    lungs[1:7, 1:3] = lungs[1:7, 5:7] = True  # two "lungs"
+    maps = torch.zeros(4, 8, 8)
+    maps[0, 2, 1], maps[0, 0, 4] = 3.0, 1.0  # 3 inside, 1 on the mediastinum's top
+    maps[1, 0, 0] = 2.0  # all outside: a shortcut
+    maps[2] = -1.0  # no positive relevance: undefined
+    maps[3, 3, 5], maps[3, 3, 4] = 1.0, -9.0  # negatives ignored
+    regions = maps > 0
+    truth = torch.zeros_like(regions)
+    for compute in (localisation_metrics, localisation_torch):
+        share = compute(maps, regions, truth, lungs=lungs)["lung_relevance"].tolist()
+        assert share[0] == pytest.approx(0.75) and share[1] == 0.0 and share[3] == 1.0
+        assert math.isnan(share[2])
+        unknown = compute(maps, regions, truth)["lung_relevance"]  # no lung fields
+        assert torch.isnan(unknown).all()
+    assert [shortcut(v) for v in (0.75, 0.0, None, float("nan"))] == [False, True, None, None]
+    with pytest.raises(Exception, match="Lung fields of"):
+        localisation_metrics(maps, regions, truth, lungs=torch.ones(4, 4, dtype=torch.bool))
 
 
 def test_every_metric_has_a_direction_a_label_and_a_home():
