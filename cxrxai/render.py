@@ -81,6 +81,15 @@ def _draw_shape(
         cv2.circle(rgb, centre, 3 * thickness, colour, line)
     elif annotation.kind == "mask":
         mask = annotation.to_mask(rgb.shape[:2]).astype(np.uint8)
+        if annotation.predicted:  # a model's outline: dashed, never like a radiologist's
+            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            dash = max(4, 6 * thickness)
+            for contour in contours:
+                points = contour[:, 0, :]
+                for start in range(0, len(points) - 1, 2 * dash):
+                    piece = points[start : start + dash + 1]
+                    cv2.polylines(rgb, [piece], False, colour, line)
+            return
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(rgb, contours, -1, colour, line)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from cxrxai.cases import Case
+from cxrxai.cases import Annotation, Case
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.demo import demo_cases
 from cxrxai.errors import CxrxaiError
@@ -19,6 +19,7 @@ from cxrxai.explain.cache import HeatmapCache, image_hash
 from cxrxai.explain.cam import candidate_layers
 from cxrxai.explain.params import changed, parameters, parse_variant
 from cxrxai.imageio import XRayImage, read_image
+from cxrxai.lungs import LungSegmenter, lung_annotation, predicted_lungs
 from cxrxai.render import plain
 from cxrxai.runner import ModelBundle
 from cxrxai.settings import (
@@ -202,6 +203,30 @@ def open_in_review(case: Case, target: str | None = None, method: str | None = N
             if value is not None:
                 st.session_state[f"param-{name}-{param}"] = value
     st.switch_page("pages/review.py")
+
+
+@st.cache_resource(show_spinner="Loading the lung-field model…")
+def get_lung_model() -> LungSegmenter:
+    return LungSegmenter.load()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _predicted_lung_mask(_segmenter: LungSegmenter, weights_sha256: str, pixels_sha: str, _pixels):
+    return _segmenter.mask(_pixels)
+
+
+def lung_fields(case: Case | None, pixels, pixels_sha: str) -> Annotation | None:
+    """The case's lung mask, else the lung-field model's prediction (marked predicted),
+    computed once per image; None, with a warning on the page, when the model cannot load."""
+    if case is not None and case.anatomy("lungs") is not None:
+        return lung_annotation(case, pixels, None)
+    try:
+        segmenter = get_lung_model()
+    except CxrxaiError as exc:
+        st.warning(f"No predicted lung fields: {plain(str(exc))}")
+        return None
+    mask = _predicted_lung_mask(segmenter, segmenter.weights_sha256, pixels_sha, pixels)
+    return predicted_lungs(mask, segmenter.name)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

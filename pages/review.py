@@ -19,7 +19,7 @@ from cxrxai.explain.registry import METHODS
 from cxrxai.metrics.agreement import map_agreement
 from cxrxai.metrics.faithfulness import deletion_insertion
 from cxrxai.metrics.regions import REGION_MODES
-from cxrxai.metrics.registry import describe
+from cxrxai.metrics.registry import describe, shortcut, shortcut_caption
 from cxrxai.render import (
     COLORMAPS,
     author_colours,
@@ -38,6 +38,7 @@ from pages.common import (
     get_image,
     get_probabilities,
     get_uploaded_image,
+    lung_fields,
     method_settings,
     require_bundle,
     through_the_router,
@@ -106,7 +107,16 @@ with st.sidebar:
     limits = REGION_VALUES[mode]
     value = st.slider("Region value", *limits) if limits else 0.0
     show_region = st.toggle("Draw the region and its boxes", value=True)
-    within_lungs = st.toggle("Only inside the lungs (when a lung mask exists)", value=False)
+    within_lungs = st.toggle(
+        "Only inside the lungs",
+        value=False,
+        help="the case's lung mask, else the lung-field model's prediction",
+    )
+    show_lungs = st.toggle(
+        "Show the lung fields",
+        value=True,
+        help="outlined in blue; dashed where predicted by the lung-field model",
+    )
     zero_empty = st.toggle(
         "Count a miss on an empty mask as 0",
         value=False,
@@ -166,6 +176,11 @@ shown_pixels = display_pixels(
     brightness,
     contrast,
 )
+pixels_sha = image_hash(image.pixels)  # once per run: every panel's cache key and the sanity's
+lung_outline = lung_fields(None if upload is not None else case, image.pixels, pixels_sha)
+if lung_outline is not None and lung_outline.predicted:
+    annotations = [a for a in annotations if not (a.role == "anatomy" and a.label == "lungs")]
+    annotations.append(lung_outline)
 probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
 positives = bundle.card.positives(probabilities)
 # default: the most probable label the model calls positive (multi-label: may be none)
@@ -186,13 +201,27 @@ if use_own:
 left, right = st.columns([3, 2])
 with left:
     colours = author_colours(annotations)
-    picture = draw_annotations(shown_pixels, annotations if show_truth else [], colours=colours)
+    drawn = [
+        a
+        for a in annotations
+        if (show_truth and a.role != "anatomy") or (show_lungs and a.role == "anatomy")
+    ]
+    picture = draw_annotations(shown_pixels, drawn, colours=colours)
     st.image(picture, caption=title, width="stretch")
-    if show_truth and annotations:
-        legend = ", ".join(colours)
+    readers = sorted({a.author or "unknown" for a in annotations if a.role != "anatomy"})
+    if show_truth and readers:
         st.caption(
-            f"Annotations by: {plain(legend)}. Masks as outlines, boxes per radiologist; on the "
-            "panels: the heatmap's region in green, its boxes in yellow."
+            f"Annotations by: {plain(', '.join(readers))}. Masks as outlines, boxes per "
+            "radiologist; on the panels: the heatmap's region in green, its boxes in yellow."
+        )
+    if show_lungs and lung_outline is not None:
+        st.caption(
+            f"Lung fields (blue): {plain(lung_outline.author or 'dataset')}"
+            + (
+                " — dashed: a model's outline, not a radiologist's"
+                if lung_outline.predicted
+                else " (the dataset's lung mask)"
+            )
         )
 with right:
     figure = probability_chart(bundle.card, probabilities)
@@ -218,13 +247,10 @@ with right:
         + (f", window {shown_window[0]:g}/{shown_window[1]:g}" if shown_window else "")
     )
 
-lungs = None
-if within_lungs and upload is None and case.anatomy("lungs") is not None:
-    lungs = case.anatomy("lungs").to_mask(image.pixels.shape)
+lungs = lung_outline.to_mask(image.pixels.shape) if lung_outline is not None else None
 spacing = image.meta.pixel_spacing_mm
 unit = "mm" if spacing else "px"
 has_truth = any(a.role == "finding" and a.label == target_label for a in annotations)
-pixels_sha = image_hash(image.pixels)  # once per run: every panel's cache key and the sanity's
 shown_maps: dict[str, np.ndarray] = {}
 shown_regions: dict[str, np.ndarray] = {}
 case_metrics: list[dict] = []  # every panel's metrics, for one CSV
@@ -250,6 +276,7 @@ if methods:
                     "zero" if zero_empty else "nan",
                     lungs,
                     spacing,
+                    within_lungs and lungs is not None,
                 )
             except CxrxaiError as exc:
                 st.error(plain(str(exc)))
@@ -280,6 +307,13 @@ if methods:
                 f"{colour_legend(values, heatmap.target_label, colormap)} · computed in "
                 f"{heatmap.seconds:.2f} s · region {int(region.sum())} px"
             )
+            st.caption(shortcut_caption(row))
+            if shortcut(row.get("lung_relevance")):
+                st.warning(
+                    f"Most of this map's positive relevance lies outside the lungs "
+                    f"({1 - row['lung_relevance']:.0%}): it may point at a shortcut (markers, "
+                    "text, devices, the frame) rather than at the chest."
+                )
             if has_truth:
                 st.table(describe(row, unit))
                 case_metrics.append(

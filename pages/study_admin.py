@@ -123,9 +123,13 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
             "Cases",
             list(by_id),
             default=[r.case_id for r in picked],
-            format_func=lambda case_id: f"{case_id} ("
-            + {True: "model right", False: "model wrong", None: "?"}[by_id[case_id].model_correct]
-            + ")",
+            format_func=lambda case_id: (
+                f"{case_id} ("
+                + {True: "model right", False: "model wrong", None: "?"}[
+                    by_id[case_id].model_correct
+                ]
+                + ")"
+            ),
         )
         methods = st.multiselect(
             "Methods",

@@ -55,6 +55,25 @@ def test_opens_on_sample_dicom_without_data(monkeypatch, tmp_path):
     assert app.metric[0].value in ("COVID-19", "Non-COVID", "Normal")
 
 
+def test_lung_fields_reference_or_predicted_and_the_lung_share(monkeypatch, covid_root):
+    """A COVID-QU-Ex case shows its own lung mask; an NIH case (none) the model's, said to
+    be predicted; every panel says how much of its relevance lies inside the lungs."""
+    app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent))
+    captions = [shown(c.value) for c in app.caption]
+    assert any(c.startswith("Lung fields (blue): QaTa-COV19") for c in captions)
+    assert sum("inside the lungs" in c for c in captions) == 2  # Grad-CAM and LRP
+    nih = next(c for c in widget(app.selectbox, "Case").options if c.startswith("nih-bbox/"))
+    widget(app.selectbox, "Case").select(nih).run()
+    assert not app.exception and not app.error
+    captions = [shown(c.value) for c in app.caption]
+    lungs = next(c for c in captions if c.startswith("Lung fields"))
+    assert "predicted by lungs-unet-lite0-covidqu" in lungs and "not a radiologist" in lungs
+    shares = [c for c in captions if c.startswith("Positive relevance:")]
+    assert len(shares) == 2 and all("% inside the lungs" in c for c in shares)
+    widget(app.toggle, "Only inside the lungs").set_value(True).run()
+    assert not app.exception and not app.error
+
+
 def test_window_and_contrast_change_the_display_only(monkeypatch, tmp_path):
     """Moving a DICOM's window (or any image's brightness and contrast) changes what the
     reader sees, never the prediction or the maps: nothing is recomputed."""

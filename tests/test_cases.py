@@ -134,3 +134,16 @@ def test_heatmap_colours_are_matplotlibs_without_a_float_image(colormap):
             cmap = colormaps[colormap]
         expected = (cmap(np.clip(unit, 0, 1))[:, :, :3] * 255).astype(np.uint8)
         assert got.dtype == np.uint8 and np.array_equal(got, expected)
+
+
+def test_a_predicted_outline_is_drawn_dashed():
+    """A model's lung outline is broken into dashes, a radiologist's mask is continuous."""
+    from cxrxai.lungs import predicted_lungs
+
+    mask = np.zeros((80, 80), bool)
+    mask[10:70, 10:70] = True
+    solid = Annotation("mask", "lungs", "QaTa-COV19", role="anatomy", mask_loader=lambda: mask)
+    for annotation, continuous in ((solid, True), (predicted_lungs(mask, "m"), False)):
+        top_edge = draw_annotations(np.zeros((80, 80), np.float32), [annotation], line_px=1)[10]
+        drawn = (top_edge[10:70] == ANATOMY_COLOUR).all(axis=1)
+        assert drawn.all() == continuous and drawn.mean() > 0.3

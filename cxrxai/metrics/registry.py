@@ -112,6 +112,19 @@ def shortcut(lung_share: float | None) -> bool | None:
     return lung_share < SHORTCUT_LUNG_SHARE
 
 
+def shortcut_caption(values: dict[str, float | None]) -> str:
+    """Where a map's positive relevance lies, in words: inside the lungs, in the border."""
+    parts = []
+    for name, words in (
+        ("lung_relevance", "inside the lungs"),
+        ("border_relevance", "in the border band"),
+    ):
+        value = values.get(name)
+        if value is not None and value == value:
+            parts.append(f"{value:.0%} {words}")
+    return "Positive relevance: " + (" · ".join(parts) if parts else "none")
+
+
 def _pixel(name: str, label: str, higher: bool, compute: Compute, unit: str = "") -> Metric:
     return Metric(name, label, higher, unit, compute)
 
