@@ -107,6 +107,20 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_lung_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lung-model",
+        type=Path,
+        help="lung-field model checkpoint (default: $CXRXAI_LUNG_MODEL, else "
+        "models/lungs-unet-lite0-covidqu); predicts lungs for images without a lung mask",
+    )
+    parser.add_argument(
+        "--no-lung-model",
+        action="store_true",
+        help="no predicted lungs: the lung share is left out where there is no lung mask",
+    )
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
 
@@ -201,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", type=Path, default=Path("explanations"))
     explain.add_argument("--seed", type=int, default=0)
     explain.add_argument("--no-cache", action="store_true", help="do not use the heatmap cache")
+    _add_lung_model(explain)
     _add_params(explain)
     _add_model_args(explain)
 
@@ -245,17 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="restrict regions to the lungs: the case's lung mask, else the lung-field model's",
     )
-    batch.add_argument(
-        "--lung-model",
-        type=Path,
-        help="lung-field model checkpoint (default: $CXRXAI_LUNG_MODEL, else "
-        "models/lungs-unet-lite0-covidqu); predicts lungs for cases without a lung mask",
-    )
-    batch.add_argument(
-        "--no-lung-model",
-        action="store_true",
-        help="no predicted lungs: the lung share is left out where a case has no lung mask",
-    )
+    _add_lung_model(batch)
     batch.add_argument("--empty", choices=("nan", "zero"), default="nan", help="empty-mask mode")
     batch.add_argument("--faithfulness", action="store_true", help="deletion/insertion too")
     batch.add_argument("--seed", type=int, default=0)
@@ -484,12 +489,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
     from tqdm import tqdm
 
     from cxrxai.explain.cache import HeatmapCache
     from cxrxai.explain.params import parse_param_specs
     from cxrxai.explain.run import explain_image
     from cxrxai.imageio import image_files, read_image
+    from cxrxai.metrics.registry import relevance_shares, shortcut, shortcut_caption
 
     methods = _methods(args.methods)
     settings = parse_param_specs(args.param, methods)  # before loading anything
@@ -504,6 +512,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     bundle = _load_bundle(args)
     target = _target(args.target)
     cache = None if args.no_cache else HeatmapCache()
+    segmenter = _lung_model(args, bundle)
     failed = []
     for path in tqdm(paths, desc="images", unit="image", disable=len(paths) == 1):
         try:
@@ -524,11 +533,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
             cache=cache,
             stem=path.stem,
             params=settings,
+            lungs=segmenter.annotation(image.pixels) if segmenter is not None else None,
         )
         for heatmap, npz, png in written:
+            lungs = np.load(npz)["lungs"] if segmenter is not None else None
+            shares = relevance_shares(
+                heatmap.values, None if lungs is None else torch.from_numpy(lungs)
+            )
             print(
                 f"{heatmap.method:>22s}  {heatmap.target_label:<12s} "
-                f"{heatmap.seconds:7.2f} s  {npz}  {png}"
+                f"{heatmap.seconds:7.2f} s  {shortcut_caption(shares)}"
+                + ("  POSSIBLE SHORTCUT" if shortcut(shares["lung_relevance"]) else "")
+                + f"\n{'':>24s}{npz}  {png}"
             )
     if failed:
         print(
@@ -538,6 +554,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _lung_model(args: argparse.Namespace, bundle):  # -> LungSegmenter | None
+    """The lung-field model unless --no-lung-model (explain, evaluate)."""
+    if args.no_lung_model:
+        return None
+    from cxrxai.lungs import LungSegmenter
+
+    return LungSegmenter.load(args.lung_model, device=str(bundle.device))
 
 
 def cmd_sanity(args: argparse.Namespace) -> int:
@@ -659,11 +684,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.dataset, args.split, root, args.limit, args.classes, args.manifest_anywhere
     )
     bundle = _load_bundle(args)
-    segmenter = None
-    if not args.no_lung_model:
-        from cxrxai.lungs import LungSegmenter
-
-        segmenter = LungSegmenter.load(args.lung_model, device=str(bundle.device))
+    segmenter = _lung_model(args, bundle)
     db_path = args.db or settings.results_path()
     db = open_results(db_path)
     record_run(

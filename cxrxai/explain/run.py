@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from cxrxai.cases import Annotation
 from cxrxai.explain.base import Heatmap, Target
 from cxrxai.explain.cache import HeatmapCache
 from cxrxai.explain.registry import get_explainer
-from cxrxai.render import overlay
+from cxrxai.render import draw_annotations, overlay
 from cxrxai.runner import ModelBundle
 
 
@@ -32,10 +33,15 @@ def explain_image(
     cache: HeatmapCache | None = None,
     stem: str = "image",
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    lungs: Annotation | None = None,
 ) -> list[tuple[Heatmap, Path, Path]]:
     """For each method (and resolved target): ``<stem>_<method>_<label>.npz`` (the map at
     image resolution, plus superpixels where the method has them) and ``.png`` (overlay).
     ``params``: settings per method name (:mod:`cxrxai.explain.params`).
+
+    ``lungs`` (the case's lung mask or the lung-field model's): written once as
+    ``<stem>_lungs.png`` (``<stem>_lungs-predicted.png`` when predicted; 0/255), stored in
+    every ``.npz`` as ``lungs``, and outlined on every overlay (dashed when predicted).
     """
     params = params or {}
     # unknown names and wrong settings fail up front, before any map is computed
@@ -43,6 +49,10 @@ def explain_image(
     for explainer in explainers:
         explainer.check(bundle)
     out_dir.mkdir(parents=True, exist_ok=True)
+    lung_mask = lungs.to_mask(image.shape) if lungs is not None else None
+    if lungs is not None and lung_mask is not None:
+        suffix = "lungs-predicted" if lungs.predicted else "lungs"
+        cv2.imwrite(str(out_dir / f"{_safe(stem)}_{suffix}.png"), lung_mask.astype(np.uint8) * 255)
     written = []
     for explainer in tqdm(explainers, desc="explaining", unit="method"):
         if cache is not None:
@@ -58,9 +68,13 @@ def explain_image(
             arrays = {"values": heatmap.numpy()}
             if heatmap.segments is not None:
                 arrays["segments"] = heatmap.segments.cpu().numpy().astype(np.int32)
+            if lung_mask is not None:
+                arrays["lungs"] = lung_mask
             with open(npz, "wb") as handle:  # savez would append .npz to a name without it
                 np.savez_compressed(handle, **arrays)
             picture = overlay(image, heatmap.numpy())
+            if lungs is not None:
+                picture = draw_annotations(picture, [lungs], halo=True)
             cv2.imwrite(str(png), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
             written.append((heatmap, npz, png))
     return written

@@ -112,6 +112,19 @@ def shortcut(lung_share: float | None) -> bool | None:
     return lung_share < SHORTCUT_LUNG_SHARE
 
 
+def relevance_shares(values: torch.Tensor, lungs: torch.Tensor | None) -> dict[str, float | None]:
+    """One map's shares of positive relevance inside the lungs and in the border band
+    (no regions or truth needed); None where undefined."""
+    maps = torch.as_tensor(values).float().unsqueeze(0)
+    blank = torch.zeros(maps.shape, dtype=torch.bool, device=maps.device)
+    inputs = _checked(maps, blank, blank, "nan", None, lungs)
+    shares = {
+        "lung_relevance": lung_relevance(inputs),
+        "border_relevance": border_relevance(inputs),
+    }
+    return {name: (None if torch.isnan(v[0]) else float(v[0])) for name, v in shares.items()}
+
+
 def shortcut_caption(values: dict[str, float | None]) -> str:
     """Where a map's positive relevance lies, in words: inside the lungs, in the border."""
     parts = []

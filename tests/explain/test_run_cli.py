@@ -125,9 +125,31 @@ def test_dotted_names_keep_every_methods_maps(tmp_path, checkpoint, rg1_files, c
         f"{stem}_gradcam++_Normal.png",
         f"{stem}_gradcam_Normal.npz",
         f"{stem}_gradcam_Normal.png",
+        f"{stem}_lungs-predicted.png",
     ]
     with (
         np.load(out / f"{stem}_gradcam_Normal.npz") as a,
         np.load(out / f"{stem}_gradcam++_Normal.npz") as b,
     ):
         assert a["values"].shape == b["values"].shape == (1955, 1841)
+
+
+def test_explain_outlines_the_predicted_lungs_and_reports_the_shares(
+    tmp_path, checkpoint, rg1_files, monkeypatch, capsys
+):
+    """A real radiograph without a lung mask: the lung-field model's outline is written
+    (named as predicted), kept in each map file, and each map's shares are printed."""
+    monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    args = ["explain", rg1_files["RG1_UNCR"], "--checkpoint", str(checkpoint)]
+    assert main([*args, "--target", "Normal", "--out", str(out)]) == 0
+    lungs = cv2.imread(str(out / "RG1_UNCR_lungs-predicted.png"), cv2.IMREAD_GRAYSCALE)
+    assert lungs.shape == (1955, 1841) and set(np.unique(lungs)) == {0, 255}
+    with np.load(out / "RG1_UNCR_gradcam_Normal.npz") as data:
+        assert np.array_equal(data["lungs"], lungs > 0)
+    printed = capsys.readouterr().out
+    assert "% inside the lungs" in printed and "% in the border band" in printed
+    bare = tmp_path / "bare"
+    assert main([*args, "--target", "Normal", "--out", str(bare), "--no-lung-model"]) == 0
+    assert not list(bare.glob("*lungs*"))
+    assert "inside the lungs" not in capsys.readouterr().out
