@@ -52,6 +52,13 @@ with st.sidebar:
     correctness = st.radio("Prediction", ["all", "correct", "incorrect"], horizontal=True)
     iou_min, iou_max = st.slider("IoU range", 0.0, 1.0, (0.0, 1.0), 0.01)
     missing = st.toggle("Include cases without an IoU", value=True)
+    flag = st.radio(
+        "Shortcut flag",
+        ["all", "flagged", "not flagged"],
+        horizontal=True,
+        help="flagged: most of the map's positive relevance lies outside the lungs "
+        "(the case's lung mask, else the lung-field model's)",
+    )
 
 filters = browse.Filters(
     mode,
@@ -62,6 +69,7 @@ filters = browse.Filters(
     iou_min,
     iou_max,
     missing,
+    {"all": None, "flagged": True, "not flagged": False}[flag],
 )
 rows = browse.filtered_rows(db, filters)
 st.caption(f"{len(rows)} rows · {plain(path)}")
@@ -77,8 +85,11 @@ columns = [
     "hd95",
     "hit",
     "box_iou_mean",
+    "lung_relevance",
+    "border_relevance",
+    "lungs",
 ]
-table = [{c: r[c] for c in columns} for r in rows]
+table = [{c: r.get(c) for c in columns} for r in rows]
 selection = st.dataframe(
     table,
     hide_index=True,

@@ -276,6 +276,13 @@ def test_cases_page_table_plots_and_open_in_review(monkeypatch, covid_root, tmp_
     widget(app.radio, "Prediction").set_value("incorrect").run()
     assert not app.exception
     widget(app.radio, "Prediction").set_value("all").run()
+    shares = [row for row in app.dataframe[0].value["lung_relevance"]]
+    flagged = sum(share < 0.5 for share in shares)
+    widget(app.radio, "Shortcut flag").set_value("flagged").run()
+    assert not app.exception and len(app.dataframe[0].value) == flagged
+    widget(app.radio, "Shortcut flag").set_value("not flagged").run()
+    assert len(app.dataframe[0].value) == 2 - flagged
+    widget(app.radio, "Shortcut flag").set_value("all").run()
     app.button(key="pick-0").click().run()
     assert not app.exception and not app.error
     assert widget(app.selectbox, "Case").value in {c.case_id for c in picked}

@@ -15,7 +15,7 @@ from cxrxai import settings
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.compare import comparison_table, paired_comparisons
 from cxrxai.evaluation.store import LOCALISATION
-from cxrxai.metrics.registry import METRICS
+from cxrxai.metrics.registry import METRICS, SHORTCUT_LUNG_SHARE
 
 
 def unit_values(
@@ -52,6 +52,7 @@ class Filters:
     iou_min: float = 0.0
     iou_max: float = 1.0
     include_missing_iou: bool = True
+    shortcut: bool | None = None  # True: flagged maps only; False: unflagged only
 
 
 def region_settings(db: sqlite_utils.Database) -> list[tuple[str, float]]:
@@ -79,6 +80,10 @@ def filtered_rows(db: sqlite_utils.Database, filters: Filters) -> list[dict[str,
     if filters.correct is not None:
         where.append("correct = ?")
         params.append(int(filters.correct))
+    if filters.shortcut is not None:
+        # flagged: less than half of the positive relevance inside the lungs
+        where.append("lung_relevance < ?" if filters.shortcut else "lung_relevance >= ?")
+        params.append(SHORTCUT_LUNG_SHARE)
     iou = "(iou between ? and ?)"
     where.append(f"({iou} or iou is null)" if filters.include_missing_iou else iou)
     params += [filters.iou_min, filters.iou_max]

@@ -5,6 +5,8 @@
 - every pair of methods on the same cases: paired differences, Wilcoxon, Holm;
 - the LIME vs Grad-CAM study's table layout (mIoU, Dice, mean distance per method);
 - box IoU per finding (datasets with boxes, e.g. NIH);
+- where the relevance lies: the share inside the lungs and in the border band per method
+  and class, and the share of maps flagged as possible shortcuts;
 - IoU versus p (top-p % regions) per method and class, as plotly HTML and a PNG
   (matplotlib renders the PNG: plotly's PNG export needs a Chrome the tool cannot assume).
 """
@@ -22,7 +24,7 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.compare import paired_comparisons
 from cxrxai.evaluation.store import LOCALISATION, STALE_NOTE, stale_rows
 from cxrxai.metrics.bootstrap import Estimate, bootstrap_mean
-from cxrxai.metrics.registry import METRICS
+from cxrxai.metrics.registry import METRICS, SHORTCUT_LUNG_SHARE
 
 TABLE_METRICS = ("iou", "dice", "mean_distance", "hd95", "hausdorff", "hit", "relevance_mass")
 
@@ -60,6 +62,69 @@ def method_class_table(
             values = [np.nan if r[metric] is None else r[metric] for r in rows]
             cells.append(Cell(method, target, metric, bootstrap_mean(values, seed=seed)))
     return cells
+
+
+@dataclass
+class ShortcutRow:
+    method: str
+    target: str
+    maps: int  # maps with a lung share (lung fields known, some positive relevance)
+    predicted_lungs: int  # of which the lung fields were the lung-field model's
+    lung_share: Estimate
+    border_share: Estimate
+    flagged: int  # lung share below SHORTCUT_LUNG_SHARE
+
+    @property
+    def flagged_share(self) -> float:
+        return self.flagged / self.maps if self.maps else float("nan")
+
+
+def shortcut_table(
+    db: sqlite_utils.Database, mode: str = "top-percent", value: float = 10.0, seed: int = 0
+) -> list[ShortcutRow]:
+    """Per method and class: where the maps' positive relevance lies and how many maps are
+    flagged (most relevance outside the lungs). The shares do not depend on the region
+    setting; one setting is read so that each map counts once."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in _rows(db, "mode = ? and value = ?", [mode, value]):
+        groups[(row["method"], row["target"])].append(row)
+    table = []
+    for (method, target), rows in sorted(groups.items()):
+        shares = [r.get("lung_relevance") for r in rows]
+        known = [r for r, v in zip(rows, shares, strict=True) if v is not None]
+        table.append(
+            ShortcutRow(
+                method,
+                target,
+                len(known),
+                sum(r.get("lungs") == "predicted" for r in known),
+                bootstrap_mean([np.nan if v is None else v for v in shares], seed=seed),
+                bootstrap_mean(
+                    [
+                        np.nan if r.get("border_relevance") is None else r["border_relevance"]
+                        for r in rows
+                    ],
+                    seed=seed,
+                ),
+                sum(r["lung_relevance"] < SHORTCUT_LUNG_SHARE for r in known),
+            )
+        )
+    return table
+
+
+def shortcut_markdown(table: list[ShortcutRow]) -> str:
+    header = (
+        "| method | class | maps | lungs predicted | inside the lungs (↑) | border band (↓) "
+        "| flagged |\n|---|---|---|---|---|---|---|"
+    )
+    lines = [header]
+    for row in table:
+        flagged = "n/a" if not row.maps else f"{row.flagged_share:.0%} ({row.flagged})"
+        lines.append(
+            f"| {row.method} | {row.target} | {row.maps} | {row.predicted_lungs} | "
+            f"{_format(row.lung_share, 2)} | {_format(row.border_share, 2)} | {flagged} |"
+        )
+    return "\n".join(lines)
 
 
 def _format(estimate: Estimate, digits: int = 3) -> str:
@@ -274,6 +339,15 @@ def write_report(
         "## Correctly classified cases only\n\n"
         + markdown_table(method_class_table(db, mode, value, correct_only=True))
     )
+    shortcuts = shortcut_table(db, mode, value)
+    if any(row.maps for row in shortcuts):
+        parts.append(
+            "## Where the relevance lies (shortcut flag)\n\nShare of each map's positive "
+            "relevance inside the lung fields (the dataset's lung masks, else the lung-field "
+            "model's: 'lungs predicted' counts those) and in the outer 10 % border band, mean "
+            "[95 % bootstrap CI]; 'flagged': maps with less than "
+            f"{SHORTCUT_LUNG_SHARE:.0%} inside the lungs.\n\n" + shortcut_markdown(shortcuts)
+        )
     otsu = method_class_table(db, "otsu", 0.0)
     if any(c.estimate.n for c in otsu):
         parts.append("## Otsu threshold, contours filled (CheXlocalize)\n\n" + markdown_table(otsu))

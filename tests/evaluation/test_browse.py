@@ -37,6 +37,22 @@ def db(tmp_path):
     return db
 
 
+def test_shortcut_filter(tmp_path):
+    db = store.open_results(tmp_path / "s.sqlite")
+    rows = [
+        _row("in", "lrp", 0.3, 0.9, 1, "COVID-19") | {"lung_relevance": 0.8},
+        _row("out", "lrp", 0.3, 0.9, 1, "COVID-19") | {"lung_relevance": 0.3},
+        _row("unknown", "lrp", 0.3, 0.9, 1, "COVID-19"),
+    ]
+    store.write_unit(db, rows, [])
+    flagged = browse.filtered_rows(db, browse.Filters(shortcut=True))
+    assert [r["case_id"] for r in flagged] == ["out"]
+    assert [r["case_id"] for r in browse.filtered_rows(db, browse.Filters(shortcut=False))] == [
+        "in"
+    ]
+    assert len(browse.filtered_rows(db, browse.Filters())) == 3
+
+
 def test_filters(db):
     every = browse.filtered_rows(db, browse.Filters())
     assert len(every) == 4

@@ -85,9 +85,30 @@ def test_cli_evaluate_then_report(covid_root, tmp_path, capsys, monkeypatch):
     assert main(["report", "--out", str(tmp_path / "rep")]) == 0
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "| gradcam | COVID-19 |" in text and "| gradcam(layer=blocks.5) | COVID-19 |" in text
+    assert "## Where the relevance lies (shortcut flag)" in text
+    assert "| gradcam | COVID-19 | 1 | 0 |" in text  # the dataset's lung mask, not predicted
     runs = list(store.open_results(db_path)["runs"].rows)
+    assert "lungs-unet-lite0-covidqu" in runs[-1]["settings"]
     assert runs[-1]["methods"] == "gradcam(layer=blocks.5)"
     assert '"layer": "blocks.5"' in runs[-1]["settings"]
+
+
+def test_shortcut_table_counts_flagged_maps_per_method_and_class(tmp_path):
+    from cxrxai.evaluation.report import shortcut_markdown, shortcut_table
+
+    db = store.open_results(tmp_path / "s.sqlite")
+    shares = [(0.9, "reference"), (0.2, "predicted"), (0.4, "predicted"), (None, None)]
+    rows = [
+        _row(f"c{i}", "lrp", 10.0, 0.1)
+        | {"lung_relevance": v, "border_relevance": 0.1, "lungs": src}
+        for i, (v, src) in enumerate(shares)
+    ]
+    store.write_unit(db, rows, [])
+    (row,) = shortcut_table(db)
+    assert (row.maps, row.predicted_lungs, row.flagged) == (3, 2, 2)
+    assert row.lung_share.mean == pytest.approx(0.5) and row.lung_share.n == 3
+    assert "| lrp | COVID-19 | 3 | 2 | 0.50 [" in shortcut_markdown([row])
+    assert "| 67% (2) |" in shortcut_markdown([row])
 
 
 def test_cli_clear_errors(tmp_path, capsys):
