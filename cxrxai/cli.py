@@ -254,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--csv", type=Path, help="also export the rows as CSV here")
     batch.add_argument("--classes", default=None, help="only cases of these comma-separated labels")
+    batch.add_argument(
+        "--targets",
+        choices=("labels", "predicted"),
+        default="labels",
+        help="explain each case's labels that the model outputs (default), or the labels the "
+        "model predicts: any dataset then gets the lung and border shares (no truth needed)",
+    )
     batch.add_argument("--limit", type=int, default=None, help="first N cases per class")
     batch.add_argument(
         "--within-lungs",
@@ -695,6 +702,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.split,
         [variant(name, method_params.get(name, {})) for name in methods],
         within_lungs=args.within_lungs,
+        targets=args.targets,
         empty=args.empty,
         seed=args.seed,
         method_params=method_params,
@@ -703,6 +711,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run_settings = Settings(
         empty=args.empty,
         within_lungs=args.within_lungs,
+        targets=args.targets,
         faithfulness=args.faithfulness,
         seed=args.seed,
         method_params=method_params,

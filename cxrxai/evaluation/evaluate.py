@@ -1,6 +1,8 @@
 """Batch evaluation: explanations and every localisation metric for every case of a split.
 
-For each case, the targets are the case's labels that are outputs of the model; the
+For each case, the targets are the case's labels that are outputs of the model (or, with
+``targets="predicted"``, the labels the model calls positive: any dataset then gets the
+shares of relevance inside the lungs and in the border band, without a truth); the
 truth of a target is the union of the case's finding annotations with that label
 (masks, or boxes filled), and its boxes per radiologist feed the box IoU. Each case x
 method is one unit, computed (heatmaps through the disk cache), scored at every region
@@ -44,11 +46,15 @@ SUPERPIXEL_REGIONS: tuple[RegionSetting, ...] = (
 )
 
 
+TARGETS = ("labels", "predicted")
+
+
 @dataclass
 class Settings:
     regions: tuple[RegionSetting, ...] = DEFAULT_REGIONS
     empty: str = "nan"
     within_lungs: bool = False
+    targets: str = "labels"  # or "predicted": the model's positive labels
     faithfulness: bool = False
     seed: int = 0
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -168,9 +174,11 @@ def evaluate_cases(
     names = {m: variant(m, settings.method_params.get(m, {})) for m in methods}
     done = store.done_units(db, bundle.weights_sha256)
     summary = Summary()
+    if settings.targets not in TARGETS:
+        raise CxrxaiError(f"targets must be one of {TARGETS}, got '{settings.targets}'")
     for case in progress(cases):
         targets = [label for label in case.labels if label in bundle.labels]
-        if not targets:
+        if not targets and settings.targets == "labels":
             summary.cases_without_target.append(case.case_id)
             continue
         pending = [m for m in methods if (case.case_id, names[m]) not in done]
@@ -183,6 +191,11 @@ def evaluate_cases(
             raise CxrxaiError(f"Case '{case.case_id}': {exc}") from exc
         image = xray.pixels
         probs = bundle.predict_proba(image)[0]
+        if settings.targets == "predicted":
+            targets = [bundle.labels[i] for i in bundle.card.positives(probs)]
+            if not targets:  # multi-label, nothing above its threshold
+                summary.cases_without_target.append(case.case_id)
+                continue
         lungs_annotation = lung_annotation(case, image, segmenter)
         lungs = lungs_annotation.to_mask(image.shape) if lungs_annotation else None
         if settings.within_lungs and lungs is None:

@@ -179,3 +179,28 @@ def test_lungs_come_from_the_case_else_the_lung_model(covid_root, nih_root, tmp_
     assert bool((confined & ~lungs).sum() == 0) and int(confined.sum()) > 0
     with pytest.raises(CxrxaiError, match="no lung mask and no lung-field model"):
         evaluate_cases(demo, relabelled, ["lrp"], db, settings)
+
+
+def test_predicted_targets_score_any_dataset(nih_root, tmp_path):
+    """NIH findings are no outputs of the 3-class demo model: by label nothing is scored,
+    by prediction every case gets its shares of relevance (no truth: IoU NULL)."""
+    from cxrxai.datasets.nih import load_nih_bbox
+    from cxrxai.lungs import LungSegmenter
+    from cxrxai.settings import DEMO_CHECKPOINT
+
+    demo = load_checkpoint(DEMO_CHECKPOINT, device=DEVICE)
+    nih = load_nih_bbox(nih_root)[:2]
+    db = store.open_results(tmp_path / "nih.sqlite")
+    regions = (("top-percent", 10.0),)
+    by_label = evaluate_cases(demo, nih, ["gradcam"], db, Settings(regions=regions))
+    assert by_label.units_done == 0 and len(by_label.cases_without_target) == 2
+    settings = Settings(regions=regions, targets="predicted")
+    segmenter = LungSegmenter.load(device=DEVICE)
+    summary = evaluate_cases(demo, nih, ["gradcam"], db, settings, segmenter=segmenter)
+    assert summary.units_done == 2
+    for row in db[store.LOCALISATION].rows:
+        assert row["target"] in demo.labels and row["target"] == row["predicted"]
+        assert row["iou"] is None and row["lungs"] == "predicted"
+        assert 0.0 <= row["lung_relevance"] <= 1.0 and 0.0 <= row["border_relevance"] <= 1.0
+    with pytest.raises(CxrxaiError, match="targets must be one of"):
+        evaluate_cases(demo, nih, ["gradcam"], db, Settings(targets="truth"))
