@@ -185,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_root(lungs)
     _add_device(lungs)
 
+    ood = commands.add_parser(
+        "calibrate-ood",
+        help="fit the out-of-distribution check beside the lung-field model",
+        description="Feature statistics of the lung-field model on COVID-QU-Ex Train, "
+        "thresholds on Val within a false-alarm budget; written as ood.safetensors into "
+        "the lung model's folder (docs/lungs.md).",
+    )
+    ood.add_argument("--lung-model", type=Path, help="default: the bundled lung-field model")
+    ood.add_argument("--budget", type=float, default=0.02, help="largest false-alarm share on Val")
+    _add_data_root(ood)
+
     evaluate = commands.add_parser(
         "evaluate-model", help="classification metrics of a checkpoint on any split"
     )
@@ -198,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="probabilities of one image")
     predict.add_argument("image", type=Path)
+    _add_lung_model(predict)
     _add_model_args(predict)
 
     explain = commands.add_parser(
@@ -462,6 +474,27 @@ def cmd_train_lungs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate_ood(args: argparse.Namespace) -> int:
+    from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.lungs import LungSegmenter
+    from cxrxai.training.ood_fit import features_and_shapes, fit_ood
+
+    if not 0.0 < args.budget < 0.5:
+        raise CxrxaiError(f"--budget must be between 0 and 0.5, got {args.budget}")
+    segmenter = LungSegmenter.load(args.lung_model)
+    root = data_root(args.data_root) / "covid-qu-ex"
+    train, _ = features_and_shapes(segmenter, load_covid_qu_ex(root / "Train"))
+    val, shapes = features_and_shapes(segmenter, load_covid_qu_ex(root / "Val"))
+    stats = fit_ood(train, val, shapes, args.budget)
+    path = stats.save(segmenter.folder)
+    print(
+        f"{path}: distance threshold {stats.distance_threshold:.2f}, lung area "
+        f"{stats.area_range[0]:.3f}-{stats.area_range[1]:.3f}, false alarms on Val "
+        f"{stats.provenance['val_false_alarms']}"
+    )
+    return 0
+
+
 def cmd_evaluate_model(args: argparse.Namespace) -> int:
     from cxrxai.checkpoint import load_checkpoint
     from cxrxai.training.train import evaluate_split, load_split, predict_split
@@ -489,10 +522,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cxrxai.imageio import read_image
 
     bundle = _load_bundle(args)
-    probs = bundle.predict_proba(read_image(args.image).pixels)[0]
+    pixels = read_image(args.image).pixels
+    probs = bundle.predict_proba(pixels)[0]
     for label, p in sorted(zip(bundle.labels, probs, strict=False), key=lambda item: -item[1]):
         print(f"{label:>24s}  {p:.4f}")
+    _warn_if_out_of_distribution(_lung_model(args, bundle), pixels, args.image)
     return 0
+
+
+def _warn_if_out_of_distribution(segmenter, pixels, name: Path) -> None:
+    """Print the out-of-distribution warning of an image to stderr (predict, explain)."""
+    if segmenter is None:
+        return
+    from cxrxai.ood import OodStats, assess
+
+    (report,) = assess(segmenter, OodStats.load(segmenter.folder), [pixels])
+    if report.flagged:
+        print(f"warning: {name}: {report.message()}", file=sys.stderr)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -542,6 +588,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             params=settings,
             lungs=segmenter.annotation(image.pixels) if segmenter is not None else None,
         )
+        _warn_if_out_of_distribution(segmenter, image.pixels, path)
         for heatmap, npz, png in written:
             lungs = np.load(npz)["lungs"] if segmenter is not None else None
             shares = relevance_shares(
@@ -889,6 +936,7 @@ COMMANDS = {
     "precompute-demo": cmd_precompute_demo,
     "train": cmd_train,
     "train-lungs": cmd_train_lungs,
+    "calibrate-ood": cmd_calibrate_ood,
     "evaluate-model": cmd_evaluate_model,
     "predict": cmd_predict,
     "info": cmd_info,

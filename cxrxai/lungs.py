@@ -30,6 +30,7 @@ from cxrxai.checkpoint import (
 from cxrxai.errors import CheckpointError
 from cxrxai.runner import normalise
 from cxrxai.settings import lung_model_path, pick_device
+from cxrxai.thirdparty.smp_parts import masks_and_features
 
 LUNGS = "lungs"
 
@@ -76,8 +77,10 @@ class LungSegmenter:
         return float((self.card.segmentation or {}).get("threshold", 0.5))
 
     @torch.inference_mode()
-    def probabilities(self, images01: list[np.ndarray]) -> list[np.ndarray]:
-        """Per image, the probability of lung (HxW float32 at the image's own size).
+    def analyse(self, images01: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Per image, the probability of lung (HxW float32 at the image's own size), and
+        the encoder's deepest features averaged over the image (B, C): what the
+        out-of-distribution check compares with the training images'.
 
         The whole image is resized to the card's input size (as the classifier's input is)
         and the network's output resized back.
@@ -93,12 +96,19 @@ class LungSegmenter:
         )
         tensor = normalise(torch.from_numpy(batch).unsqueeze(1).to(self.device), self.card)
         with self._lock:  # one forward at a time: the dashboard's sessions share the model
-            logits = self.model(tensor)[:, self.card.labels.index(LUNGS)]
+            masks, deepest = masks_and_features(self.model, tensor)
+        logits = masks[:, self.card.labels.index(LUNGS)]
         probs = torch.sigmoid(logits.float()).cpu().numpy()
-        return [
+        features = deepest.float().mean(dim=(2, 3)).cpu().numpy()
+        resized = [
             cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
             for p, im in zip(probs, images01, strict=True)
         ]
+        return resized, features
+
+    def probabilities(self, images01: list[np.ndarray]) -> list[np.ndarray]:
+        """Per image, the probability of lung (HxW float32 at the image's own size)."""
+        return self.analyse(images01)[0]
 
     def probability(self, image01: np.ndarray) -> np.ndarray:
         return self.probabilities([image01])[0]

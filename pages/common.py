@@ -6,6 +6,7 @@ Only glue lives here: every computation is a ``cxrxai`` call.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -20,6 +21,7 @@ from cxrxai.explain.cam import candidate_layers
 from cxrxai.explain.params import changed, parameters, parse_variant
 from cxrxai.imageio import XRayImage, read_image
 from cxrxai.lungs import LungSegmenter, lung_annotation, predicted_lungs
+from cxrxai.ood import OodStats, judge, lung_shape
 from cxrxai.render import plain
 from cxrxai.runner import ModelBundle
 from cxrxai.settings import (
@@ -210,9 +212,16 @@ def get_lung_model() -> LungSegmenter:
     return LungSegmenter.load()
 
 
+@st.cache_resource(show_spinner=False)
+def get_ood_stats(folder: str) -> OodStats:
+    return OodStats.load(Path(folder))
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
-def _predicted_lung_mask(_segmenter: LungSegmenter, weights_sha256: str, pixels_sha: str, _pixels):
-    return _segmenter.mask(_pixels)
+def _lung_analysis(_segmenter: LungSegmenter, weights_sha256: str, pixels_sha: str, _pixels):
+    """The predicted lung mask and the pooled features of an image: one pass, once."""
+    probabilities, features = _segmenter.analyse([_pixels])
+    return probabilities[0] >= _segmenter.threshold, features
 
 
 def lung_fields(case: Case | None, pixels, pixels_sha: str) -> Annotation | None:
@@ -225,8 +234,22 @@ def lung_fields(case: Case | None, pixels, pixels_sha: str) -> Annotation | None
     except CxrxaiError as exc:
         st.warning(f"No predicted lung fields: {plain(str(exc))}")
         return None
-    mask = _predicted_lung_mask(segmenter, segmenter.weights_sha256, pixels_sha, pixels)
+    mask, _ = _lung_analysis(segmenter, segmenter.weights_sha256, pixels_sha, pixels)
     return predicted_lungs(mask, segmenter.name)
+
+
+def ood_warning(pixels, pixels_sha: str) -> str:
+    """The out-of-distribution warning for an image ('' when it looks like a chest
+    radiograph, or when the check cannot run: said once as a caption)."""
+    try:
+        segmenter = get_lung_model()
+        stats = get_ood_stats(str(segmenter.folder))
+    except CxrxaiError as exc:
+        st.caption(f"Out-of-distribution check unavailable: {plain(str(exc))}")
+        return ""
+    mask, features = _lung_analysis(segmenter, segmenter.weights_sha256, pixels_sha, pixels)
+    distance = float(stats.distances(features)[0])
+    return judge(stats, distance, lung_shape(mask)).message()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -40,6 +40,7 @@ from pages.common import (
     get_uploaded_image,
     lung_fields,
     method_settings,
+    ood_warning,
     require_bundle,
     through_the_router,
 )
@@ -224,6 +225,8 @@ with left:
             )
         )
 with right:
+    if warning := ood_warning(image.pixels, pixels_sha):
+        st.warning(warning, icon="⚠️")
     figure = probability_chart(bundle.card, probabilities)
     st.plotly_chart(figure, width="stretch")
     st.metric(

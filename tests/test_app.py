@@ -74,6 +74,27 @@ def test_lung_fields_reference_or_predicted_and_the_lung_share(monkeypatch, covi
     assert not app.exception and not app.error
 
 
+def test_a_photo_gets_the_out_of_distribution_warning(monkeypatch, tmp_path):
+    """A photo opened as an X-ray: the warning stands beside the prediction; the sample
+    chest DICOM has none."""
+    import cv2
+    import skimage.data
+
+    from cxrxai.cases import Case
+
+    app = run_app(monkeypatch, CXRXAI_DATA=str(tmp_path / "no-data-here"))
+    assert not app.exception and not any("frontal chest" in w.value for w in app.warning)
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), skimage.data.astronaut()[:, :, ::-1])
+    app.session_state["extra_cases"] = [Case("upload/astronaut", photo, [], [], "upload")]
+    app.run()
+    widget(app.selectbox, "Case").select("upload/astronaut").run()
+    assert not app.exception and not app.error
+    warning = next(w.value for w in app.warning if "frontal chest" in w.value)
+    assert "may not be a frontal chest radiograph" in warning and "unlike the training" in warning
+    assert app.metric[0].label == "Predicted"  # the prediction is still shown, with the warning
+
+
 def test_window_and_contrast_change_the_display_only(monkeypatch, tmp_path):
     """Moving a DICOM's window (or any image's brightness and contrast) changes what the
     reader sees, never the prediction or the maps: nothing is recomputed."""

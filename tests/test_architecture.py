@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("images and cases", ("cxrxai.dicom", "cxrxai.imageio", "cxrxai.cases", "cxrxai.datasets",
                           "cxrxai.render")),
     ("models", ("cxrxai.fold", "cxrxai.runner", "cxrxai.checkpoint", "cxrxai.training",
-                "cxrxai.lungs")),
+                "cxrxai.lungs", "cxrxai.ood")),
     ("explanations", ("cxrxai.explain",)),
     ("metrics", ("cxrxai.metrics",)),
     ("evaluation", ("cxrxai.evaluation",)),

@@ -91,3 +91,19 @@ def test_method_lists_split_outside_parentheses_and_variants_only_where_allowed(
     ]
     with pytest.raises(CxrxaiError, match=r"--param gradcam\.layer=blocks\.6"):
         _methods("gradcam(layer=blocks.6)")
+
+
+def test_predict_warns_of_an_image_that_is_no_chest_radiograph(tmp_path, rg1_files, capsys):
+    import cv2
+    import skimage.data
+
+    photo = tmp_path / "coffee.png"
+    cv2.imwrite(str(photo), skimage.data.coffee()[:, :, ::-1])
+    assert main(["predict", str(photo)]) == 0
+    printed = capsys.readouterr()
+    assert "COVID-19" in printed.out  # the probabilities are still printed
+    assert "coffee.png: This may not be a frontal chest radiograph" in printed.err
+    assert main(["predict", rg1_files["RG1_UNCR"]]) == 0
+    assert "frontal chest" not in capsys.readouterr().err
+    assert main(["predict", str(photo), "--no-lung-model"]) == 0
+    assert capsys.readouterr().err == ""

@@ -74,3 +74,25 @@ def test_scikit_image_float_rule(dtype):
     assert _float_type(dtype) is _supported_float_type(np.dtype(dtype)), _fail(
         "scikit-image", "cxrxai/explain/superpixels.py", "_supported_float_type"
     )
+
+
+def test_smp_model_parts():
+    import segmentation_models_pytorch as smp
+
+    from cxrxai.thirdparty.smp_parts import masks_and_features
+
+    model = smp.Unet(
+        "tu-tf_efficientnet_lite0",
+        encoder_weights=None,
+        in_channels=1,
+        classes=1,
+        decoder_channels=(16, 8, 8, 8, 8),
+    ).eval()
+    batch = torch.rand(2, 1, 64, 64)
+    adapter = "cxrxai/thirdparty/smp_parts.py"
+    with torch.inference_mode():
+        masks, features = masks_and_features(model, batch)
+        assert torch.equal(masks, model(batch)), _fail(
+            "segmentation-models-pytorch", adapter, "forward"
+        )
+    assert features.shape[:2] == (2, 320), _fail("segmentation-models-pytorch", adapter, "encoder")
