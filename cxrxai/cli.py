@@ -343,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
         "precompute-demo", help="cache the demo cases' default explanations (run.sh does it)"
     )
     precompute.add_argument("--methods", default="gradcam,lrp")
+    precompute.add_argument(
+        "--maps-only",
+        action="store_true",
+        help="cache the maps only, without scoring them into the demo evaluation",
+    )
     _add_data_root(precompute)
 
     report = commands.add_parser("report", help="tables and figures from an evaluation database")
@@ -905,6 +910,8 @@ def cmd_precompute_demo(args: argparse.Namespace) -> int:
         methods, root, lambda items: tqdm(items, desc="demo cases", unit="case"), bundle
     )
     print(f"{count} explanation(s) computed and cached")
+    if args.maps_only:
+        return 0
     path = settings.demo_results_path()
     summary = evaluate_demo(methods, root, path, bundle)
     if summary.units_done or summary.units_skipped:

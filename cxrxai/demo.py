@@ -46,6 +46,12 @@ def demo_cases(root: Path | None = None) -> list[Case]:
     return cases or [sample_dicom_case()]
 
 
+def scorable(cases: list[Case], labels: list[str]) -> list[Case]:
+    """The cases a model can be judged on: a label among its outputs, or no label at all
+    (an upload, the sample DICOM). What the Review page offers and precomputes."""
+    return [c for c in cases if not c.labels or set(c.labels) & set(labels)]
+
+
 def sample_dicom_case() -> Case:
     """The real CR chest PA radiograph of pydicom-data (no annotations)."""
     from pydicom.data import get_testdata_file
@@ -73,7 +79,7 @@ def precompute_demo(
     bundle = bundle or demo_bundle()
     cache = HeatmapCache()
     before = sum(1 for _ in cache.directory.rglob("*.npz")) if cache.directory.exists() else 0
-    for case in progress(demo_cases(root)):
+    for case in progress(scorable(demo_cases(root), bundle.labels)):
         pixels = case.load_image().pixels
         target = int(bundle.predict_proba(pixels)[0].argmax())
         for method in methods:

@@ -21,6 +21,7 @@ MODELS_DIR = REPO_ROOT / "models"
 DEMO_CHECKPOINT = MODELS_DIR / "demo-effnet-lite0-covidqu"
 LUNG_CHECKPOINT = MODELS_DIR / "lungs-unet-lite0-covidqu"
 LUNG_MODEL_ENV_VAR = "CXRXAI_LUNG_MODEL"
+BACKGROUND_MAPS_ENV_VAR = "CXRXAI_BACKGROUND_MAPS"
 RESULTS_ENV_VAR = "CXRXAI_RESULTS"
 STUDY_DB_ENV_VAR = "CXRXAI_STUDY_DB"
 CACHE_ENV_VAR = "CXRXAI_CACHE"
@@ -102,6 +103,12 @@ def lung_model_path() -> Path:
     """$CXRXAI_LUNG_MODEL: the lung-field model's checkpoint, else the bundled one."""
     env = _from_env(LUNG_MODEL_ENV_VAR)
     return Path(env).expanduser() if env else LUNG_CHECKPOINT
+
+
+def background_maps() -> bool:
+    """Whether the dashboard computes the demo cases' LIME and SHAP maps in the background
+    after it starts ($CXRXAI_BACKGROUND_MAPS=0 turns it off; the tests do)."""
+    return (_from_env(BACKGROUND_MAPS_ENV_VAR) or "1").strip().lower() not in ("0", "false", "no")
 
 
 def admin_password_from_env() -> str | None:

@@ -5,6 +5,9 @@ Only glue lives here: every computation is a ``cxrxai`` call.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,11 @@ from cxrxai.cases import Annotation, Case
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.demo import demo_cases
 from cxrxai.errors import CxrxaiError
+from cxrxai.evaluation.address import ReviewAddress, from_query
 from cxrxai.explain import Heatmap, get_explainer
 from cxrxai.explain.cache import HeatmapCache, image_hash
 from cxrxai.explain.cam import candidate_layers
-from cxrxai.explain.params import changed, parameters, parse_variant
+from cxrxai.explain.params import changed, check_params, parameters, parse_variant
 from cxrxai.imageio import XRayImage, read_image
 from cxrxai.lungs import LungSegmenter, lung_annotation, predicted_lungs
 from cxrxai.ood import OodStats, judge, lung_shape
@@ -26,6 +30,7 @@ from cxrxai.render import plain
 from cxrxai.runner import ModelBundle
 from cxrxai.settings import (
     DEMO_CHECKPOINT,
+    background_maps,
     cache_dir,
     checkpoint_from_env,
     data_root,
@@ -187,6 +192,109 @@ def method_settings(bundle: ModelBundle, methods: list[str]) -> dict[str, dict[s
                 )
         settings[method] = changed(method, chosen)
     return settings
+
+
+BACKGROUND_METHODS = ("lime", "shap")  # slow on a CPU: computed after the server starts
+
+
+@st.cache_resource(show_spinner=False)
+def start_background_maps(checkpoint: str, root: str):  # -> subprocess.Popen | None
+    """Once per server: the demo cases' LIME and SHAP maps computed into the heatmap cache
+    by a separate, low-priority process (``precompute-demo --maps-only``), so the first
+    visitor waits for none of them. Only for the demo checkpoint; off with
+    $CXRXAI_BACKGROUND_MAPS=0."""
+    if not background_maps() or Path(checkpoint).resolve() != DEMO_CHECKPOINT.resolve():
+        return None
+    log = cache_dir().parent / "background-maps.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "cxrxai", "precompute-demo", "--maps-only"]
+    command += ["--methods", ",".join(BACKGROUND_METHODS), "--data-root", root]
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            command,
+            stdout=handle,
+            stderr=handle,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: os.nice(10),  # the visitors' own requests come first
+        )
+
+
+def background_status(bundle: ModelBundle, cases: list[Case]) -> str:
+    """Which demo cases have their LIME and SHAP maps ready ('' when not running)."""
+    process = start_background_maps(str(bundle.path), str(data_root()))
+    if process is None:
+        return ""
+    cache = HeatmapCache()
+    ready = 0
+    for case in cases:
+        pixels = get_image(str(case.image_path)).pixels
+        probabilities = get_probabilities(bundle, bundle.weights_sha256, pixels)
+        target = max(range(len(probabilities)), key=probabilities.__getitem__)
+        sha = image_hash(pixels)
+        if all(cache.has(get_explainer(m), bundle, sha, target) for m in BACKGROUND_METHODS):
+            ready += 1
+    state = "done" if process.poll() is not None else "computing in the background"
+    return f"LIME and SHAP maps ready for {ready} of {len(cases)} demo cases ({state})."
+
+
+ADDRESS_KEYS = ("case", "label", "method")
+
+
+def _address_now() -> dict[str, list[str]]:
+    return {key: list(st.query_params.get_all(key)) for key in ADDRESS_KEYS}
+
+
+def apply_address(cases: list[Case], labels: list[str]) -> list[str]:
+    """Open what the address bar names (a bookmark, a shared link, a reload) when it is not
+    the address this page wrote itself; returns what was left out, for the page to say."""
+    now = _address_now()
+    if not any(now.values()) or now == st.session_state.get("address_written"):
+        return []
+    address = from_query(st.query_params.get_all, check_params)
+    problems = list(address.problems)
+    if address.case_id is not None:
+        if any(c.case_id == address.case_id for c in cases):
+            st.session_state["case_id"] = address.case_id
+            st.session_state["class_filter"] = "all"
+            if address.label in labels:
+                st.session_state["review_request"] = {
+                    "case_id": address.case_id,
+                    "target": address.label,
+                }
+            elif address.label is not None:
+                problems.append(
+                    f"label '{address.label[:80]}' from the address is not one of this "
+                    f"model's ({', '.join(labels[:6])})"
+                )
+        else:
+            problems.append(
+                f"case '{address.case_id[:120]}' from the address is not among the cases "
+                "here (another data folder or model?)"
+            )
+    if address.methods:
+        st.session_state["methods"] = address.methods
+        for method, params in address.params.items():
+            for name, value in params.items():
+                st.session_state[f"param-{method}-{name}"] = value
+    st.session_state["address_written"] = now
+    return problems
+
+
+def write_address(
+    case_id: str | None, label: str, methods: list[str], settings: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Put what the page shows into the address bar (only when it changed)."""
+    address = ReviewAddress(
+        case_id, label, list(methods), {m: dict(settings.get(m, {})) for m in methods}
+    )
+    query = address.query()
+    written = {
+        key: [query[key]] if isinstance(query.get(key), str) else list(query.get(key, []))
+        for key in ADDRESS_KEYS
+    }
+    if written != st.session_state.get("address_written"):
+        st.query_params.from_dict(query)
+        st.session_state["address_written"] = written
 
 
 def open_in_review(case: Case, target: str | None = None, method: str | None = None) -> None:

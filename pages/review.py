@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from cxrxai.cases import Annotation, findings_of
+from cxrxai.cases import findings_of
 from cxrxai.csvout import csv_text
+from cxrxai.demo import scorable
 from cxrxai.errors import CxrxaiError
+from cxrxai.evaluation.drawing import boxes_from_selection, drawing_figure
 from cxrxai.evaluation.evaluate import region_setting_metrics
 from cxrxai.evaluation.figures import deletion_insertion_chart, probability_chart, sanity_chart
 from cxrxai.evaluation.sanity import FAIL_SPEARMAN, cascading_randomisation, deepest, verdicts
@@ -33,6 +35,8 @@ from cxrxai.render import (
 )
 from cxrxai.settings import DATA_ENV_VAR, data_root
 from pages.common import (
+    apply_address,
+    background_status,
     explain_cached,
     get_demo_cases,
     get_image,
@@ -43,20 +47,38 @@ from pages.common import (
     ood_warning,
     require_bundle,
     through_the_router,
+    write_address,
 )
 
 through_the_router()
 
 st.title("Case review")
+intro, *starts = st.columns([4, 1, 1, 1])
+intro.markdown(
+    "**cxrxai** shows where a chest X-ray classifier's explanations look, next to the "
+    "radiologists' marks, and measures how well they agree."
+)
+starts[0].page_link("pages/review.py", label="Review a demo case", icon=":material/radiology:")
+starts[1].page_link("pages/cases.py", label="Browse the evaluation", icon=":material/table_view:")
+starts[2].page_link("pages/study_admin.py", label="Run a study", icon=":material/how_to_vote:")
 bundle = require_bundle()
 root = data_root()
-all_cases = get_demo_cases(str(root)) + st.session_state.get("extra_cases", [])
+# Demo cases the loaded model can score (a label among its outputs), or unlabelled ones.
+all_cases = scorable(
+    get_demo_cases(str(root)) + st.session_state.get("extra_cases", []), bundle.labels
+) or get_demo_cases(str(root))
+address_problems = apply_address(all_cases, bundle.labels)
+extra = st.session_state.get("extra_cases", [])
+if status := background_status(bundle, [c for c in all_cases if c not in extra]):
+    st.caption(status)
 if not root.exists():
     st.info(
         f"No dataset found at `{root}`: showing the sample chest DICOM from pydicom-data. "
         f"Set `{DATA_ENV_VAR}` to a folder holding covid-qu-ex/ or nih-bbox/ to review "
         "real cases."
     )
+for problem in address_problems:
+    st.warning(plain(problem))
 
 REGION_VALUES = {  # slider (min, max, default, step) per region mode
     "top-percent": (1.0, 50.0, 10.0, 1.0),
@@ -160,12 +182,6 @@ with st.sidebar:
         "Window, brightness and contrast change what you see only: the model and the maps "
         "always read the image as its model card prescribes."
     )
-    with st.expander("Draw your own box"):
-        height, width_px = base_image.meta.shape
-        x0, x1 = st.slider("x range", 0, width_px, (width_px // 4, width_px // 2))
-        y0, y1 = st.slider("y range", 0, height, (height // 4, height // 2))
-        author = st.text_input("Your name", max_chars=60)
-        use_own = st.toggle("Score the explanations against my box", value=False)
 
 # The model, the maps and the metrics read the image as stored (the file's own VOI LUT or
 # window for DICOM); the reader's window, brightness and contrast are display only, so
@@ -195,12 +211,49 @@ target_label = st.sidebar.selectbox(
     help="default: the predicted label (multi-label: the most probable above its threshold)",
 )
 target = bundle.labels.index(target_label)
-if use_own:
-    own = Annotation("box", target_label, (author or "me").strip(), box=(x0, y0, x1, y1))
-    annotations = [a for a in annotations if a.role != "finding"] + [own]
+write_address(None if upload is not None else case_id, target_label, methods, settings)
 
-left, right = st.columns([3, 2])
-with left:
+# One row: the case, then the first panels (at 1440 x 900 they show without scrolling);
+# the reader's drawing under it; further panels in rows below.
+chunks = [methods[i : i + per_row] for i in range(0, len(methods), per_row)] or [[]]
+first_row = st.columns(1 + len(chunks[0]), gap="small")
+drawing_area = st.container()
+panels = first_row[1:] + [
+    column for chunk in chunks[1:] for column in st.columns(per_row)[: len(chunk)]
+]
+with drawing_area, st.expander("Draw your own boxes (drag on the image)"):
+    author = st.text_input("Your name", max_chars=60, key="own-author")
+    use_own = st.toggle("Score the explanations against my boxes", value=False)
+    # one drawing per image: boxes never carry over to the next case
+    draw_key = f"draw-{st.session_state.get('draw_round', 0)}-{title}"
+    own_boxes = boxes_from_selection(
+        st.session_state.get(draw_key, {}).get("selection"),
+        image.shape,
+        target_label,
+        (author or "me").strip(),
+    )
+    event = st.plotly_chart(
+        drawing_figure(draw_annotations(shown_pixels, []), image.shape, own_boxes),
+        on_select="rerun",
+        selection_mode="box",
+        key=draw_key,
+        config={"displayModeBar": False},
+    )
+    own_boxes = boxes_from_selection(
+        (event or {}).get("selection"), image.shape, target_label, (author or "me").strip()
+    )
+    if st.button("Clear my boxes", disabled=not own_boxes):
+        st.session_state["draw_round"] = st.session_state.get("draw_round", 0) + 1
+        st.rerun()
+    st.caption(
+        f"{len(own_boxes)} box(es) drawn; drag again (Shift: add another) to draw more."
+        if own_boxes
+        else "Drag a box on the image; hold Shift to add more."
+    )
+if use_own and own_boxes:
+    annotations = [a for a in annotations if a.role != "finding"] + own_boxes
+
+with first_row[0]:
     colours = author_colours(annotations)
     drawn = [
         a
@@ -224,11 +277,8 @@ with left:
                 else " (the dataset's lung mask)"
             )
         )
-with right:
     if warning := ood_warning(image.pixels, pixels_sha):
         st.warning(warning, icon="⚠️")
-    figure = probability_chart(bundle.card, probabilities)
-    st.plotly_chart(figure, width="stretch")
     st.metric(
         "Predicted",
         bundle.card.diagnosis(probabilities),
@@ -249,6 +299,8 @@ with right:
         + (f", view {plain(meta.view_position)}" if meta.view_position else "")
         + (f", window {shown_window[0]:g}/{shown_window[1]:g}" if shown_window else "")
     )
+    with st.expander("Probabilities"):
+        st.plotly_chart(probability_chart(bundle.card, probabilities), width="stretch")
 
 lungs = lung_outline.to_mask(image.pixels.shape) if lung_outline is not None else None
 spacing = image.meta.pixel_spacing_mm
@@ -258,11 +310,6 @@ shown_maps: dict[str, np.ndarray] = {}
 shown_regions: dict[str, np.ndarray] = {}
 case_metrics: list[dict] = []  # every panel's metrics, for one CSV
 if methods:
-    panels = [
-        column
-        for start in range(0, len(methods), per_row)
-        for column in st.columns(per_row)[: len(methods[start : start + per_row])]
-    ]
     for panel, method in zip(panels, methods, strict=True):
         with panel:
             try:
@@ -306,9 +353,14 @@ if methods:
                 mime="image/png",
                 key=f"png-{method}",
             )
+            made = (
+                f"from the cache (made in {heatmap.seconds:.2f} s)"
+                if heatmap.from_cache
+                else f"computed in {heatmap.seconds:.2f} s"
+            )
             st.caption(
-                f"{colour_legend(values, heatmap.target_label, colormap)} · computed in "
-                f"{heatmap.seconds:.2f} s · region {int(region.sum())} px"
+                f"{colour_legend(values, heatmap.target_label, colormap)} · {made} · "
+                f"region {int(region.sum())} px"
             )
             st.caption(shortcut_caption(row))
             if shortcut(row.get("lung_relevance")):

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from cxrxai.settings import data_root
+from cxrxai.settings import BACKGROUND_MAPS_ENV_VAR, data_root
+
+# No background LIME/SHAP job in the dashboards the tests start (AppTest and the browser
+# tests' servers inherit this): it would compete for the CPU with what is measured. The
+# one test of that job turns it on for its own server.
+os.environ[BACKGROUND_MAPS_ENV_VAR] = "0"
 
 
 def _require(path: Path, what: str) -> Path:

@@ -123,6 +123,7 @@ class Heatmap:
     seed: int | None = None
     seconds: float = 0.0
     segments: torch.Tensor | None = None  # (H, W) superpixel ids, for LIME / KernelSHAP
+    from_cache: bool = False  # read from the disk cache; ``seconds`` is when it was made
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -91,6 +91,7 @@ def _read_entry(
         None if meta["seed"] is None else int(meta["seed"]),
         float(meta["seconds"]),
         None if segments is None else torch.from_numpy(segments).long().to(device),
+        from_cache=True,
     )
 
 
@@ -201,6 +202,14 @@ class HeatmapCache:
                     leftover.unlink()
                     removed += 1
         return removed
+
+    def has(
+        self, explainer: Explainer, bundle: ModelBundle, image_sha: str, index: int, seed: int = 0
+    ) -> bool:
+        """Whether a map is stored for these (checked when read, not here)."""
+        used_seed = seed if explainer.stochastic else None
+        key = self.key(bundle, image_sha, explainer.name, explainer.params, index, used_seed)
+        return self.path(key).is_file()
 
     def explain(
         self,
