@@ -182,7 +182,9 @@ def paired_markdown(
 def iou_versus_p(
     db: sqlite_utils.Database, metric: str = "iou", seed: int = 0
 ) -> dict[tuple[str, str], list[tuple[float, Estimate]]]:
-    """(method, class) -> [(p, estimate)] over the top-p % region settings."""
+    """(method, class) -> [(p, estimate)] over the top-p % region settings; a (method,
+    class) with no value at any p (e.g. IoU of negative controls, whose truth is empty) is
+    left out, so figure legends list only series with data."""
     groups: dict[tuple[str, str, float], list[float]] = defaultdict(list)
     for row in _rows(db, "mode = ?", ["top-percent"]):
         value = np.nan if row[metric] is None else row[metric]
@@ -190,7 +192,7 @@ def iou_versus_p(
     curves: dict[tuple[str, str], list[tuple[float, Estimate]]] = defaultdict(list)
     for (method, target, p), values in sorted(groups.items()):
         curves[(method, target)].append((p, bootstrap_mean(values, seed=seed)))
-    return dict(curves)
+    return {key: points for key, points in curves.items() if any(e.n for _, e in points)}
 
 
 def box_iou_by_finding(

@@ -46,6 +46,11 @@ def test_table_means_skip_missing_values(db):
 def test_curves_and_report_files(db, tmp_path):
     curves = report.iou_versus_p(db)
     assert [p for p, _ in curves[("a", "COVID-19")]] == [5.0, 10.0]
+    # a class whose maps have no IoU (negative controls) gets no curve, nor a legend entry
+    store.write_unit(db, [_row("n0", "a", 10.0, None) | {"target": "Normal"}], [])
+    assert ("a", "Normal") not in report.iou_versus_p(db)
+    legend = {trace.name for trace in report.iou_curve_figure(report.iou_versus_p(db)).data}
+    assert legend == {"a · COVID-19", "b · COVID-19"}
     path = report.write_report(db, tmp_path / "out")
     assert (tmp_path / "out" / "iou_vs_p.png").stat().st_size > 1000
     assert (tmp_path / "out" / "iou_vs_p.html").is_file()
