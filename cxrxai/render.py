@@ -163,6 +163,20 @@ def overlay(
     return cv2.addWeighted(colours, alpha, gray, 1.0 - alpha, 0.0)
 
 
+SCREEN_SIDE = 1024  # a panel is a few hundred screen pixels wide
+
+
+def for_screen(rgb: np.ndarray, max_side: int = SCREEN_SIDE) -> np.ndarray:
+    """A picture at most ``max_side`` px a side, for the page (downloads keep the full
+    size): a 1841 x 1955 radiograph's three pictures were 30 MB of PNG per rerun."""
+    height, width = rgb.shape[:2]
+    scale = max(height, width) / max_side
+    if scale <= 1:
+        return rgb
+    size = (max(1, round(width / scale)), max(1, round(height / scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
 def png_bytes(rgb: np.ndarray) -> bytes:
     """An HxWx3 uint8 RGB picture as PNG file contents (downloads, reports)."""
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))

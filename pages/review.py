@@ -29,6 +29,7 @@ from cxrxai.render import (
     display_pixels,
     draw_annotations,
     draw_region,
+    for_screen,
     overlay,
     plain,
     png_bytes,
@@ -226,14 +227,10 @@ with drawing_area, st.expander("Draw your own boxes (drag on the image)"):
     use_own = st.toggle("Score the explanations against my boxes", value=False)
     # one drawing per image: boxes never carry over to the next case
     draw_key = f"draw-{st.session_state.get('draw_round', 0)}-{title}"
-    own_boxes = boxes_from_selection(
-        st.session_state.get(draw_key, {}).get("selection"),
-        image.shape,
-        target_label,
-        (author or "me").strip(),
-    )
     event = st.plotly_chart(
-        drawing_figure(draw_annotations(shown_pixels, []), image.shape, own_boxes),
+        # the same figure on every rerun (the image as stored, not the display settings):
+        # a changed figure would drop the selection
+        drawing_figure(draw_annotations(image.pixels, []), image.shape),
         on_select="rerun",
         selection_mode="box",
         key=draw_key,
@@ -261,7 +258,7 @@ with first_row[0]:
         if (show_truth and a.role != "anatomy") or (show_lungs and a.role == "anatomy")
     ]
     picture = draw_annotations(shown_pixels, drawn, colours=colours)
-    st.image(picture, caption=title, width="stretch")
+    st.image(for_screen(picture), caption=title, width="stretch")
     readers = sorted({a.author or "unknown" for a in annotations if a.role != "anatomy"})
     if show_truth and readers:
         st.caption(
@@ -342,7 +339,7 @@ if methods:
             own_settings = describe_params(settings.get(method, {}))
             caption = f"{method} for {heatmap.target_label}"
             st.image(
-                shown,
+                for_screen(shown),
                 width="stretch",
                 caption=f"{caption} ({own_settings})" if own_settings else caption,
             )

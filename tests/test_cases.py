@@ -147,3 +147,12 @@ def test_a_predicted_outline_is_drawn_dashed():
         top_edge = draw_annotations(np.zeros((80, 80), np.float32), [annotation], line_px=1)[10]
         drawn = (top_edge[10:70] == ANATOMY_COLOUR).all(axis=1)
         assert drawn.all() == continuous and drawn.mean() > 0.3
+
+
+def test_pictures_for_the_screen_keep_their_aspect():
+    from cxrxai.render import for_screen
+
+    big = np.zeros((1955, 1841, 3), np.uint8)
+    assert for_screen(big).shape == (1024, 964, 3)
+    small = np.zeros((256, 256, 3), np.uint8)
+    assert for_screen(small) is small

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 import pytest
@@ -90,10 +91,10 @@ def _app_env(data: Path, tmp_path: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_app(data: Path, tmp_path: Path) -> Iterator[str]:
+def running_app(data: Path, tmp_path: Path, **env: str) -> Iterator[str]:
     """The dashboard on a free port (its own cache and study files); yields its URL."""
     port = _free_port()
-    process = _start(port, _app_env(data, tmp_path), tmp_path / f"streamlit-{port}.log")
+    process = _start(port, _app_env(data, tmp_path) | env, tmp_path / f"streamlit-{port}.log")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -102,7 +103,7 @@ def running_app(data: Path, tmp_path: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def browser_page(tmp_path: Path) -> Iterator:
+def browser_page(tmp_path: Path, width: int = 1500, height: int = 2100) -> Iterator:
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure_chromium.sh")
     from playwright.sync_api import sync_playwright
@@ -113,7 +114,7 @@ def browser_page(tmp_path: Path) -> Iterator:
             executable_path=CHROMIUM,
             headless=True,
             args=FLAGS,
-            viewport={"width": 1500, "height": 2100},
+            viewport={"width": width, "height": height},
         )
         try:
             yield context.new_page()
@@ -267,18 +268,130 @@ def test_review_in_a_real_browser(server, tmp_path):
     )
 
 
-def test_sample_dicom_with_a_drawn_box(tmp_path):
-    """No data path: the app opens on pydicom-data's chest radiograph; a radiologist's own
-    box gives metrics (this screenshot carries no image from ../shared/data)."""
+def _drag(page, area, start: tuple[float, float], end: tuple[float, float], shift=False):
+    """A mouse drag over ``area`` between two points given as fractions of its size (the
+    area scrolled into view first: events outside the viewport reach nothing)."""
+    area.scroll_into_view_if_needed()
+    box = area.bounding_box()
+    x0, y0 = box["x"] + start[0] * box["width"], box["y"] + start[1] * box["height"]
+    x1, y1 = box["x"] + end[0] * box["width"], box["y"] + end[1] * box["height"]
+    if shift:
+        page.keyboard.down("Shift")
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=10)
+    page.mouse.up()
+    if shift:
+        page.keyboard.up("Shift")
+
+
+def test_boxes_drawn_with_the_mouse(tmp_path):
+    """No data path: the app opens on pydicom-data's chest radiograph; the reader drags two
+    boxes on it, the panels are scored against them (new metrics within about a second of
+    the second box), and one click clears them (this screenshot carries no image from
+    ../shared/data)."""
     shots = _screenshots(tmp_path)
     with running_app(tmp_path / "no-data", tmp_path) as url, browser_page(tmp_path) as page:
         page.goto(url)
         page.get_by_text("showing the sample chest DICOM").wait_for(timeout=120_000)
-        _open_expander(page, "Draw your own box", "Score the explanations against my box")
-        _switch_on(page, "Score the explanations against my box")
+        _wait_until_settled(page)
+        label = "Draw your own boxes"
+        _open_expander(page, label, "Score the explanations against my boxes")
+        area = page.locator("details", has_text=label).locator(".nsewdrag").first
+        area.wait_for(timeout=60_000)
+        _drag(page, area, (0.15, 0.3), (0.45, 0.7))
+        page.get_by_text("1 box(es) drawn").wait_for(timeout=60_000)
+        _switch_on(page, "Score the explanations against my boxes")
         _wait_for_metrics(page, 2)
+        start = time.perf_counter()
+        _after_metrics_change(page, lambda: _drag(page, area, (0.55, 0.3), (0.85, 0.7), True))
+        second_box = time.perf_counter() - start
+        page.get_by_text("2 box(es) drawn").wait_for(timeout=60_000)
         assert any("IoU" in t for t in _metric_texts(page))
         page.screenshot(path=shots / "review-sample-dicom.png", full_page=True)
+        page.get_by_role("button", name="Clear my boxes").click()
+        page.get_by_text("Drag a box on the image").wait_for(timeout=60_000)
+        _wait_until_settled(page)
+        assert _metric_texts(page) == []  # no truth left to score against
+    print(f"\nsecond box drawn to new metrics: {second_box:.2f} s")
+
+
+def test_the_address_holds_the_case(server, tmp_path):
+    """The address follows the page; opened in another tab it shows the same case."""
+    with browser_page(tmp_path) as page:
+        page.goto(server)
+        _wait_for_metrics(page, 2)
+        assert "case=covid-qu-ex" in page.url and "method=gradcam" in page.url
+        first = page.url
+        page.get_by_role("button", name="Next ▶").click()
+        page.wait_for_function("(old) => window.location.href !== old", arg=first, timeout=60_000)
+        _wait_for_metrics(page, 2)
+        shared = page.url
+        case = parse_qs(urlparse(shared).query)["case"][0]
+        other = page.context.new_page()
+        other.goto(shared)
+        _wait_for_metrics(other, 2)
+        assert other.get_by_role("combobox", name="Case").input_value() == case
+
+
+def test_the_first_screen_at_1440_by_900(covid_root, tmp_path):
+    """What a newcomer sees first: two lines on the tool and three starts, the case and its
+    first panels without scrolling; the background job makes LIME and SHAP ready (the
+    page says how many), and a LIME panel then comes from the cache; moving brightness
+    recomputes nothing."""
+    shots = _screenshots(tmp_path)
+    with (
+        running_app(covid_root.parent, tmp_path, CXRXAI_BACKGROUND_MAPS="1") as url,
+        browser_page(tmp_path, 1440, 900) as page,
+    ):
+        page.goto(url)
+        page.get_by_text("shows where a chest X-ray classifier's explanations look").wait_for(
+            timeout=120_000
+        )
+        for start in ("Review a demo case", "Browse the evaluation", "Run a study"):
+            assert page.get_by_role("link", name=start).is_visible()
+        _wait_for_metrics(page, 2)
+        images = page.locator('[data-testid="stImage"] img')
+        assert images.count() >= 3
+        for index in range(3):  # the case, Grad-CAM, LRP
+            box = images.nth(index).bounding_box()
+            assert box["y"] + box["height"] <= 900, (index, box)
+        page.screenshot(path=shots / "first-screen-1440x900.png")
+
+        # display only: brightness changes the picture, not the prediction or the maps
+        cached = sorted((tmp_path / "heatmaps").rglob("*.npz"))
+        predicted = page.locator('[data-testid="stMetricValue"]').first.inner_text()
+        picture = images.first.get_attribute("src")
+        page.get_by_role("slider", name="Brightness").focus()
+        for _ in range(4):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "(old) => document.querySelector('[data-testid=\"stImage\"] img').src !== old",
+            arg=picture,
+            timeout=60_000,
+        )
+        _wait_until_settled(page)
+        assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == predicted
+        new = set((tmp_path / "heatmaps").rglob("*.npz")) - set(cached)
+        assert all("lime" not in p.name for p in new)  # nothing of this case recomputed
+
+        # the background job: wait until this case's LIME map is ready, then show it
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            page.reload()
+            status = page.get_by_text(re.compile(r"LIME and SHAP maps ready for \d+ of 8"))
+            status.wait_for(timeout=120_000)
+            if not status.inner_text().startswith("LIME and SHAP maps ready for 0 "):
+                break
+            page.wait_for_timeout(15_000)
+        else:
+            raise AssertionError("no LIME/SHAP map was ready after 400 s")
+        methods = page.get_by_role("combobox", name="Explanations")
+        methods.click()
+        page.keyboard.type("lime")
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        page.get_by_text(re.compile(r"from the cache \(made in")).first.wait_for(timeout=120_000)
 
 
 def test_a_page_address_opened_first_goes_through_the_router(tmp_path):
