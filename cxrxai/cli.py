@@ -255,8 +255,23 @@ def build_parser() -> argparse.ArgumentParser:
     batch = commands.add_parser(
         "evaluate", help="explanations + localisation metrics for every case of a split"
     )
-    batch.add_argument("--dataset", default="covid-qu-ex", help="covid-qu-ex, nih or manifest")
-    batch.add_argument("--split", default="Val", help="split name, folder or manifest")
+    batch.add_argument(
+        "--dataset",
+        default="covid-qu-ex",
+        help="covid-qu-ex, nih, manifest, chexlocalize (--split: its JSON) or vindr "
+        "(--split: its annotation CSV)",
+    )
+    batch.add_argument(
+        "--split", default="Val", help="split name, folder, manifest, JSON or CSV file"
+    )
+    batch.add_argument(
+        "--images", type=Path, help="chexlocalize / vindr: the image folder (default: beside)"
+    )
+    batch.add_argument(
+        "--sample",
+        type=int,
+        help="a random N cases per class (reproducible with --seed), instead of all",
+    )
     batch.add_argument("--methods", default="gradcam,gradcam++,lime,shap,lrp")
     batch.add_argument(
         "--db",
@@ -282,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lung_model(batch)
     batch.add_argument("--empty", choices=("nan", "zero"), default="nan", help="empty-mask mode")
     batch.add_argument("--faithfulness", action="store_true", help="deletion/insertion too")
-    batch.add_argument("--seed", type=int, default=0)
+    batch.add_argument(
+        "--seed", type=int, default=0, help="of the stochastic methods (LIME, SHAP) and --sample"
+    )
     batch.add_argument("--no-cache", action="store_true", help="do not use the heatmap cache")
     _add_params(batch)
     _add_data_root(batch)
@@ -405,12 +422,15 @@ def _cases_for(
     limit: int | None,
     classes: str | None = None,
     manifest_anywhere: bool = False,
+    images: Path | None = None,
+    sample: int | None = None,
+    seed: int = 0,
 ):
-    """Cases of a split (first ``limit`` per class), only those with one of the
-    comma-separated ``classes`` among their labels when given."""
+    """Cases of a split (first ``limit``, or a random ``sample``, per class), only those
+    with one of the comma-separated ``classes`` among their labels when given."""
     from cxrxai.datasets.registry import load_split_cases
 
-    cases = load_split_cases(dataset, split, root, limit, manifest_anywhere)
+    cases = load_split_cases(dataset, split, root, limit, manifest_anywhere, images, sample, seed)
     if classes:
         wanted = set(_names(classes))
         cases = [c for c in cases if wanted & set(c.labels)]
@@ -740,7 +760,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         get_explainer(name, **method_params.get(name, {}))  # fail before any work
     root = data_root(args.data_root)
     cases = _cases_for(
-        args.dataset, args.split, root, args.limit, args.classes, args.manifest_anywhere
+        args.dataset,
+        args.split,
+        root,
+        args.limit,
+        args.classes,
+        args.manifest_anywhere,
+        args.images,
+        args.sample,
+        args.seed,
     )
     bundle = _load_bundle(args)
     segmenter = _lung_model(args, bundle)

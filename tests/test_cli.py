@@ -107,3 +107,24 @@ def test_predict_warns_of_an_image_that_is_no_chest_radiograph(tmp_path, rg1_fil
     assert "frontal chest" not in capsys.readouterr().err
     assert main(["predict", str(photo), "--no-lung-model"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_evaluate_a_random_sample_per_class(covid_root, tmp_path, capsys):
+    """--sample N --seed S: a random N per class, the same again with the same seed."""
+    from cxrxai.evaluation.store import LOCALISATION, open_results
+
+    args = ["evaluate", "--split", str(covid_root / "Val"), "--methods", "gradcam"]
+    args += ["--sample", "2", "--seed", "7", "--no-cache", "--no-lung-model"]
+    assert main([*args, "--db", str(tmp_path / "a.sqlite")]) == 0
+    assert "6 case x method units computed" in capsys.readouterr().out  # 2 x 3 classes
+    assert main([*args, "--db", str(tmp_path / "b.sqlite")]) == 0
+    ids = [
+        sorted({r["case_id"] for r in open_results(tmp_path / name)[LOCALISATION].rows})
+        for name in ("a.sqlite", "b.sqlite")
+    ]
+    assert ids[0] == ids[1] and len(ids[0]) == 6
+    first = ["evaluate", "--split", str(covid_root / "Val"), "--methods", "gradcam", "--limit"]
+    first += ["2", "--no-cache", "--no-lung-model", "--db", str(tmp_path / "c.sqlite")]
+    assert main(first) == 0
+    limited = sorted({r["case_id"] for r in open_results(tmp_path / "c.sqlite")[LOCALISATION].rows})
+    assert limited != ids[0]  # a sample, not the first two files of each class

@@ -3,13 +3,16 @@
 CSV: one row per annotation (or per image without one). Columns (only ``image`` is
 required): ``image, case_id, split, labels`` (separated by ``;``), ``kind``
 (box | mask | point), ``label``, ``author``, ``x_min, y_min, x_max, y_max`` (box),
-``x, y`` (point), ``mask`` (path to a binary mask image). Rows with the same image are
-merged into one case.
+``x, y`` (point), ``mask`` (path to a binary mask image), ``role`` (``finding``, the
+default, or ``lungs``: a mask of the lung fields, used by ``--within-lungs`` and the lung
+share instead of the lung-field model's prediction; its ``label`` may be left empty).
+Rows with the same image are merged into one case.
 
 JSON: a list of cases (or ``{"cases": [...]}``), each
 ``{"image": ..., "case_id": ..., "split": ..., "labels": [...], "annotations":
 [{"kind": "box", "label": ..., "author": ..., "box": [x_min, y_min, x_max, y_max]},
- {"kind": "mask", "label": ..., "mask": "masks/a.png"}, {"kind": "point", "point": [x, y]}]}``.
+ {"kind": "mask", "label": ..., "mask": "masks/a.png"}, {"kind": "point", "point": [x, y]},
+ {"kind": "mask", "role": "lungs", "mask": "lungs/a.png"}]}``.
 
 Relative paths are resolved against the manifest's folder; coordinates are pixels of
 the image file. Every path must lead inside the manifest's folder or the data root (a
@@ -30,6 +33,7 @@ from cxrxai.errors import DatasetError
 
 LABEL_SEPARATOR = ";"
 KINDS = ("box", "mask", "point")
+ROLES = ("finding", "lungs")
 
 
 def load_manifest(
@@ -103,10 +107,20 @@ def _annotation(spec: dict[str, Any], places: _Places, where: str) -> Annotation
     kind = str(spec.get("kind") or "").strip().lower()
     if kind not in KINDS:
         raise DatasetError(f"{where}: kind must be one of {list(KINDS)}, got {kind!r}")
+    role = str(spec.get("role") or "finding").strip().lower()
+    if role not in ROLES:
+        raise DatasetError(f"{where}: role must be one of {list(ROLES)}, got {role[:40]!r}")
+    author = str(spec.get("author") or "").strip() or None
+    if role == "lungs":
+        mask = str(spec.get("mask") or "").strip()
+        if kind != "mask" or not mask:
+            raise DatasetError(f"{where}: a 'lungs' annotation is a mask: kind 'mask' and 'mask'")
+        return Annotation(
+            "mask", "lungs", author, role="anatomy", mask_path=places.resolve(mask, where)
+        )
     label = str(spec.get("label") or "").strip()
     if not label:
         raise DatasetError(f"{where}: an annotation needs a 'label' (the finding it marks)")
-    author = str(spec.get("author") or "").strip() or None
     try:
         if kind == "box":
             box = tuple(_number(v, "box", where) for v in spec["box"])
@@ -176,7 +190,7 @@ def _labels(given: Any, annotations: list[Annotation]) -> list[str]:
         given = [s for s in given.split(LABEL_SEPARATOR)]
     labels = [str(s).strip() for s in (given or []) if str(s).strip()]
     for annotation in annotations:
-        if annotation.label not in labels:
+        if annotation.role == "finding" and annotation.label not in labels:
             labels.append(annotation.label)
     return labels
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from cxrxai.cases import Case
+from cxrxai.datasets.chexlocalize import load_chexlocalize
 from cxrxai.datasets.covidqu import load_covid_qu_ex
 from cxrxai.datasets.manifest import load_manifest
 from cxrxai.datasets.nih import NIH_SPLITS, load_nih_bbox, nih_split
+from cxrxai.datasets.vindr import load_vindr
 from cxrxai.errors import DatasetError
 
-DATASETS = ("covid-qu-ex", "nih", "manifest")
+DATASETS = ("covid-qu-ex", "nih", "manifest", "chexlocalize", "vindr")
 
 
 def load_split_cases(
@@ -20,9 +24,15 @@ def load_split_cases(
     root: Path,
     limit_per_class: int | None = None,
     manifest_anywhere: bool = False,
+    images: Path | None = None,
+    sample_per_class: int | None = None,
+    seed: int = 0,
 ) -> list[Case]:
-    """``split`` is a split name under the dataset's folder in ``root``, or a path.
-    ``manifest_anywhere``: a manifest's paths may lead outside its folder and ``root``."""
+    """``split`` is a split name under the dataset's folder in ``root``, or a path (for
+    CheXlocalize its JSON file, for VinDr-CXR its annotation CSV; ``images``: where their
+    images are, by default beside the file). ``manifest_anywhere``: a manifest's paths may
+    lead outside its folder and ``root``. ``limit_per_class`` keeps the first N per class,
+    ``sample_per_class`` a random N per class (reproducible with ``seed``)."""
     if dataset == "covid-qu-ex":
         path = Path(split)
         split_dir = path if path.is_dir() else root / "covid-qu-ex" / split
@@ -34,9 +44,49 @@ def load_split_cases(
             cases = [c for c in cases if nih_split(c.case_id) == split]
     elif dataset == "manifest":
         cases = load_manifest(Path(split), root, manifest_anywhere)
+    elif dataset == "chexlocalize":
+        path = _file(split, root / "chexlocalize", (".json",), "CheXlocalize JSON")
+        cases = load_chexlocalize(path, images, split=path.stem)
+    elif dataset == "vindr":
+        path = _file(split, root / "vindr", (".csv", ".csv.gz"), "VinDr-CXR annotation CSV")
+        cases = load_vindr(path, images)
     else:
         raise DatasetError(f"Unknown dataset '{dataset}'; choose one of {list(DATASETS)}")
+    if sample_per_class:
+        return sample_cases(cases, sample_per_class, seed)
     return limit_cases(cases, limit_per_class)
+
+
+def _file(split: str, folder: Path, suffixes: tuple[str, ...], what: str) -> Path:
+    """``split`` as a file, else as a name in the dataset's folder of the data root."""
+    path = Path(split)
+    if path.is_file():
+        return path
+    for suffix in suffixes:
+        named = folder / f"{split}{suffix}"
+        if named.is_file():
+            return named
+    raise DatasetError(
+        f"{what} '{split}' not found: pass the file's path as --split, or put it in "
+        f"'{folder}' (as {split}{suffixes[0]})."
+    )
+
+
+def sample_cases(cases: list[Case], per_class: int, seed: int = 0) -> list[Case]:
+    """A random ``per_class`` cases of each first label (all of a smaller class), the same
+    for the same seed and cases; returned in case-id order."""
+    if per_class < 1:
+        raise DatasetError(f"--sample must be at least 1, got {per_class}")
+    by_class: dict[str, list[Case]] = defaultdict(list)
+    for case in sorted(cases, key=lambda c: c.case_id):
+        by_class[case.labels[0] if case.labels else ""].append(case)
+    rng = np.random.default_rng(seed)
+    kept: list[Case] = []
+    for label in sorted(by_class):
+        pool = by_class[label]
+        picks = rng.choice(len(pool), size=min(per_class, len(pool)), replace=False)
+        kept += [pool[i] for i in sorted(picks)]
+    return sorted(kept, key=lambda c: c.case_id)
 
 
 def limit_cases(cases: list[Case], limit_per_class: int | None) -> list[Case]:

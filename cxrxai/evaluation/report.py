@@ -134,7 +134,9 @@ def _format(estimate: Estimate, digits: int = 3) -> str:
 
 
 def markdown_table(cells: list[Cell]) -> str:
-    """Rows method x class, columns metrics: 'mean [low, high]' and the case count."""
+    """Rows method x class, columns metrics: 'mean [low, high]'. ``n`` counts the first
+    metric's values that are not missing (a negative case has no IoU but a pointing-game
+    hit); a cell whose own count differs says it, e.g. '0.412 [0.38, 0.44] (n=34)'."""
     metrics = list(dict.fromkeys(c.metric for c in cells))
     by_row: dict[tuple[str, str], dict[str, Estimate]] = defaultdict(dict)
     for c in cells:
@@ -145,12 +147,12 @@ def markdown_table(cells: list[Cell]) -> str:
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (method, target), estimates in by_row.items():
-        n = max(e.n for e in estimates.values())
-        lines.append(
-            "| "
-            + " | ".join([method, target, str(n)] + [_format(estimates[m]) for m in metrics])
-            + " |"
-        )
+        n = estimates[metrics[0]].n
+        cells = [
+            _format(estimates[m]) + (f" (n={estimates[m].n})" if estimates[m].n != n else "")
+            for m in metrics
+        ]
+        lines.append("| " + " | ".join([method, target, str(n), *cells]) + " |")
     return "\n".join(lines)
 
 

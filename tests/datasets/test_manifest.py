@@ -128,3 +128,31 @@ def test_case_ids_of_absolute_paths_have_no_double_slash(tmp_path):
     (folder / "m.csv").write_text(f"image\n{data / 'a' / 'x.png'}\nimg/y.dcm\n")
     first, second = load_manifest(folder / "m.csv", data)
     assert first.case_id == "m/a/x" and second.case_id == "m/img/y"
+
+
+def test_a_lungs_mask_is_anatomy_and_serves_within_lungs(tmp_path, covid_root):
+    """role=lungs marks a mask as the lung fields: not a finding, not a label, and what
+    --within-lungs and the lung share use (no prediction needed)."""
+    from cxrxai.lungs import lung_annotation
+
+    image, mask = _covid_files(covid_root)
+    lungs = covid_root / "Val" / "COVID-19" / "lung masks" / image.name
+    (tmp_path / "m.csv").write_text(
+        "image,labels,kind,label,mask,role\n"
+        f"{image},COVID-19,mask,COVID-19,{mask},\n"
+        f"{image},,mask,,{lungs},lungs\n"
+    )
+    (case,) = load_manifest(tmp_path / "m.csv", covid_root.parent)
+    assert case.labels == ["COVID-19"] and [a.label for a in case.findings()] == ["COVID-19"]
+    anatomy = case.anatomy("lungs")
+    assert anatomy is not None and anatomy.role == "anatomy" and not anatomy.predicted
+    assert lung_annotation(case, case.load_image().pixels, None) is anatomy
+    assert anatomy.load_mask().mean() > 0.1
+    (tmp_path / "bad.csv").write_text(
+        f"image,kind,role,x_min,y_min,x_max,y_max\n{image},box,lungs,1,1,5,5\n"
+    )
+    with pytest.raises(DatasetError, match="a 'lungs' annotation is a mask"):
+        load_manifest(tmp_path / "bad.csv", covid_root.parent)
+    (tmp_path / "odd.csv").write_text(f"image,kind,label,mask,role\n{image},mask,x,{mask},heart\n")
+    with pytest.raises(DatasetError, match="role must be one of"):
+        load_manifest(tmp_path / "odd.csv", covid_root.parent)

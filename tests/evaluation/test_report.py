@@ -43,6 +43,16 @@ def test_table_means_skip_missing_values(db):
     assert "| a | COVID-19 | 2 | 0.300 [" in table and "IoU (↑)" in table
 
 
+def test_n_counts_values_not_cases(tmp_path):
+    """A negative control has a pointing-game hit but no IoU: n is IoU's count (2, not
+    3), and the hit cell says its own (3)."""
+    db = store.open_results(tmp_path / "n.sqlite")
+    rows = [_row(f"c{i}", "a", 10.0, v) | {"hit": 1.0} for i, v in enumerate([0.2, 0.4, None])]
+    store.write_unit(db, rows, [])
+    table = report.markdown_table(report.method_class_table(db, metrics=("iou", "hit")))
+    assert "| a | COVID-19 | 2 | 0.300 [" in table and "1.000 [1.000, 1.000] (n=3) |" in table
+
+
 def test_curves_and_report_files(db, tmp_path):
     curves = report.iou_versus_p(db)
     assert [p for p, _ in curves[("a", "COVID-19")]] == [5.0, 10.0]
