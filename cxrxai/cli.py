@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -364,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--maps-only",
         action="store_true",
         help="cache the maps only, without scoring them into the demo evaluation",
+    )
+    precompute.add_argument(
+        "--stop-with-parent",
+        action="store_true",
+        help="stop (between cases) once the process that started this one has ended "
+        "(the dashboard's background job)",
     )
     _add_data_root(precompute)
 
@@ -934,9 +941,16 @@ def cmd_precompute_demo(args: argparse.Namespace) -> int:
     methods = tuple(_methods(args.methods))
     root = data_root(args.data_root)
     bundle = demo_bundle()  # one load for both steps
-    count = precompute_demo(
-        methods, root, lambda items: tqdm(items, desc="demo cases", unit="case"), bundle
-    )
+    parent = os.getppid()
+
+    def progress(items):
+        for item in tqdm(items, desc="demo cases", unit="case"):
+            if args.stop_with_parent and os.getppid() != parent:
+                print("the dashboard that started this has ended: stopping", file=sys.stderr)
+                return
+            yield item
+
+    count = precompute_demo(methods, root, progress, bundle)
     print(f"{count} explanation(s) computed and cached")
     if args.maps_only:
         return 0

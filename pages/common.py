@@ -208,6 +208,7 @@ def start_background_maps(checkpoint: str, root: str):  # -> subprocess.Popen | 
     log = cache_dir().parent / "background-maps.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "cxrxai", "precompute-demo", "--maps-only"]
+    command += ["--stop-with-parent"]  # ends with the server, not orphaned
     command += ["--methods", ",".join(BACKGROUND_METHODS), "--data-root", root]
     with log.open("ab") as handle:
         return subprocess.Popen(
