@@ -294,7 +294,11 @@ def write_address(
         for key in ADDRESS_KEYS
     }
     if written != st.session_state.get("address_written"):
-        st.query_params.from_dict(query)
+        for key in ADDRESS_KEYS:  # only the page's own keys: others (a study code) stay
+            if key in query:
+                st.query_params[key] = query[key]
+            elif key in st.query_params:
+                del st.query_params[key]
         st.session_state["address_written"] = written
 
 

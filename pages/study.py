@@ -125,6 +125,7 @@ opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
 requested = st.session_state.setdefault(f"requested-{task.id}", time.time())
 
 scores: dict[str, dict[str, int | None]] = {}
+shown_maps: dict[str, service.MapRecord] = {}  # what each panel showed, kept with its rating
 with st.form(f"rate-{task.id}"):
     columns = st.columns(len(task.methods))
     for column, method, label in zip(columns, task.methods, task.shown_as, strict=True):
@@ -135,6 +136,9 @@ with st.form(f"rate-{task.id}"):
             except CxrxaiError as exc:  # e.g. a layer the loaded model lacks
                 st.error(plain(f"Panel {label} cannot be shown: {exc} Tell the study admin."))
                 st.stop()
+            shown_maps[method] = service.MapRecord(
+                heatmap.params, heatmap.seconds, heatmap.from_cache
+            )
             values = heatmap.numpy()
             st.image(overlay(image.pixels, values, opacity), caption=f"Panel {label}")
             st.caption(colour_legend(values, heatmap.target_label))
@@ -174,6 +178,7 @@ with st.form(f"rate-{task.id}"):
                 explained_label=explained,
                 confidence=confidence,
                 require_confidence=True,
+                maps=shown_maps,
             )
         except service.StudyError as exc:
             st.error(plain(str(exc)))

@@ -177,6 +177,10 @@ def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
         assert 0 <= row["wait_seconds"] < 60  # the maps' computation, kept apart
         assert row["explained_label"] in ("COVID-19", "Non-COVID", "Normal")
         assert row["confidence"] == 80
+        # G5: the shown map's full settings and its compute time stay with the rating
+        settings = json.loads(row["method_settings"])
+        assert row["method"] != "lrp" or "composite" in settings
+        assert row["map_seconds"] >= 0 and row["map_cached"] in (0, 1)
     resumed = page("pages/study.py", rater=token)  # a reload with the personal link
     assert not resumed.exception
     assert "Case 2 of 2" in str(resumed.get("progress")[0].proto)

@@ -45,6 +45,9 @@ EXPORT_COLUMNS = (
     "submitted_at",
     "app_version",
     "checkpoint_sha256",
+    "method_settings",  # the shown map's full settings (JSON)
+    "map_seconds",  # how long it took to compute (G5)
+    "map_cached",  # 1: served from the cache (map_seconds: when it was made)
 )
 
 

@@ -189,6 +189,17 @@ def _model_correctness(db: sqlite_utils.Database) -> None:
     db["study_cases"].add_column("model_correct", int)
 
 
+@migrations(name="m008_map_provenance")
+def _map_provenance(db: sqlite_utils.Database) -> None:
+    """Per rating, the shown map's full settings (JSON, defaults included), the seconds it
+    took to compute, and whether it came from the cache (then the seconds are when it was
+    first made): Jin et al.'s G5 asks for the explanation's computational cost. NULL for
+    ratings from before."""
+    db["ratings"].add_column("method_settings", str)
+    db["ratings"].add_column("map_seconds", float)
+    db["ratings"].add_column("map_cached", int)
+
+
 def connect(path: Path | str) -> sqlite_utils.Database:
     """A connection of its own (one per session or thread), WAL mode, schema migrated in
     place (safe to rerun; rows are kept)."""

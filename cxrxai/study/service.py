@@ -556,6 +556,26 @@ def record_first_read(
     return True
 
 
+@dataclass(frozen=True)
+class MapRecord:
+    """What a rater was shown for one panel: the map's full settings, the seconds it took
+    to compute and whether it came from the cache."""
+
+    settings: dict[str, Any]
+    seconds: float
+    cached: bool
+
+    def columns(self) -> dict[str, Any]:
+        text = json.dumps(self.settings, sort_keys=True, default=str)
+        if len(text) > MAX_DISPLAY_CHARS:
+            raise StudyError(f"A map's settings are limited to {MAX_DISPLAY_CHARS} characters.")
+        return {
+            "method_settings": text,
+            "map_seconds": _seconds(self.seconds, "A map's compute time"),
+            "map_cached": int(bool(self.cached)),
+        }
+
+
 def _seconds(value: float | None, what: str) -> float | None:
     if value is None:
         return None
@@ -589,8 +609,12 @@ def submit(
     explained_label: str | None = None,
     confidence: int | None = None,
     require_confidence: bool = False,
+    maps: dict[str, MapRecord] | None = None,
 ) -> int:
     """Store one assignment's ratings (one row per panel); returns the rows stored.
+
+    ``maps``: per method of the assignment, the shown map's settings, compute seconds and
+    whether it came from the cache (G5), stored with its panel's rating.
 
     ``scores``: shown label ("A" or the method name) -> {"trust", "localisation",
     "usefulness"} 1-5. ``started_at``: when the panels were on screen; ``seconds_on_case``
@@ -626,9 +650,14 @@ def submit(
             f"The display settings sent with the ratings are limited to {MAX_DISPLAY_CHARS} "
             "characters of JSON."
         )
+    maps = maps or {}
+    unknown = set(maps) - set(order)
+    if unknown:
+        raise StudyError(f"Map records for methods not shown: {sorted(unknown)[:3]}.")
     records = []
     for label, method in zip(labels, order, strict=True):
         given = scores[label]
+        shown_map = maps.get(method)
         records.append(
             {
                 "assignment_id": assignment_id,
@@ -649,6 +678,7 @@ def submit(
                 "submitted_at": _now(),
                 "app_version": __version__,
                 "checkpoint_sha256": checkpoint_sha256,
+                **(shown_map.columns() if shown_map is not None else {}),
             }
         )
     confidence = checked_confidence(confidence, require_confidence)  # after the panels'

@@ -253,6 +253,7 @@ def test_older_schema_is_migrated_in_place(tmp_path):
         "m005_timing_and_explained_label",
         "m006_reader_profile_and_confidence",
         "m007_model_correctness",
+        "m008_map_provenance",
     ]
     assert [(r["name"], r["pseudonym"], r["name_key"]) for r in db["raters"].rows] == [
         ("A", "R01", "a"),
@@ -332,6 +333,40 @@ def test_timing_explained_label_and_the_admins_progress(db, tmp_path):
         {"rater": "Dr Ada", "pseudonym": "R01", "done": 1, "total": 2}
     ]
     assert service.progress(db, service.study_by_code(db, code)["id"])[0]["rater"] == "R01"
+
+
+def test_each_rating_keeps_its_maps_settings_and_compute_time(db, code, tmp_path):
+    """G5: the app version, the checkpoint hash, the shown map's full settings and the
+    seconds it took (or that it came from the cache) stay with each panel's rating."""
+    from cxrxai.study.analysis import export
+
+    rater = service.join(db, code, "Dr Ada")
+    task = service.next_assignment(db, rater)
+    maps = {
+        "gradcam": service.MapRecord({"layer": None, "eigen_smooth": False}, 0.04, False),
+        "lime": service.MapRecord({"n_samples": 1000, "n_segments": 50}, 7.2, True),
+    }
+    with pytest.raises(StudyError, match="methods not shown"):
+        service.submit(db, rater, task.id, full_scores(task), True,
+                       maps={"nosuch": maps["lime"]})  # fmt: skip
+    with pytest.raises(StudyError, match="compute time is out of range"):
+        service.submit(db, rater, task.id, full_scores(task), True,
+                       maps={"lime": service.MapRecord({}, -1.0, False)})  # fmt: skip
+    stored = service.submit(
+        db, rater, task.id, full_scores(task), True, checkpoint_sha256="abc", maps=maps
+    )
+    assert stored == 4
+    rows = {r["method"]: r for r in db["ratings"].rows}
+    assert json.loads(rows["lime"]["method_settings"]) == {"n_samples": 1000, "n_segments": 50}
+    assert (rows["lime"]["map_seconds"], rows["lime"]["map_cached"]) == (7.2, 1)
+    assert (rows["gradcam"]["map_seconds"], rows["gradcam"]["map_cached"]) == (0.04, 0)
+    assert rows["shap"]["method_settings"] is None  # not given: left missing, never invented
+    assert {r["app_version"] for r in rows.values()} == {service.__version__}
+    assert {r["checkpoint_sha256"] for r in rows.values()} == {"abc"}
+    study_id = service.study_by_code(db, code)["id"]
+    export(db, study_id, tmp_path / "out")
+    header = (tmp_path / "out" / "ratings.csv").read_text().splitlines()[0]
+    assert "method_settings,map_seconds,map_cached" in header
 
 
 def test_the_label_the_panels_explain():
