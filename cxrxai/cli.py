@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument(
         "action",
-        choices=("set-password", "create", "progress", "analyse", "export"),
+        choices=("set-password", "create", "prepare", "progress", "analyse", "export"),
         help="set-password: set or reset the admin password (prompted twice, or one line on stdin)",
     )
     study.add_argument("--code", help="the study code (all actions but create)")
@@ -356,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="evaluation database: relate trust to IoU (top 10 %%) per case x method",
     )
+    study.add_argument(
+        "--stop-with-parent",
+        action="store_true",
+        help="prepare: stop (between maps) once the process that started this has ended",
+    )
+    _add_model_args(study)
 
     precompute = commands.add_parser(
         "precompute-demo", help="cache the demo cases' default explanations (run.sh does it)"
@@ -890,6 +896,20 @@ def cmd_study(args: argparse.Namespace) -> int:
     if not args.code:
         raise CxrxaiError("Pass --code (the study code).")
     study = service.study_by_code(db, args.code)
+    if args.action == "prepare":
+        from cxrxai.study.prepare import map_count, prepare_study
+
+        parent = os.getppid()
+        done = prepare_study(
+            db,
+            study["id"],
+            _load_bundle(args),
+            data_root(args.data_root),
+            keep_going=lambda: not args.stop_with_parent or os.getppid() == parent,
+        )
+        ready, total = map_count(db, study["id"])
+        print(f"{done} map(s) prepared now; {ready} of {total} ready")
+        return 0
     if args.action == "progress":
         for row in service.progress(db, study["id"]):
             print(f"{row['rater']}: {row['done']}/{row['total']}")

@@ -37,6 +37,7 @@ from cxrxai.settings import (
     results_path,
     study_path,
 )
+from cxrxai.study.prepare import map_count
 from pages.streamlit_router import through_the_router  # noqa: F401 (every page calls it)
 
 
@@ -218,6 +219,36 @@ def start_background_maps(checkpoint: str, root: str):  # -> subprocess.Popen | 
             stdin=subprocess.DEVNULL,
             preexec_fn=lambda: os.nice(10),  # the visitors' own requests come first
         )
+
+
+@st.cache_resource(show_spinner=False)
+def start_study_preparation(code: str, checkpoint: str, database: str):  # -> Popen | None
+    """Once per server and study: the worker that computes every map of the study
+    (``study prepare``), low priority, ending with the server. A server restarted while
+    maps were missing starts it again on the next study page, and it resumes."""
+    if not background_maps():
+        return None
+    log = cache_dir().parent / "study-preparation.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "cxrxai", "study", "prepare", "--code", code]
+    command += ["--checkpoint", checkpoint, "--db", database, "--stop-with-parent"]
+    command += ["--data-root", str(data_root())]
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            command,
+            stdout=handle,
+            stderr=handle,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: os.nice(10),
+        )
+
+
+def study_preparation(db, study: dict, bundle: ModelBundle) -> tuple[int, int]:
+    """(maps ready, maps in all) of a study, its worker started when maps are missing."""
+    ready, total = map_count(db, study["id"])
+    if study.get("prepare") and ready < total:
+        start_study_preparation(study["code"], str(bundle.path), str(study_path()))
+    return ready, total
 
 
 def background_status(bundle: ModelBundle, cases: list[Case]) -> str:

@@ -11,6 +11,7 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.explain.params import parse_variant
 from cxrxai.render import colour_legend, overlay, plain
 from cxrxai.study import service
+from cxrxai.study.prepare import is_open
 from pages.common import (
     case_from_ref,
     explain_cached,
@@ -18,6 +19,7 @@ from pages.common import (
     get_probabilities,
     require_bundle,
     study_db,
+    study_preparation,
     through_the_router,
 )
 
@@ -67,6 +69,15 @@ st.caption("Keep this page's address: it is your personal link to resume after a
 if study["instructions"]:
     with st.expander("Instructions", expanded=False):
         st.text(study["instructions"])
+
+ready, total = study_preparation(db, study, require_bundle())
+if not is_open(db, study["id"]):
+    st.info(
+        f"The study's explanations are being prepared ({ready} of {total} ready), so that "
+        "no case makes you wait. Please come back in a few minutes; your link stays valid."
+    )
+    st.button("Check again")
+    st.stop()
 
 task = service.next_assignment(db, rater)
 if task is None:

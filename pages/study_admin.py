@@ -26,6 +26,7 @@ from pages.common import (
     server_url,
     study_db,
     study_mrmc,
+    study_preparation,
     through_the_router,
 )
 
@@ -192,6 +193,15 @@ st.write(
     "reverse proxy; README, Running a study):"
 )
 st.code(link, language=None)
+ready, total = study_preparation(db, study, require_bundle())
+if study.get("prepare") and ready < total:
+    st.info(
+        f"Preparing the explanations: {ready} of {total} maps ready (computed in the "
+        "background; raters can start once all are ready). Reload to update."
+    )
+    st.progress(ready / max(total, 1), text=f"{ready} of {total} maps ready")
+elif study.get("prepare"):
+    st.caption(f"All {total} maps are ready: raters never wait for one.")
 st.subheader("Progress")
 st.dataframe(service.progress(db, study["id"], real_names=True), hide_index=True)
 rows = analysis.ratings(db, study["id"])

@@ -142,9 +142,52 @@ def _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, count: int):
     return db, refs
 
 
+def prepared(db, code: str) -> str:
+    """What the study's background worker does (``study prepare``), done here in-process
+    (the tests' dashboards start no background process)."""
+    from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.settings import DEMO_CHECKPOINT, data_root
+    from cxrxai.study.prepare import prepare_study
+
+    study = service.study_by_code(db, code)
+    prepare_study(db, study["id"], load_checkpoint(DEMO_CHECKPOINT), data_root(), log=print)
+    return code
+
+
+def test_raters_wait_for_no_map(monkeypatch, covid_root, tmp_path):
+    """A new study opens to raters once every map is computed; Study admin shows the
+    progress; the worker resumes where it stopped and records what it computed."""
+    from cxrxai.study.prepare import is_open, map_count
+
+    db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 2)
+    code = service.create_study(db, PASSWORD, "s", refs, ["gradcam", "lrp"])
+    study = service.study_by_code(db, code)
+    assert map_count(db, study["id"]) == (0, 4) and not is_open(db, study["id"])
+    app = page("pages/study.py", code=code)
+    sign_in(app, "Dr Ada")
+    assert not app.exception
+    assert any("being prepared (0 of 4 ready)" in shown(i.value) for i in app.info)
+    assert not app.get("image")  # no panel, no case yet
+    admin = page("pages/study_admin.py")
+    widget(admin.text_input, "Admin password").input(PASSWORD)
+    admin.button[0].click().run()
+    assert any("0 of 4 maps ready" in shown(i.value) for i in admin.info)
+    prepared(db, code)
+    assert map_count(db, study["id"]) == (4, 4) and is_open(db, study["id"])
+    rows = list(db["study_maps"].rows)
+    assert {r["method"] for r in rows} == {"gradcam", "lrp"} and all(
+        r["seconds"] >= 0 for r in rows
+    )
+    prepared(db, code)  # a restarted worker: nothing left to do, nothing duplicated
+    assert db["study_maps"].count == 4
+    app.run()
+    assert not app.exception and len(app.get("image")) == 2  # the panels, at once
+
+
 def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
     db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 2)
     code = service.create_study(db, PASSWORD, "s", refs, ["gradcam", "lrp"], blinded=True)
+    prepared(db, code)
     app = page("pages/study.py", code=code)  # the invitation link carries the code
     assert widget(app.text_input, "Study code").value == code
     app.button[0].click().run()  # no profile: refused, nothing stored
@@ -189,7 +232,7 @@ def test_rater_signs_in_rates_and_resumes(monkeypatch, covid_root, tmp_path):
 
 def test_rater_reads_the_case_before_the_explanations(monkeypatch, covid_root, tmp_path):
     db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 1)
-    code = service.create_study(db, PASSWORD, "s", refs, ["gradcam"], first_read=True)
+    code = prepared(db, service.create_study(db, PASSWORD, "s", refs, ["gradcam"], first_read=True))
     app = page("pages/study.py", code=code)
     sign_in(app, "Ada", role="resident")
     assert not app.exception and not app.error
@@ -212,7 +255,7 @@ def test_rater_reads_the_case_before_the_explanations(monkeypatch, covid_root, t
 def test_a_study_compares_variants_of_a_method(monkeypatch, covid_root, tmp_path):
     db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 1)
     variants = ["gradcam", "gradcam(layer=blocks.6)"]
-    code = service.create_study(db, PASSWORD, "layers", refs, variants, blinded=False)
+    code = prepared(db, service.create_study(db, PASSWORD, "layers", refs, variants, blinded=False))
     app = page("pages/study.py", code=code)
     sign_in(app, "Dr Lin")
     assert not app.exception and not app.error
@@ -227,7 +270,9 @@ def test_a_study_compares_variants_of_a_method(monkeypatch, covid_root, tmp_path
             layers.add(meta["params"]["layer"])
     assert layers == {None, "blocks.6"}
     # a variant the loaded model cannot take (another checkpoint's layer): a message
-    code = service.create_study(db, PASSWORD, "x", refs, ["gradcam(layer=features.norm5)"])
+    code = service.create_study(
+        db, PASSWORD, "x", refs, ["gradcam(layer=features.norm5)"], prepare=False
+    )  # computed on the page, as studies made before preparation existed
     app = page("pages/study.py", code=code)
     sign_in(app, "Dr Lin")
     assert not app.exception

@@ -200,6 +200,28 @@ def _map_provenance(db: sqlite_utils.Database) -> None:
     db["ratings"].add_column("map_cached", int)
 
 
+@migrations(name="m009_prepared_maps")
+def _prepared_maps(db: sqlite_utils.Database) -> None:
+    """Maps computed before raters arrive: one row per study case x method once its map is
+    in the heatmap cache (the worker's progress, kept across restarts). ``prepare``: 1 for
+    studies that open when every map is ready; 0 for studies made before, which keep
+    computing maps on the page as they did."""
+    db["studies"].add_column("prepare", int, not_null_default=0)
+    db["study_maps"].create(
+        {
+            "study_id": int,
+            "position": int,
+            "method": str,
+            "image_sha256": str,
+            "target": str,  # the label the map explains
+            "seconds": float,  # how long the map took
+            "cached": int,  # 1: it was in the cache already
+        },
+        pk=("study_id", "position", "method"),
+        foreign_keys=[("study_id", "studies", "id")],
+    )
+
+
 def connect(path: Path | str) -> sqlite_utils.Database:
     """A connection of its own (one per session or thread), WAL mode, schema migrated in
     place (safe to rerun; rows are kept)."""

@@ -254,8 +254,11 @@ def create_study(
     instructions: str = "",
     first_read: bool = False,
     explain: str = "prediction",
+    prepare: bool = True,
 ) -> str:
-    """A new study; returns its code (what raters type to join). ``first_read``: each
+    """A new study; returns its code (what raters type to join). ``prepare``: the study
+    opens to raters once every map it shows is computed (:mod:`cxrxai.study.prepare`), so
+    nobody waits for one. ``first_read``: each
     case is read first without explanations (does the rater agree with the model?), then
     rated with them, so the analysis can tell how often the explanations changed the
     rater's decision. ``explain``: which label the panels explain, the model's prediction
@@ -293,6 +296,7 @@ def create_study(
                     "created_at": _now(),
                     "first_read": int(bool(first_read)),
                     "explain": explain,
+                    "prepare": int(bool(prepare)),
                 }
             )
             .last_pk

@@ -254,6 +254,7 @@ def test_older_schema_is_migrated_in_place(tmp_path):
         "m006_reader_profile_and_confidence",
         "m007_model_correctness",
         "m008_map_provenance",
+        "m009_prepared_maps",
     ]
     assert [(r["name"], r["pseudonym"], r["name_key"]) for r in db["raters"].rows] == [
         ("A", "R01", "a"),
@@ -262,6 +263,7 @@ def test_older_schema_is_migrated_in_place(tmp_path):
     ]
     assert db["studies"].get(1)["first_read"] == 0  # an existing study keeps its protocol
     assert db["studies"].get(1)["explain"] == "reference"  # and the label it explained
+    assert db["studies"].get(1)["prepare"] == 0  # and computes its maps on the page
     assert connect(path)["raters"].count == 3  # rerunning is safe
 
 
