@@ -269,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--images", type=Path, help="chexlocalize / vindr: the image folder (default: beside)"
     )
     batch.add_argument(
+        "--heatmaps",
+        type=Path,
+        help="score maps computed elsewhere instead of explaining: a folder of .npy / .npz / "
+        "16-bit .png / CheXlocalize .pkl maps named <label>/<image stem> or "
+        "<image stem>_<label> (needs --method-name)",
+    )
+    batch.add_argument("--method-name", help="with --heatmaps: the name rows carry")
+    batch.add_argument(
         "--sample",
         type=int,
         help="a random N cases per class (reproducible with --seed), instead of all",
@@ -767,10 +775,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cxrxai.explain.params import parse_param_specs, variant
     from cxrxai.explain.registry import get_explainer
 
-    methods = _methods(args.methods)
-    method_params = parse_param_specs(args.param, methods)
-    for name in methods:
-        get_explainer(name, **method_params.get(name, {}))  # fail before any work
+    external = None
+    if args.heatmaps is not None or args.method_name:
+        from cxrxai.explain.external import ExternalMaps
+
+        if args.heatmaps is None or not args.method_name:
+            raise CxrxaiError("--heatmaps and --method-name go together: the folder and a name.")
+        external = ExternalMaps(args.heatmaps, args.method_name)
+        methods, method_params = [external.name], {}
+    else:
+        methods = _methods(args.methods)
+        method_params = parse_param_specs(args.param, methods)
+        for name in methods:
+            get_explainer(name, **method_params.get(name, {}))  # fail before any work
     root = data_root(args.data_root)
     cases = _cases_for(
         args.dataset,
@@ -793,7 +810,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         bundle.weights_sha256,
         root,
         args.split,
-        [variant(name, method_params.get(name, {})) for name in methods],
+        [name if external else variant(name, method_params.get(name, {})) for name in methods],
+        heatmaps=None if external is None else str(external.folder),
         within_lungs=args.within_lungs,
         targets=args.targets,
         empty=args.empty,
@@ -818,11 +836,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         cache=None if args.no_cache else HeatmapCache(),
         progress=lambda items: tqdm(items, desc="cases", unit="case"),
         segmenter=segmenter,
+        external=external,
     )
     print(
         f"{summary.units_done} case x method units computed, {summary.units_skipped} already "
         f"in {db_path}"
     )
+    if summary.maps_missing:
+        print(
+            f"{len(summary.maps_missing)} map(s) not in {args.heatmaps}, not scored "
+            f"(e.g. {summary.maps_missing[0]})"
+        )
     if summary.cases_without_target:
         print(
             f"{len(summary.cases_without_target)} case(s) skipped: none of their labels is an "

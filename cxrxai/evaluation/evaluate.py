@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import store
 from cxrxai.explain.base import Heatmap
 from cxrxai.explain.cache import HeatmapCache
+from cxrxai.explain.external import ExternalMaps
 from cxrxai.explain.params import variant
 from cxrxai.explain.registry import get_explainer
 from cxrxai.lungs import LungSegmenter, lung_annotation
@@ -65,6 +67,7 @@ class Summary:
     units_done: int = 0
     units_skipped: int = 0  # already in the database
     cases_without_target: list[str] = field(default_factory=list)
+    maps_missing: list[str] = field(default_factory=list)  # external maps not in the folder
 
 
 def truth_for(
@@ -158,20 +161,34 @@ def evaluate_cases(
     cache: HeatmapCache | None = None,
     progress: Callable[[Iterable[Case]], Iterable[Case]] = lambda c: c,
     segmenter: LungSegmenter | None = None,
+    external: ExternalMaps | None = None,
 ) -> Summary:
     """Explain and score every case x method not yet in ``db``, one transaction per unit.
 
     Lung fields: a case's reference lung mask, else the ``segmenter``'s prediction (rows
     say which, column ``lungs``); they give the lung share of every map and, with
     ``within_lungs``, confine the regions. Without either, both are left out (NULL).
+
+    ``external``: maps computed elsewhere, scored as the method ``external.name`` (then
+    ``methods`` is ``[external.name]``); a case whose map is missing is listed in
+    ``Summary.maps_missing``, not scored.
     """
     settings = settings or Settings()
-    explainers = {m: get_explainer(m, **settings.method_params.get(m, {})) for m in methods}
+    if external is not None:
+        methods = [external.name]
+    explainers = {
+        m: get_explainer(m, **settings.method_params.get(m, {}))
+        for m in methods
+        if external is None
+    }
     for explainer in explainers.values():
         explainer.check(bundle)
     # rows carry the variant (gradcam(layer=blocks.5)): a run with other settings is new
     # work, never "already done", and its rows sit beside the defaults' for comparison
-    names = {m: variant(m, settings.method_params.get(m, {})) for m in methods}
+    names = {
+        m: m if external is not None else variant(m, settings.method_params.get(m, {}))
+        for m in methods
+    }
     done = store.done_units(db, bundle.weights_sha256)
     summary = Summary()
     if settings.targets not in TARGETS:
@@ -213,7 +230,14 @@ def evaluate_cases(
             localisation, faithfulness = [], []
             for label in targets:
                 index = bundle.labels.index(label)
-                heatmap = _explain(explainers[method], bundle, image, index, settings, cache)
+                if external is not None:
+                    found = external.heatmap(_stems(case), label, index, image.shape)
+                    if found is None:
+                        summary.maps_missing.append(f"{case.case_id} ({label})")
+                        continue
+                    heatmap = found
+                else:
+                    heatmap = _explain(explainers[method], bundle, image, index, settings, cache)
                 truth, boxes = truth_for(case.annotations, label, image.shape)
                 base = _unit_row(bundle, case, names[method], label, probs, index)
                 try:
@@ -248,9 +272,20 @@ def evaluate_cases(
                         _faithfulness_row(bundle, image, heatmap, index)
                         | {k: base[k] for k in store.UNIT_KEY}
                     )
-            store.write_unit(db, localisation, faithfulness)
-            summary.units_done += 1
+            if localisation or faithfulness:
+                store.write_unit(db, localisation, faithfulness)
+                summary.units_done += 1
     return summary
+
+
+def _stems(case: Case) -> list[str]:
+    """Names a case's external map may carry: its image's stem, and for CheXpert images
+    (CheXlocalize) the patient_study_view id."""
+    path = Path(case.image_path)
+    stems = [path.stem]
+    if case.dataset == "chexlocalize":
+        stems.insert(0, case.case_id.split("/", 1)[-1])
+    return stems
 
 
 def _explain(explainer, bundle, image, index, settings: Settings, cache) -> Heatmap:
