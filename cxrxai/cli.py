@@ -365,9 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluation database: relate trust to IoU (top 10 %%) per case x method",
     )
     study.add_argument(
-        "--stop-with-parent",
-        action="store_true",
-        help="prepare: stop (between maps) once the process that started this has ended",
+        "--parent-pid",
+        type=int,
+        help="prepare: stop (between maps) once the process with this id, which started "
+        "this one, has ended",
     )
     _add_model_args(study)
 
@@ -381,10 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="cache the maps only, without scoring them into the demo evaluation",
     )
     precompute.add_argument(
-        "--stop-with-parent",
-        action="store_true",
-        help="stop (between cases) once the process that started this one has ended "
-        "(the dashboard's background job)",
+        "--parent-pid",
+        type=int,
+        help="stop (between cases) once the process with this id, which started this one, "
+        "has ended (the dashboard's background job)",
     )
     _add_data_root(precompute)
 
@@ -923,13 +924,12 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.action == "prepare":
         from cxrxai.study.prepare import map_count, prepare_study
 
-        parent = os.getppid()
         done = prepare_study(
             db,
             study["id"],
             _load_bundle(args),
             data_root(args.data_root),
-            keep_going=lambda: not args.stop_with_parent or os.getppid() == parent,
+            keep_going=lambda: _starter_alive(args.parent_pid),
         )
         ready, total = map_count(db, study["id"])
         print(f"{done} map(s) prepared now; {ready} of {total} ready")
@@ -977,6 +977,12 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _starter_alive(parent_pid: int | None) -> bool:
+    """Whether the process that started this one (``--parent-pid``) still runs: once it
+    has ended, this process has another parent. Always true without ``--parent-pid``."""
+    return parent_pid is None or os.getppid() == parent_pid
+
+
 def cmd_precompute_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -985,12 +991,11 @@ def cmd_precompute_demo(args: argparse.Namespace) -> int:
     methods = tuple(_methods(args.methods))
     root = data_root(args.data_root)
     bundle = demo_bundle()  # one load for both steps
-    parent = os.getppid()
 
     def progress(items):
         for item in tqdm(items, desc="demo cases", unit="case"):
-            if args.stop_with_parent and os.getppid() != parent:
-                print("the dashboard that started this has ended: stopping", file=sys.stderr)
+            if not _starter_alive(args.parent_pid):
+                print("the process that started this has ended: stopping", file=sys.stderr)
                 return
             yield item
 

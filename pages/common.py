@@ -5,15 +5,13 @@ Only glue lives here: every computation is a ``cxrxai`` call.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from cxrxai.background import start_job
 from cxrxai.cases import Annotation, Case
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.demo import demo_cases
@@ -206,19 +204,8 @@ def start_background_maps(checkpoint: str, root: str):  # -> subprocess.Popen | 
     $CXRXAI_BACKGROUND_MAPS=0."""
     if not background_maps() or Path(checkpoint).resolve() != DEMO_CHECKPOINT.resolve():
         return None
-    log = cache_dir().parent / "background-maps.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "cxrxai", "precompute-demo", "--maps-only"]
-    command += ["--stop-with-parent"]  # ends with the server, not orphaned
-    command += ["--methods", ",".join(BACKGROUND_METHODS), "--data-root", root]
-    with log.open("ab") as handle:
-        return subprocess.Popen(
-            command,
-            stdout=handle,
-            stderr=handle,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=lambda: os.nice(10),  # the visitors' own requests come first
-        )
+    arguments = ["precompute-demo", "--maps-only", "--methods", ",".join(BACKGROUND_METHODS)]
+    return start_job([*arguments, "--data-root", root], cache_dir().parent / "background-maps.log")
 
 
 @st.cache_resource(show_spinner=False)
@@ -228,19 +215,9 @@ def start_study_preparation(code: str, checkpoint: str, database: str):  # -> Po
     maps were missing starts it again on the next study page, and it resumes."""
     if not background_maps():
         return None
-    log = cache_dir().parent / "study-preparation.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "cxrxai", "study", "prepare", "--code", code]
-    command += ["--checkpoint", checkpoint, "--db", database, "--stop-with-parent"]
-    command += ["--data-root", str(data_root())]
-    with log.open("ab") as handle:
-        return subprocess.Popen(
-            command,
-            stdout=handle,
-            stderr=handle,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=lambda: os.nice(10),
-        )
+    arguments = ["study", "prepare", "--code", code, "--checkpoint", checkpoint]
+    arguments += ["--db", database, "--data-root", str(data_root())]
+    return start_job(arguments, cache_dir().parent / "study-preparation.log")
 
 
 def study_preparation(db, study: dict, bundle: ModelBundle) -> tuple[int, int]:

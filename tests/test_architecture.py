@@ -34,7 +34,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("metrics", ("cxrxai.metrics",)),
     ("evaluation", ("cxrxai.evaluation",)),
     ("study", ("cxrxai.study",)),
-    ("commands", ("cxrxai.demo", "cxrxai.cli", "cxrxai.warmup", "cxrxai.__main__")),
+    ("commands", ("cxrxai.demo", "cxrxai.cli", "cxrxai.warmup", "cxrxai.__main__",
+                  "cxrxai.background")),
 ]  # fmt: skip
 
 

@@ -1,0 +1,26 @@
+"""Jobs the dashboard hands to a separate process: ``python -m cxrxai <arguments>`` at low
+priority (the visitors' own requests come first), output appended to a log file. Each
+job's command stops by itself once the server that started it has ended
+(``--parent-pid``: this process's id, checked between steps), so a stopped dashboard
+leaves nothing computing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def start_job(arguments: list[str], log: Path) -> subprocess.Popen:
+    """Start ``python -m cxrxai *arguments --parent-pid <this process>``; returns it."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "cxrxai", *arguments, "--parent-pid", str(os.getpid())]
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            command,
+            stdout=handle,
+            stderr=handle,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: os.nice(10),
+        )
