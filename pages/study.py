@@ -83,7 +83,13 @@ task = service.next_assignment(db, rater)
 if task is None:
     st.success("All assignments are rated. Thank you!")
     st.stop()
-st.progress(task.position / task.total, text=f"Case {task.position + 1} of {task.total}")
+done = max(0, task.position - task.practice_total)
+st.progress(done / max(task.total, 1), text=task.heading)
+if task.practice:
+    st.info(
+        "A practice case, to get familiar with the panels and the scales before the study: "
+        "rate it as you would any case; it is not part of the results."
+    )
 
 case = case_from_ref(task.dataset, task.split, task.case_id)
 if case is None:
@@ -194,7 +200,7 @@ with st.form(f"rate-{task.id}"):
         except service.StudyError as exc:
             st.error(plain(str(exc)))
         else:
-            st.session_state["last_saved"] = task.position + 1 if stored else None
+            st.session_state["last_saved"] = task.heading if stored else None
             st.rerun()
 if st.session_state.get("last_saved"):
-    st.success(plain(f"Ratings for case {st.session_state['last_saved']} saved."))
+    st.success(plain(f"Ratings for {st.session_state['last_saved'].lower()} saved."))

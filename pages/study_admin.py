@@ -132,6 +132,15 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
                 + ")"
             ),
         )
+        practice_count = st.number_input(
+            "Practice cases",
+            min_value=0,
+            max_value=service.MAX_PRACTICE_CASES,
+            value=0,
+            step=1,
+            help="Familiarisation: cases every rater sees first, from the candidates not in "
+            "the study; marked as practice and left out of the analysis",
+        )
         methods = st.multiselect(
             "Methods",
             [*METHODS, *evaluated_variants()],
@@ -174,6 +183,7 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
                     instructions,
                     first_read=first_read,
                     explain=explain,
+                    practice=[r for r in refs if r.case_id not in chosen][: int(practice_count)],
                 )
             except service.StudyError as exc:
                 st.error(plain(str(exc)))

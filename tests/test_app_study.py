@@ -277,3 +277,22 @@ def test_a_study_compares_variants_of_a_method(monkeypatch, covid_root, tmp_path
     sign_in(app, "Dr Lin")
     assert not app.exception
     assert "Layer 'features.norm5' is not in the model" in shown(app.error[0].value)
+
+
+def test_a_practice_case_comes_first_and_says_so(monkeypatch, covid_root, tmp_path):
+    db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 2)
+    code = service.create_study(db, PASSWORD, "p", refs[:1], ["gradcam"], practice=refs[1:])
+    prepared(db, code)  # the practice case's maps are prepared too
+    app = page("pages/study.py", code=code)
+    sign_in(app, "Dr Ada")
+    assert not app.exception and not app.error
+    assert "Practice case 1 of 1" in str(app.get("progress")[0].proto)
+    assert any("A practice case" in shown(i.value) for i in app.info)
+    for radio in app.radio:
+        radio.set_value(4 if radio.label != "Do you agree with the model's diagnosis?" else "yes")
+    _confidence(app, 60)
+    app.button[0].click().run()
+    assert "Ratings for practice case 1 of 1 saved." in shown(app.success[0].value)
+    assert "Case 1 of 1" in str(app.get("progress")[0].proto)
+    assert not any("A practice case" in shown(i.value) for i in app.info)
+    assert db["ratings"].count_where("practice = 1") == 1

@@ -52,9 +52,10 @@ EXPORT_COLUMNS = (
 
 
 def ratings(
-    db: sqlite_utils.Database, study_id: int, real_names: bool = False
+    db: sqlite_utils.Database, study_id: int, real_names: bool = False, practice: bool = False
 ) -> list[dict[str, Any]]:
-    """All ratings of a study; raters by pseudonym unless ``real_names``."""
+    """The study proper's ratings (``practice``: the familiarisation cases' instead, which
+    the analysis leaves out); raters by pseudonym unless ``real_names``."""
     who = "r.name" if real_names else "r.pseudonym"
     cursor = db.execute(
         f"select {who} as rater, r.role, r.years_experience, r.ai_experience, g.*, "
@@ -65,8 +66,8 @@ def ratings(
         "left join study_cases c on c.study_id = g.study_id and c.case_id = a.case_id "
         "and c.target = a.target "
         "left join first_reads f on f.assignment_id = g.assignment_id "
-        "where g.study_id = ? order by g.id",
-        [study_id],
+        "where g.study_id = ? and g.practice = ? order by g.id",
+        [study_id, int(practice)],
     )
     columns = [d[0] for d in cursor.description]
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
@@ -252,6 +253,11 @@ def export(
     path = out_dir / "ratings.json"
     path.write_text(json_text(rows))
     written.append(path)
+    practice = ratings(db, study_id, real_names, practice=True)
+    if practice:  # familiarisation, kept apart and out of every figure below
+        path = out_dir / "practice_ratings.csv"
+        write_csv(path, practice, EXPORT_COLUMNS)
+        written.append(path)
     path = out_dir / "progress.csv"
     write_csv(path, progress(db, study_id), ["rater", "done", "total"])
     written.append(path)

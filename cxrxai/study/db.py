@@ -222,6 +222,15 @@ def _prepared_maps(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="m010_practice_cases")
+def _practice_cases(db: sqlite_utils.Database) -> None:
+    """Familiarisation: practice cases shown before the study proper, marked on the study
+    case, the assignment and the rating (1), and left out of the analysis and exports."""
+    db["study_cases"].add_column("practice", int, not_null_default=0)
+    db["assignments"].add_column("practice", int, not_null_default=0)
+    db["ratings"].add_column("practice", int, not_null_default=0)
+
+
 def connect(path: Path | str) -> sqlite_utils.Database:
     """A connection of its own (one per session or thread), WAL mode, schema migrated in
     place (safe to rerun; rows are kept)."""

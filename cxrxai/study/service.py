@@ -30,6 +30,7 @@ from cxrxai.study.protocol import rater_plan, shown_labels
 MAX_COMMENT_CHARS = 5000
 MAX_NAME_CHARS = 60
 MAX_DISPLAY_CHARS = 2000
+MAX_PRACTICE_CASES = 10
 EXPLAIN_CHOICES = ("prediction", "reference")
 ROLES = ("radiologist", "resident", "other clinician", "non-clinician")
 AI_EXPERIENCE = ("never", "occasionally", "regularly")
@@ -255,10 +256,12 @@ def create_study(
     first_read: bool = False,
     explain: str = "prediction",
     prepare: bool = True,
+    practice: list[CaseRef] | None = None,
 ) -> str:
     """A new study; returns its code (what raters type to join). ``prepare``: the study
     opens to raters once every map it shows is computed (:mod:`cxrxai.study.prepare`), so
-    nobody waits for one. ``first_read``: each
+    nobody waits for one. ``practice``: familiarisation cases every rater sees first,
+    marked as such and left out of the analysis. ``first_read``: each
     case is read first without explanations (does the rater agree with the model?), then
     rated with them, so the analysis can tell how often the explanations changed the
     rater's decision. ``explain``: which label the panels explain, the model's prediction
@@ -301,11 +304,20 @@ def create_study(
             )
             .last_pk
         )
+        practice = list(practice or [])
+        if len(practice) > MAX_PRACTICE_CASES:
+            raise StudyError(f"At most {MAX_PRACTICE_CASES} practice cases.")
+        both = {c.case_id for c in cases} & {c.case_id for c in practice}
+        if both:
+            raise StudyError(
+                f"Practice cases must not be study cases: {sorted(both)[:3]} are both."
+            )
         db["study_cases"].insert_all(
             [
                 {"study_id": study_id, "position": i, **c.__dict__}
                 | {"model_correct": None if c.model_correct is None else int(c.model_correct)}
-                for i, c in enumerate(cases)
+                | {"practice": int(i >= len(cases))}
+                for i, c in enumerate([*cases, *practice])
             ]
         )
         _audit(
@@ -432,23 +444,31 @@ def join(
                 )
                 .last_pk
             )
-            cases = list(
+            rows = list(
                 db["study_cases"].rows_where("study_id = ?", [study["id"]], order_by="position")
             )
-            plan = rater_plan(len(cases), study["methods"], study["seed"], index)
+            practice = [c for c in rows if c.get("practice")]
+            cases = [c for c in rows if not c.get("practice")]
+            methods = list(study["methods"])
+            # practice first, in the study's method order; then the counterbalanced plan
+            plan = [(c, methods, 1) for c in practice] + [
+                (cases[case], order, 0)
+                for case, order in rater_plan(len(cases), study["methods"], study["seed"], index)
+            ]
             db["assignments"].insert_all(
                 [
                     {
                         "study_id": study["id"],
                         "rater_id": rater_id,
                         "position": i,
-                        "case_id": cases[case]["case_id"],
-                        "dataset": cases[case]["dataset"],
-                        "split": cases[case]["split"],
-                        "target": cases[case]["target"],
+                        "case_id": case["case_id"],
+                        "dataset": case["dataset"],
+                        "split": case["split"],
+                        "target": case["target"],
                         "methods_order": json.dumps(order),
+                        "practice": is_practice,
                     }
-                    for i, (case, order) in enumerate(plan)
+                    for i, (case, order, is_practice) in enumerate(plan)
                 ]
             )
             _audit(db, f"rater:{rater_id}", "join", study=study["code"])
@@ -483,13 +503,23 @@ class Assignment:
     methods: list[str]  # real names, display order
     shown_as: list[str]  # what the rater sees
     blinded: bool
+    practice: bool = False  # a familiarisation case, left out of the analysis
+    practice_total: int = 0  # the rater's practice cases (before the study proper)
+
+    @property
+    def heading(self) -> str:
+        """ "Practice case 1 of 2" or "Case 3 of 8" (the study proper counted apart)."""
+        if self.practice:
+            return f"Practice case {self.position + 1} of {self.practice_total}"
+        return f"Case {self.position - self.practice_total + 1} of {self.total}"
 
 
 def next_assignment(db: sqlite_utils.Database, rater: Rater) -> Assignment | None:
     """The rater's first assignment without ratings (None when all are done)."""
     study = db["studies"].get(rater.study_id)
     blinded = study["mode"] == "blinded"
-    total = db["assignments"].count_where("rater_id = ?", [rater.id])
+    total = db["assignments"].count_where("rater_id = ? and practice = 0", [rater.id])
+    practice_total = db["assignments"].count_where("rater_id = ? and practice = 1", [rater.id])
     rows = db.execute(
         "select * from assignments a where a.rater_id = ? and not exists "
         "(select 1 from ratings r where r.assignment_id = a.id) order by a.position limit 1",
@@ -511,6 +541,8 @@ def next_assignment(db: sqlite_utils.Database, rater: Rater) -> Assignment | Non
         order,
         shown_labels(order, blinded),
         blinded,
+        bool(row.get("practice")),
+        practice_total,
     )
 
 
@@ -683,6 +715,7 @@ def submit(
                 "app_version": __version__,
                 "checkpoint_sha256": checkpoint_sha256,
                 **(shown_map.columns() if shown_map is not None else {}),
+                "practice": int(bool(assignment.get("practice"))),
             }
         )
     confidence = checked_confidence(confidence, require_confidence)  # after the panels'
@@ -707,8 +740,8 @@ def progress(
         | {"done": r[1], "total": r[2]}
         for r in db.execute(
             "select r.pseudonym, count(distinct g.assignment_id), "
-            "(select count(*) from assignments a where a.rater_id = r.id), r.name "
-            "from raters r left join ratings g on g.rater_id = r.id "
+            "(select count(*) from assignments a where a.rater_id = r.id and a.practice = 0), "
+            "r.name from raters r left join ratings g on g.rater_id = r.id and g.practice = 0 "
             "where r.study_id = ? group by r.id order by r.pseudonym",
             [study_id],
         ).fetchall()

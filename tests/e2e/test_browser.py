@@ -495,7 +495,7 @@ def test_a_server_killed_mid_study_loses_nothing_acknowledged(covid_root, tmp_pa
             _rate_the_case(page, ["A"])
             submitted = time.perf_counter()
             page.get_by_role("button", name="Submit ratings").click()
-            page.get_by_text("Ratings for case 1 saved.").wait_for(timeout=60_000)  # the ack
+            page.get_by_text("Ratings for case 1 of 3 saved.").wait_for(timeout=60_000)  # the ack
             page.get_by_text("Case 2 of 3").wait_for(timeout=60_000)
             page.get_by_text("Panel A").wait_for(timeout=60_000)  # its map, precomputed
             next_case = time.perf_counter() - submitted

@@ -255,6 +255,7 @@ def test_older_schema_is_migrated_in_place(tmp_path):
         "m007_model_correctness",
         "m008_map_provenance",
         "m009_prepared_maps",
+        "m010_practice_cases",
     ]
     assert [(r["name"], r["pseudonym"], r["name_key"]) for r in db["raters"].rows] == [
         ("A", "R01", "a"),
@@ -369,6 +370,35 @@ def test_each_rating_keeps_its_maps_settings_and_compute_time(db, code, tmp_path
     export(db, study_id, tmp_path / "out")
     header = (tmp_path / "out" / "ratings.csv").read_text().splitlines()[0]
     assert "method_settings,map_seconds,map_cached" in header
+
+
+def test_practice_cases_come_first_and_stay_out_of_the_analysis(db, tmp_path):
+    from cxrxai.study.analysis import export, ratings
+
+    practice = [CaseRef(f"practice-{i}", "covid-qu-ex", "Val", "Normal") for i in range(2)]
+    code = service.create_study(db, PASSWORD, "p", make_cases(3), METHODS, practice=practice)
+    with pytest.raises(StudyError, match="must not be study cases"):
+        service.create_study(db, PASSWORD, "x", make_cases(3), METHODS, practice=make_cases(1))
+    with pytest.raises(StudyError, match="At most 10 practice cases"):
+        many = [CaseRef(f"p{i}", "d", "s", "t") for i in range(11)]
+        service.create_study(db, PASSWORD, "x", make_cases(1), METHODS, practice=many)
+    rater = service.join(db, code, "Dr Ada")
+    headings = []
+    while (task := service.next_assignment(db, rater)) is not None:
+        headings.append(task.heading)
+        assert task.practice == task.case_id.startswith("practice-")
+        service.submit(db, rater, task.id, full_scores(task, 5 if task.practice else 3), True)
+    assert headings == ["Practice case 1 of 2", "Practice case 2 of 2", "Case 1 of 3",
+                        "Case 2 of 3", "Case 3 of 3"]  # fmt: skip
+    study_id = service.study_by_code(db, code)["id"]
+    assert db["ratings"].count_where("practice = 1") == 2 * len(METHODS)
+    proper = ratings(db, study_id)
+    assert len(proper) == 3 * len(METHODS) and {r["trust"] for r in proper} == {3}
+    assert len(ratings(db, study_id, practice=True)) == 2 * len(METHODS)
+    assert service.progress(db, study_id) == [{"rater": "R01", "done": 3, "total": 3}]
+    written = {p.name for p in export(db, study_id, tmp_path / "out")}
+    assert "practice_ratings.csv" in written
+    assert "practice-0" not in (tmp_path / "out" / "ratings.csv").read_text()
 
 
 def test_the_label_the_panels_explain():
