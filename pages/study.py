@@ -8,9 +8,11 @@ import numpy as np
 import streamlit as st
 
 from cxrxai.errors import CxrxaiError
+from cxrxai.evaluation.drawing import boxes_from_selection, drawing_figure
 from cxrxai.explain.params import parse_variant
-from cxrxai.render import colour_legend, overlay, plain
+from cxrxai.render import colour_legend, draw_annotations, overlay, plain
 from cxrxai.study import service
+from cxrxai.study.marks import box_tuples, score_marks
 from cxrxai.study.prepare import is_open
 from pages.common import (
     case_from_ref,
@@ -141,8 +143,22 @@ opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
 # Time on task runs from when the panels are on screen; waiting for them is kept apart.
 requested = st.session_state.setdefault(f"requested-{task.id}", time.time())
 
+drawn: list = []  # the rater's boxes where the finding is (localising studies)
+if study.get("localise"):
+    st.write(f"**Mark where {plain(explained)} is:** drag a box on the image (Shift adds one).")
+    event = st.plotly_chart(
+        drawing_figure(draw_annotations(image.pixels, []), image.shape),
+        on_select="rerun",
+        selection_mode="box",
+        key=f"marks-{task.id}",
+        config={"displayModeBar": False},
+    )
+    drawn = boxes_from_selection((event or {}).get("selection"), image.shape, explained, "me")
+    st.caption(f"{len(drawn)} box(es) marked." if drawn else "No box marked yet.")
+
 scores: dict[str, dict[str, int | None]] = {}
 shown_maps: dict[str, service.MapRecord] = {}  # what each panel showed, kept with its rating
+shown_heatmaps: dict = {}  # method -> its map, to score the rater's marks against
 with st.form(f"rate-{task.id}"):
     columns = st.columns(len(task.methods))
     for column, method, label in zip(columns, task.methods, task.shown_as, strict=True):
@@ -153,6 +169,7 @@ with st.form(f"rate-{task.id}"):
             except CxrxaiError as exc:  # e.g. a layer the loaded model lacks
                 st.error(plain(f"Panel {label} cannot be shown: {exc} Tell the study admin."))
                 st.stop()
+            shown_heatmaps[method] = heatmap
             shown_maps[method] = service.MapRecord(
                 heatmap.params, heatmap.seconds, heatmap.from_cache
             )
@@ -179,6 +196,12 @@ with st.form(f"rate-{task.id}"):
     )  # fmt: skip
     comment = st.text_area("Comment (optional)", max_chars=service.MAX_COMMENT_CHARS)
     if st.form_submit_button("Submit ratings"):
+        marks = None
+        if drawn:
+            reference, by_method = score_marks(
+                box_tuples(drawn), image.shape, case.annotations, explained, shown_heatmaps
+            )
+            marks = service.Marks(box_tuples(drawn), reference, by_method)
         try:
             stored = service.submit(
                 db,
@@ -196,6 +219,7 @@ with st.form(f"rate-{task.id}"):
                 confidence=confidence,
                 require_confidence=True,
                 maps=shown_maps,
+                marks=marks,
             )
         except service.StudyError as exc:
             st.error(plain(str(exc)))

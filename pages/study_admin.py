@@ -155,6 +155,13 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
             help="Raters say whether they agree with the model before the panels are shown, "
             "and again with them: the analysis reports how often explanations changed it",
         )
+        localise = st.toggle(
+            "Readers mark where the finding is",
+            value=False,
+            help="Each rater drags a box (or several) on the image; the marks are scored "
+            "against the reference annotation and each panel's region, and exported as a "
+            "manifest (reader_marks.csv) to serve as truth in `evaluate`",
+        )
         explain = st.radio(
             "The panels explain",
             service.EXPLAIN_CHOICES,
@@ -184,6 +191,7 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
                     first_read=first_read,
                     explain=explain,
                     practice=[r for r in refs if r.case_id not in chosen][: int(practice_count)],
+                    localise=localise,
                 )
             except service.StudyError as exc:
                 st.error(plain(str(exc)))
@@ -263,6 +271,26 @@ if any(entry["n wrong"] and entry["n right"] for entry in plausibility):
 if any(r.get("role") for r in rows):
     st.subheader("Ratings per reader role")
     st.dataframe(analysis.summary_table(rows, "role"), hide_index=True)
+if study.get("localise") and (marks := analysis.reader_marks(db, study["id"])):
+    st.subheader("Where readers look (their marks)")
+    summary = analysis.marks_summary(rows, marks)
+    reference = summary["iou_with_reference"]
+    st.write(
+        f"{summary['marks']} boxes; IoU with the reference annotation: "
+        + (
+            f"{reference['mean']:.2f} [{reference['low']:.2f}, {reference['high']:.2f}]"
+            if reference
+            else "no reference annotation"
+        )
+    )
+    st.dataframe(
+        [
+            {"method": m, "IoU of marks and the panel's top-10 % region": f"{e['mean']:.2f}"
+             f" [{e['low']:.2f}, {e['high']:.2f}]", "n": e["n"]}
+            for m, e in summary["iou_with_panel_region"].items()
+        ],
+        hide_index=True,
+    )  # fmt: skip
 results_db = results_path()
 if results_db.is_file():
     rho = analysis.trust_vs_metric(rows, browse.unit_values(open_results(results_db)))

@@ -296,3 +296,46 @@ def test_a_practice_case_comes_first_and_says_so(monkeypatch, covid_root, tmp_pa
     assert "Case 1 of 1" in str(app.get("progress")[0].proto)
     assert not any("A practice case" in shown(i.value) for i in app.info)
     assert db["ratings"].count_where("practice = 1") == 1
+
+
+def test_readers_mark_the_finding_and_the_marks_become_a_manifest(
+    monkeypatch, covid_root, tmp_path
+):
+    """A localising study: the page asks for marks and refuses ratings without one; marks
+    stored with their IoUs export as a manifest that `evaluate` takes as the truth."""
+    from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.datasets.manifest import load_manifest
+    from cxrxai.evaluation.evaluate import Settings, evaluate_cases
+    from cxrxai.evaluation.store import LOCALISATION, open_results
+    from cxrxai.settings import DEMO_CHECKPOINT
+    from cxrxai.study.analysis import export
+
+    db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 1)
+    code = prepared(db, service.create_study(db, PASSWORD, "m", refs, ["gradcam"], localise=True))
+    app = page("pages/study.py", code=code)
+    sign_in(app, "Dr Ada")
+    assert not app.exception
+    assert any("drag a box on the image" in shown(m.value) for m in app.markdown)
+    for radio in app.radio:
+        radio.set_value(4 if radio.label != "Do you agree with the model's diagnosis?" else "yes")
+    _confidence(app, 70)
+    app.button[0].click().run()
+    assert "Mark where the finding is" in shown(app.error[0].value) and db["ratings"].count == 0
+    # the same submit with two boxes, as the page sends it once they are dragged
+    rater = service.resume(db, app.query_params["rater"])
+    task = service.next_assignment(db, rater)
+    marks = service.Marks([(60.0, 60.0, 120.0, 180.0), (140.0, 60.0, 200.0, 180.0)], 0.3)
+    service.submit(db, rater, task.id, {"A": dict.fromkeys(service.SCORES, 4)}, True,
+                   confidence=70, marks=marks)  # fmt: skip
+    written = export(db, service.study_by_code(db, code)["id"], tmp_path / "out")
+    manifest = tmp_path / "out" / "reader_marks.csv"
+    assert manifest in written
+    (case,) = load_manifest(manifest, covid_root.parent)  # image paths under the data root
+    assert case.case_id == refs[0].case_id and len(case.findings()) == 2
+    assert {a.author for a in case.findings()} == {"R01"}
+    results = open_results(tmp_path / "r.sqlite")
+    settings = Settings(regions=(("top-percent", 10.0),))
+    demo = load_checkpoint(DEMO_CHECKPOINT, device="cpu")
+    assert evaluate_cases(demo, [case], ["gradcam"], results, settings).units_done == 1
+    row = next(results[LOCALISATION].rows)
+    assert 0.0 <= row["iou"] <= 1.0 and row["n_raters"] == 1  # scored against the marks

@@ -48,7 +48,64 @@ EXPORT_COLUMNS = (
     "method_settings",  # the shown map's full settings (JSON)
     "map_seconds",  # how long it took to compute (G5)
     "map_cached",  # 1: served from the cache (map_seconds: when it was made)
+    "mark_iou",  # the rater's marks vs this panel's top-10 % region (localising studies)
 )
+
+
+def reader_marks(
+    db: sqlite_utils.Database, study_id: int, real_names: bool = False
+) -> list[dict[str, Any]]:
+    """Every box raters drew where the finding is (study proper only), with its author."""
+    who = "r.name" if real_names else "r.pseudonym"
+    cursor = db.execute(
+        f"select {who} as rater, m.case_id, m.target, m.x_min, m.y_min, m.x_max, m.y_max, "
+        "m.iou_reference from reader_marks m join raters r on r.id = m.rater_id "
+        "join assignments a on a.id = m.assignment_id "
+        "where m.study_id = ? and a.practice = 0 order by m.id",
+        [study_id],
+    )
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def case_images(db: sqlite_utils.Database, study_id: int) -> dict[str, str]:
+    """Case id -> its image path under the data root ('' when not found there)."""
+    from cxrxai.datasets.registry import load_split_cases
+    from cxrxai.errors import DatasetError
+    from cxrxai.settings import data_root
+
+    found: dict[str, str] = {}
+    splits = {
+        (row["dataset"], row["split"])
+        for row in db["study_cases"].rows_where("study_id = ?", [study_id])
+    }
+    for dataset, split in splits:
+        try:
+            cases = load_split_cases({"nih-bbox": "nih"}.get(dataset, dataset), split, data_root())
+        except DatasetError:
+            continue
+        found.update({case.case_id: str(case.image_path) for case in cases})
+    return found
+
+
+def marks_summary(rows: list[dict[str, Any]], marks: list[dict[str, Any]]) -> dict[str, Any]:
+    """How well readers' marks meet the reference (mean IoU over assignments) and each
+    method's region (mean IoU per method): where readers look vs where the maps point."""
+    by_method: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        if row.get("mark_iou") is not None:
+            by_method[row["method"]].append(row["mark_iou"])
+    reference = [m["iou_reference"] for m in marks if m["iou_reference"] is not None]
+    return {
+        "marks": len(marks),
+        "iou_with_reference": bootstrap_mean(np.array(reference, float)).__dict__
+        if reference
+        else None,
+        "iou_with_panel_region": {
+            method: bootstrap_mean(np.array(values, float)).__dict__
+            for method, values in sorted(by_method.items())
+        },
+    }
 
 
 def ratings(
@@ -258,6 +315,13 @@ def export(
         path = out_dir / "practice_ratings.csv"
         write_csv(path, practice, EXPORT_COLUMNS)
         written.append(path)
+    marks = reader_marks(db, study_id, real_names)
+    if marks:  # as a manifest: readers' marks as the truth in `evaluate`
+        from cxrxai.study.marks import MANIFEST_COLUMNS, manifest_rows
+
+        path = out_dir / "reader_marks.csv"
+        write_csv(path, manifest_rows(marks, case_images(db, study_id)), MANIFEST_COLUMNS)
+        written.append(path)
     path = out_dir / "progress.csv"
     write_csv(path, progress(db, study_id), ["rater", "done", "total"])
     written.append(path)
@@ -277,6 +341,7 @@ def export(
                 "by_role": summary(rows, "role") if any(r.get("role") for r in rows) else [],
                 "reader_averaged_auc": reader_averaged_auc(rows),
                 "informative_plausibility": informative_plausibility(rows),
+                "reader_localisation": marks_summary(rows, marks) if marks else None,
             },
             indent=1,
             default=float,

@@ -231,6 +231,33 @@ def _practice_cases(db: sqlite_utils.Database) -> None:
     db["ratings"].add_column("practice", int, not_null_default=0)
 
 
+@migrations(name="m011_reader_marks")
+def _reader_marks(db: sqlite_utils.Database) -> None:
+    """Reader localisation: the boxes a rater draws where the finding is (one row each),
+    the marks' IoU with the reference annotation, and per rating the IoU of the marks
+    with that panel's region. ``localise``: 1 for studies that ask for marks."""
+    db["studies"].add_column("localise", int, not_null_default=0)
+    db["ratings"].add_column("mark_iou", float)
+    db["reader_marks"].create(
+        {
+            "id": int,
+            "assignment_id": int,
+            "rater_id": int,
+            "study_id": int,
+            "case_id": str,
+            "target": str,
+            "x_min": float,
+            "y_min": float,
+            "x_max": float,
+            "y_max": float,
+            "iou_reference": float,  # the union of the rater's marks vs the reference
+            "at": str,
+        },
+        pk="id",
+        foreign_keys=[("assignment_id", "assignments", "id"), ("rater_id", "raters", "id")],
+    )
+
+
 def connect(path: Path | str) -> sqlite_utils.Database:
     """A connection of its own (one per session or thread), WAL mode, schema migrated in
     place (safe to rerun; rows are kept)."""

@@ -11,10 +11,11 @@ import calendar
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -31,6 +32,7 @@ MAX_COMMENT_CHARS = 5000
 MAX_NAME_CHARS = 60
 MAX_DISPLAY_CHARS = 2000
 MAX_PRACTICE_CASES = 10
+MAX_MARKS = 20
 EXPLAIN_CHOICES = ("prediction", "reference")
 ROLES = ("radiologist", "resident", "other clinician", "non-clinician")
 AI_EXPERIENCE = ("never", "occasionally", "regularly")
@@ -257,11 +259,13 @@ def create_study(
     explain: str = "prediction",
     prepare: bool = True,
     practice: list[CaseRef] | None = None,
+    localise: bool = False,
 ) -> str:
     """A new study; returns its code (what raters type to join). ``prepare``: the study
     opens to raters once every map it shows is computed (:mod:`cxrxai.study.prepare`), so
     nobody waits for one. ``practice``: familiarisation cases every rater sees first,
-    marked as such and left out of the analysis. ``first_read``: each
+    marked as such and left out of the analysis. ``localise``: raters also draw boxes
+    where the finding is (:mod:`cxrxai.study.marks`). ``first_read``: each
     case is read first without explanations (does the rater agree with the model?), then
     rated with them, so the analysis can tell how often the explanations changed the
     rater's decision. ``explain``: which label the panels explain, the model's prediction
@@ -300,6 +304,7 @@ def create_study(
                     "first_read": int(bool(first_read)),
                     "explain": explain,
                     "prepare": int(bool(prepare)),
+                    "localise": int(bool(localise)),
                 }
             )
             .last_pk
@@ -593,6 +598,30 @@ def record_first_read(
 
 
 @dataclass(frozen=True)
+class Marks:
+    """A rater's boxes where the finding is (image pixels) and their IoUs with the
+    reference annotation and with each panel's region (:func:`cxrxai.study.marks.score_marks`)."""
+
+    boxes: list[tuple[float, float, float, float]]
+    iou_reference: float | None = None
+    iou_by_method: dict[str, float | None] = field(default_factory=dict)
+
+    def check(self, methods: list[str]) -> None:
+        if len(self.boxes) > MAX_MARKS:
+            raise StudyError(f"At most {MAX_MARKS} boxes per case.")
+        for box in self.boxes:
+            if len(box) != 4 or not all(math.isfinite(v) and v >= 0 for v in box):
+                raise StudyError("A box is four non-negative numbers (x_min, y_min, x_max, y_max).")
+            if box[2] <= box[0] or box[3] <= box[1]:
+                raise StudyError("A box needs x_max > x_min and y_max > y_min.")
+        for value in [self.iou_reference, *self.iou_by_method.values()]:
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise StudyError("An IoU lies between 0 and 1.")
+        if set(self.iou_by_method) - set(methods):
+            raise StudyError("Mark IoUs for methods not shown.")
+
+
+@dataclass(frozen=True)
 class MapRecord:
     """What a rater was shown for one panel: the map's full settings, the seconds it took
     to compute and whether it came from the cache."""
@@ -646,11 +675,13 @@ def submit(
     confidence: int | None = None,
     require_confidence: bool = False,
     maps: dict[str, MapRecord] | None = None,
+    marks: Marks | None = None,
 ) -> int:
     """Store one assignment's ratings (one row per panel); returns the rows stored.
 
     ``maps``: per method of the assignment, the shown map's settings, compute seconds and
-    whether it came from the cache (G5), stored with its panel's rating.
+    whether it came from the cache (G5), stored with its panel's rating. ``marks``: the
+    rater's boxes where the finding is and their IoUs (required when the study localises).
 
     ``scores``: shown label ("A" or the method name) -> {"trust", "localisation",
     "usefulness"} 1-5. ``started_at``: when the panels were on screen; ``seconds_on_case``
@@ -686,6 +717,10 @@ def submit(
             f"The display settings sent with the ratings are limited to {MAX_DISPLAY_CHARS} "
             "characters of JSON."
         )
+    if study.get("localise") and (marks is None or not marks.boxes):
+        raise StudyError("Mark where the finding is: drag at least one box on the image.")
+    if marks is not None:
+        marks.check(order)
     maps = maps or {}
     unknown = set(maps) - set(order)
     if unknown:
@@ -716,6 +751,7 @@ def submit(
                 "checkpoint_sha256": checkpoint_sha256,
                 **(shown_map.columns() if shown_map is not None else {}),
                 "practice": int(bool(assignment.get("practice"))),
+                "mark_iou": None if marks is None else marks.iou_by_method.get(method),
             }
         )
     confidence = checked_confidence(confidence, require_confidence)  # after the panels'
@@ -724,6 +760,20 @@ def submit(
     try:
         with write_transaction(db):
             db["ratings"].insert_all(records)
+            if marks is not None:
+                db["reader_marks"].insert_all(
+                    {
+                        "assignment_id": assignment_id,
+                        "rater_id": rater.id,
+                        "study_id": assignment["study_id"],
+                        "case_id": assignment["case_id"],
+                        "target": assignment["target"],
+                        **dict(zip(("x_min", "y_min", "x_max", "y_max"), box, strict=True)),
+                        "iou_reference": marks.iou_reference,
+                        "at": _now(),
+                    }
+                    for box in marks.boxes
+                )
             _audit(db, f"rater:{rater.id}", "rate", assignment=assignment_id, panels=len(records))
     except sqlite3.IntegrityError:
         return 0  # already rated: keep the first submission

@@ -256,6 +256,7 @@ def test_older_schema_is_migrated_in_place(tmp_path):
         "m008_map_provenance",
         "m009_prepared_maps",
         "m010_practice_cases",
+        "m011_reader_marks",
     ]
     assert [(r["name"], r["pseudonym"], r["name_key"]) for r in db["raters"].rows] == [
         ("A", "R01", "a"),
@@ -399,6 +400,42 @@ def test_practice_cases_come_first_and_stay_out_of_the_analysis(db, tmp_path):
     written = {p.name for p in export(db, study_id, tmp_path / "out")}
     assert "practice_ratings.csv" in written
     assert "practice-0" not in (tmp_path / "out" / "ratings.csv").read_text()
+
+
+def test_reader_marks_are_required_checked_stored_and_exported(db, tmp_path):
+    from cxrxai.study.analysis import export, marks_summary, ratings, reader_marks
+
+    code = service.create_study(db, PASSWORD, "m", make_cases(1), ["gradcam", "lrp"],
+                                localise=True)  # fmt: skip
+    rater = service.join(db, code, "Dr Ada")
+    task = service.next_assignment(db, rater)
+    scores = full_scores(task)
+    with pytest.raises(StudyError, match="Mark where the finding is"):
+        service.submit(db, rater, task.id, scores, True)
+    for bad, message in [
+        (service.Marks([(10, 10, 5, 20)]), "x_max > x_min"),
+        (service.Marks([(float("nan"), 0, 5, 5)]), "non-negative numbers"),
+        (service.Marks([(0, 0, 5, 5)], 1.5), "between 0 and 1"),
+        (service.Marks([(0, 0, 5, 5)], None, {"shap": 0.2}), "methods not shown"),
+        (service.Marks([(0, 0, 5, 5)] * 21), "At most 20 boxes"),
+    ]:
+        with pytest.raises(StudyError, match=message):
+            service.submit(db, rater, task.id, scores, True, marks=bad)
+    marks = service.Marks([(10, 20, 60, 80), (100, 20, 150, 90)], 0.4,
+                          {"gradcam": 0.3, "lrp": 0.1})  # fmt: skip
+    assert service.submit(db, rater, task.id, scores, True, marks=marks) == 2
+    study_id = service.study_by_code(db, code)["id"]
+    stored = reader_marks(db, study_id)
+    assert [(m["rater"], m["x_min"], m["iou_reference"]) for m in stored] == [
+        ("R01", 10.0, 0.4), ("R01", 100.0, 0.4)]  # fmt: skip
+    rows = ratings(db, study_id)
+    assert {r["method"]: r["mark_iou"] for r in rows} == {"gradcam": 0.3, "lrp": 0.1}
+    summary = marks_summary(rows, stored)
+    assert summary["marks"] == 2 and summary["iou_with_panel_region"]["gradcam"]["mean"] == 0.3
+    export(db, study_id, tmp_path / "out")
+    manifest = (tmp_path / "out" / "reader_marks.csv").read_text()
+    assert manifest.splitlines()[0].startswith("image,case_id,split,labels,kind,label,author")
+    assert "case-0" in manifest and "R01" in manifest
 
 
 def test_the_label_the_panels_explain():
