@@ -14,6 +14,7 @@ from cxrxai.render import colour_legend, draw_annotations, overlay, plain
 from cxrxai.study import service
 from cxrxai.study.marks import box_tuples, score_marks
 from cxrxai.study.prepare import is_open
+from cxrxai.study.sham import sham_target, split_sham
 from pages.common import (
     case_from_ref,
     explain_cached,
@@ -164,8 +165,10 @@ with st.form(f"rate-{task.id}"):
     for column, method, label in zip(columns, task.methods, task.shown_as, strict=True):
         with column:
             try:
-                name, params = parse_variant(method)  # gradcam(layer=blocks.6): its settings
-                heatmap = explain_cached(bundle, image.pixels, name, target, params)
+                base, is_sham = split_sham(method)  # a sham: the map of another class
+                name, params = parse_variant(base)  # gradcam(layer=blocks.6): its settings
+                index = sham_target(bundle.labels, probabilities, explained) if is_sham else target
+                heatmap = explain_cached(bundle, image.pixels, name, index, params)
             except CxrxaiError as exc:  # e.g. a layer the loaded model lacks
                 st.error(plain(f"Panel {label} cannot be shown: {exc} Tell the study admin."))
                 st.stop()

@@ -17,6 +17,7 @@ from cxrxai.settings import data_root, public_url, results_path
 from cxrxai.study import analysis, service
 from cxrxai.study.mrmc import imrmc_text
 from cxrxai.study.selection import largest_pick
+from cxrxai.study.sham import sham_comparison
 from pages.common import (
     case_predictions,
     evaluated_variants,
@@ -155,6 +156,13 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
             help="Raters say whether they agree with the model before the panels are shown, "
             "and again with them: the analysis reports how often explanations changed it",
         )
+        shams = st.multiselect(
+            "Sham panels for",
+            list(METHODS),
+            help="Blinded studies: for each method chosen, one more panel showing its map of "
+            "another class, among the real ones; raters are never told; the analysis "
+            "compares trust in real and sham panels",
+        )
         localise = st.toggle(
             "Readers mark where the finding is",
             value=False,
@@ -192,6 +200,7 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
                     explain=explain,
                     practice=[r for r in refs if r.case_id not in chosen][: int(practice_count)],
                     localise=localise,
+                    shams=[m for m in shams if m in methods],
                 )
             except service.StudyError as exc:
                 st.error(plain(str(exc)))
@@ -271,6 +280,13 @@ if any(entry["n wrong"] and entry["n right"] for entry in plausibility):
 if any(r.get("role") for r in rows):
     st.subheader("Ratings per reader role")
     st.dataframe(analysis.summary_table(rows, "role"), hide_index=True)
+if shams_table := sham_comparison(rows):
+    st.subheader("Trust in real vs sham panels")
+    st.dataframe(shams_table, hide_index=True)
+    st.caption(
+        "Sham panels show the method's map of another class. Real - sham: a bootstrap 95 % "
+        "CI; trust that does not drop for shams is trust in the look of a map, not in it."
+    )
 if study.get("localise") and (marks := analysis.reader_marks(db, study["id"])):
     st.subheader("Where readers look (their marks)")
     summary = analysis.marks_summary(rows, marks)

@@ -339,3 +339,24 @@ def test_readers_mark_the_finding_and_the_marks_become_a_manifest(
     assert evaluate_cases(demo, [case], ["gradcam"], results, settings).units_done == 1
     row = next(results[LOCALISATION].rows)
     assert 0.0 <= row["iou"] <= 1.0 and row["n_raters"] == 1  # scored against the marks
+
+
+def test_a_sham_panel_shows_another_class_among_the_real_ones(monkeypatch, covid_root, tmp_path):
+    db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 1)
+    code = prepared(
+        db, service.create_study(db, PASSWORD, "s", refs, ["gradcam"], shams=["gradcam"])
+    )
+    targets = {r["method"]: r["target"] for r in db["study_maps"].rows}
+    assert targets["sham:gradcam"] != targets["gradcam"]  # the map of another class
+    app = page("pages/study.py", code=code)
+    sign_in(app, "Dr Ada")
+    assert not app.exception and not app.error
+    captions = sorted(image.proto.imgs[0].caption for image in app.get("image"))
+    assert captions == ["Panel A", "Panel B"]  # nothing tells the sham apart
+    assert not any("sham" in str(m.value).lower() for m in [*app.markdown, *app.caption])
+    for radio in app.radio:
+        radio.set_value(4 if radio.label != "Do you agree with the model's diagnosis?" else "yes")
+    _confidence(app, 50)
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    assert {r["method"] for r in db["ratings"].rows} == {"gradcam", "sham:gradcam"}

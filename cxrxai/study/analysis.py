@@ -17,6 +17,7 @@ from cxrxai.csvout import write_csv
 from cxrxai.metrics.bootstrap import bootstrap_mean
 from cxrxai.study.mrmc import auc, imrmc_text, reader_averaged_auc
 from cxrxai.study.service import SCORES, progress
+from cxrxai.study.sham import sham_comparison
 
 EXPORT_COLUMNS = (
     "rater",
@@ -342,6 +343,7 @@ def export(
                 "reader_averaged_auc": reader_averaged_auc(rows),
                 "informative_plausibility": informative_plausibility(rows),
                 "reader_localisation": marks_summary(rows, marks) if marks else None,
+                "real_vs_sham": sham_comparison(rows),
             },
             indent=1,
             default=float,

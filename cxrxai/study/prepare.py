@@ -25,6 +25,7 @@ from cxrxai.explain.registry import get_explainer
 from cxrxai.runner import ModelBundle
 from cxrxai.sqlitedb import write_transaction
 from cxrxai.study.service import explained_label
+from cxrxai.study.sham import sham_target, split_sham
 
 
 def map_count(db: sqlite_utils.Database, study_id: int) -> tuple[int, int]:
@@ -93,9 +94,11 @@ def prepare_study(
         for method in missing:
             if not keep_going():
                 return recorded
-            name, params = parse_variant(method)
+            base, is_sham = split_sham(method)
+            name, params = parse_variant(base)
+            index = sham_target(bundle.labels, probabilities, label) if is_sham else target
             started = time.perf_counter()
-            (heatmap,) = cache.explain(get_explainer(name, **params), bundle, pixels, target)
+            (heatmap,) = cache.explain(get_explainer(name, **params), bundle, pixels, index)
             with write_transaction(db):
                 db["study_maps"].insert(
                     {
@@ -103,7 +106,7 @@ def prepare_study(
                         "position": case_row["position"],
                         "method": method,
                         "image_sha256": image_hash(pixels),
-                        "target": label,
+                        "target": bundle.labels[index],
                         "seconds": round(heatmap.seconds, 3),
                         "cached": int(heatmap.from_cache),
                     },

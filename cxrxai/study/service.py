@@ -27,6 +27,7 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.sqlitedb import write_transaction
 from cxrxai.study.names import clean_name, name_key
 from cxrxai.study.protocol import rater_plan, shown_labels
+from cxrxai.study.sham import SHAM_PREFIX
 
 MAX_COMMENT_CHARS = 5000
 MAX_NAME_CHARS = 60
@@ -260,12 +261,15 @@ def create_study(
     prepare: bool = True,
     practice: list[CaseRef] | None = None,
     localise: bool = False,
+    shams: list[str] | None = None,
 ) -> str:
     """A new study; returns its code (what raters type to join). ``prepare``: the study
     opens to raters once every map it shows is computed (:mod:`cxrxai.study.prepare`), so
     nobody waits for one. ``practice``: familiarisation cases every rater sees first,
     marked as such and left out of the analysis. ``localise``: raters also draw boxes
-    where the finding is (:mod:`cxrxai.study.marks`). ``first_read``: each
+    where the finding is (:mod:`cxrxai.study.marks`). ``shams``: methods that also get a
+    sham panel (the map of another class, :mod:`cxrxai.study.sham`), blinded studies only.
+    ``first_read``: each
     case is read first without explanations (does the rater agree with the model?), then
     rated with them, so the analysis can tell how often the explanations changed the
     rater's decision. ``explain``: which label the panels explain, the model's prediction
@@ -280,6 +284,12 @@ def create_study(
     from cxrxai.explain.params import parse_variant  # the explainers are heavy imports
     from cxrxai.explain.registry import get_explainer
 
+    shams = list(shams or [])
+    if shams and not blinded:
+        raise StudyError("Sham panels need a blinded study: raters must not tell them apart.")
+    unknown = [m for m in shams if m not in methods]
+    if unknown or len(set(shams)) != len(shams):
+        raise StudyError(f"Sham panels are for the study's own methods, once each: {unknown}.")
     for method in methods:  # a name or a variant with settings, checked before it is stored
         try:
             # not `name`: that is the study's name (every study was named after its last
@@ -297,7 +307,8 @@ def create_study(
                     "code": code,
                     "name": name.strip()[:200] or "study",
                     "mode": "blinded" if blinded else "open",
-                    "methods": json.dumps(methods),
+                    # every panel a case shows, shams among them (``sham:<method>``)
+                    "methods": json.dumps([*methods, *(SHAM_PREFIX + m for m in shams)]),
                     "seed": int(seed),
                     "instructions": instructions[:MAX_COMMENT_CHARS],
                     "created_at": _now(),
