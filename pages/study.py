@@ -108,6 +108,25 @@ explained, why = service.explained_label(
     study, task.target, bundle.labels, bundle.card.positives(probabilities), probabilities
 )
 target = bundle.labels.index(explained) if explained in bundle.labels else 0
+if service.needs_image_read(db, task):  # staged reveal: the image alone, nothing of the model
+    st.image(image.pixels, clamp=True, caption="The case", width=640)
+    alone_shown = st.session_state.setdefault(f"alone-shown-{task.id}", time.time())
+    with st.form(f"image-read-{task.id}"):
+        own = st.radio("Your reading of this image", bundle.labels, index=None, horizontal=True)
+        own_confidence = st.number_input(
+            "Your confidence (0-100) in this reading", 0, 100, value=None, step=1
+        )
+        if st.form_submit_button("Continue"):
+            try:
+                service.record_image_read(
+                    db, rater, task.id, own, bundle.labels, own_confidence,
+                    seconds=time.time() - alone_shown,
+                )  # fmt: skip
+            except service.StudyError as exc:
+                st.error(plain(str(exc)))
+            else:
+                st.rerun()
+    st.stop()
 st.write(f"**Model's diagnosis:** {plain(diagnosis)}")
 if service.needs_first_read(db, task):  # the study asks for a read before explanations
     st.image(image.pixels, clamp=True, caption="The case, before any explanation", width=640)

@@ -156,6 +156,13 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
             help="Raters say whether they agree with the model before the panels are shown, "
             "and again with them: the analysis reports how often explanations changed it",
         )
+        staged = st.toggle(
+            "Staged reveal",
+            value=False,
+            help="Each case in three stages (Rainey et al.): the image alone (the rater's "
+            "own reading and confidence), then the model's label (agree? confidence), then "
+            "the explanations; the analysis follows the decision through the stages",
+        )
         shams = st.multiselect(
             "Sham panels for",
             list(METHODS),
@@ -201,6 +208,7 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
                     practice=[r for r in refs if r.case_id not in chosen][: int(practice_count)],
                     localise=localise,
                     shams=[m for m in shams if m in methods],
+                    staged=staged,
                 )
             except service.StudyError as exc:
                 st.error(plain(str(exc)))
@@ -280,6 +288,21 @@ if any(entry["n wrong"] and entry["n right"] for entry in plausibility):
 if any(r.get("role") for r in rows):
     st.subheader("Ratings per reader role")
     st.dataframe(analysis.summary_table(rows, "role"), hide_index=True)
+if staged_table := analysis.staged_decisions(rows):
+    st.subheader("Decisions through the stages (staged reveal)")
+    st.dataframe(
+        [
+            {"stage": stage, "share agreeing with the model": f"{e['mean']:.2f} "
+             f"[{e['low']:.2f}, {e['high']:.2f}]", "n": e["n"]}
+            for stage, key in (
+                ("the image alone (own reading = the model's)", "matches_model_image_alone"),
+                ("with the model's label", "agrees_with_model_label_shown"),
+                ("with the explanations", "agrees_with_model_explanations_shown"),
+            )
+            if (e := staged_table[key]) is not None
+        ],
+        hide_index=True,
+    )  # fmt: skip
 if shams_table := sham_comparison(rows):
     st.subheader("Trust in real vs sham panels")
     st.dataframe(shams_table, hide_index=True)

@@ -360,3 +360,23 @@ def test_a_sham_panel_shows_another_class_among_the_real_ones(monkeypatch, covid
     app.button[0].click().run()
     assert not app.exception and not app.error
     assert {r["method"] for r in db["ratings"].rows} == {"gradcam", "sham:gradcam"}
+
+
+def test_a_staged_reveal_shows_the_image_alone_first(monkeypatch, covid_root, tmp_path):
+    db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 1)
+    code = prepared(db, service.create_study(db, PASSWORD, "st", refs, ["gradcam"], staged=True))
+    app = page("pages/study.py", code=code)
+    sign_in(app, "Dr Ada")
+    assert not app.exception and not app.error
+    # stage one: the image, nothing of the model (no diagnosis, no panel)
+    assert not any("Model's diagnosis" in str(m.value) for m in app.markdown)
+    assert [image.proto.imgs[0].caption for image in app.get("image")] == ["The case"]
+    widget(app.radio, "Your reading of this image").set_value("COVID-19")
+    widget(app.number_input, "Your confidence (0-100) in this reading").set_value(65)
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    # stage two: the model's label, still no explanation
+    assert any("Model's diagnosis" in str(m.value) for m in app.markdown)
+    assert not any("Panel" in image.proto.imgs[0].caption for image in app.get("image"))
+    read = next(db["image_reads"].rows)
+    assert (read["label"], read["confidence"]) == ("COVID-19", 65) and read["seconds"] >= 0

@@ -35,6 +35,8 @@ EXPORT_COLUMNS = (
     "agrees_with_model",
     "model_correct",
     "agrees_before_explanations",
+    "image_read_label",  # staged reveal: the rater's own label from the image alone
+    "image_read_confidence",
     "confidence_before",
     "confidence",
     "comment",
@@ -89,6 +91,37 @@ def case_images(db: sqlite_utils.Database, study_id: int) -> dict[str, str]:
     return found
 
 
+def staged_decisions(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Staged reveal, one read per assignment: how often the rater's decision matched the
+    model's at each stage - the image alone (own label among the model's predicted
+    labels), with the model's label (agrees, first read), with the explanations (agrees)."""
+    reads = {}
+    for row in rows:
+        if row.get("image_read_label") is not None:
+            reads[row["assignment_id"]] = row
+    if not reads:
+        return None
+    alone = [
+        r["image_read_label"] in (r.get("model_predicted") or "").split(";")
+        for r in reads.values()
+        if r.get("model_predicted")
+    ]
+    with_label = [r["agrees_before_explanations"] for r in reads.values()
+                  if r.get("agrees_before_explanations") is not None]  # fmt: skip
+    with_maps = [r["agrees_with_model"] for r in reads.values()
+                 if r.get("agrees_with_model") is not None]  # fmt: skip
+
+    def share(values: list) -> dict[str, Any] | None:
+        return bootstrap_mean(np.array(values, float)).__dict__ if values else None
+
+    return {
+        "reads": len(reads),
+        "matches_model_image_alone": share(alone),
+        "agrees_with_model_label_shown": share(with_label),
+        "agrees_with_model_explanations_shown": share(with_maps),
+    }
+
+
 def marks_summary(rows: list[dict[str, Any]], marks: list[dict[str, Any]]) -> dict[str, Any]:
     """How well readers' marks meet the reference (mean IoU over assignments) and each
     method's region (mean IoU per method): where readers look vs where the maps point."""
@@ -118,12 +151,15 @@ def ratings(
     cursor = db.execute(
         f"select {who} as rater, r.role, r.years_experience, r.ai_experience, g.*, "
         "f.agrees_with_model as agrees_before_explanations, f.seconds as first_read_seconds, "
-        "f.confidence as confidence_before, c.model_correct as model_correct "
+        "f.confidence as confidence_before, c.model_correct as model_correct, "
+        "i.label as image_read_label, i.confidence as image_read_confidence, "
+        "c.predicted as model_predicted "
         "from ratings g join raters r on r.id = g.rater_id "
         "left join assignments a on a.id = g.assignment_id "
         "left join study_cases c on c.study_id = g.study_id and c.case_id = a.case_id "
         "and c.target = a.target "
         "left join first_reads f on f.assignment_id = g.assignment_id "
+        "left join image_reads i on i.assignment_id = g.assignment_id "
         "where g.study_id = ? and g.practice = ? order by g.id",
         [study_id, int(practice)],
     )
@@ -344,6 +380,7 @@ def export(
                 "informative_plausibility": informative_plausibility(rows),
                 "reader_localisation": marks_summary(rows, marks) if marks else None,
                 "real_vs_sham": sham_comparison(rows),
+                "staged_reveal": staged_decisions(rows),
             },
             indent=1,
             default=float,

@@ -258,6 +258,27 @@ def _reader_marks(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="m012_staged_reveal")
+def _staged_reveal(db: sqlite_utils.Database) -> None:
+    """Staged reveal (Rainey et al.): the image alone first - the rater's own label and
+    confidence, nothing of the model shown - then the model's label (the first read),
+    then the explanations. ``staged``: 1 for studies that ask for the three stages."""
+    db["studies"].add_column("staged", int, not_null_default=0)
+    db["image_reads"].create(
+        {
+            "assignment_id": int,
+            "rater_id": int,
+            "study_id": int,
+            "label": str,  # the rater's own reading: one of the model's labels
+            "confidence": int,  # 0-100 that this label is right
+            "seconds": float,
+            "at": str,
+        },
+        pk="assignment_id",
+        foreign_keys=[("assignment_id", "assignments", "id"), ("rater_id", "raters", "id")],
+    )
+
+
 def connect(path: Path | str) -> sqlite_utils.Database:
     """A connection of its own (one per session or thread), WAL mode, schema migrated in
     place (safe to rerun; rows are kept)."""

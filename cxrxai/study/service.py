@@ -262,6 +262,7 @@ def create_study(
     practice: list[CaseRef] | None = None,
     localise: bool = False,
     shams: list[str] | None = None,
+    staged: bool = False,
 ) -> str:
     """A new study; returns its code (what raters type to join). ``prepare``: the study
     opens to raters once every map it shows is computed (:mod:`cxrxai.study.prepare`), so
@@ -269,6 +270,8 @@ def create_study(
     marked as such and left out of the analysis. ``localise``: raters also draw boxes
     where the finding is (:mod:`cxrxai.study.marks`). ``shams``: methods that also get a
     sham panel (the map of another class, :mod:`cxrxai.study.sham`), blinded studies only.
+    ``staged``: a staged reveal - the image alone (the rater's own label), then the
+    model's label (the first read, implied), then the explanations.
     ``first_read``: each
     case is read first without explanations (does the rater agree with the model?), then
     rated with them, so the analysis can tell how often the explanations changed the
@@ -312,7 +315,8 @@ def create_study(
                     "seed": int(seed),
                     "instructions": instructions[:MAX_COMMENT_CHARS],
                     "created_at": _now(),
-                    "first_read": int(bool(first_read)),
+                    "first_read": int(bool(first_read or staged)),
+                    "staged": int(bool(staged)),
                     "explain": explain,
                     "prepare": int(bool(prepare)),
                     "localise": int(bool(localise)),
@@ -570,6 +574,52 @@ def needs_first_read(db: sqlite_utils.Database, assignment: Assignment) -> bool:
     return db["first_reads"].count_where("assignment_id = ?", [assignment.id]) == 0
 
 
+def needs_image_read(db: sqlite_utils.Database, assignment: Assignment) -> bool:
+    """Whether a staged study still needs the rater's read of the image alone."""
+    study = db["studies"].get(db["assignments"].get(assignment.id)["study_id"])
+    if not study.get("staged"):
+        return False
+    return db["image_reads"].count_where("assignment_id = ?", [assignment.id]) == 0
+
+
+def record_image_read(
+    db: sqlite_utils.Database,
+    rater: Rater,
+    assignment_id: int,
+    label: str | None,
+    labels: list[str],
+    confidence: int | None,
+    seconds: float | None = None,
+) -> bool:
+    """Stage one of a staged reveal: the rater's own label (one of ``labels``, the model's)
+    and confidence, given with nothing of the model on screen; stored once (False when it
+    was stored already: never replaced)."""
+    if resume(db, rater.token).id != rater.id:
+        raise StudyError("This assignment is not yours.")
+    rows = list(db["assignments"].rows_where("id = ? and rater_id = ?", [assignment_id, rater.id]))
+    if not rows:
+        raise StudyError("This assignment is not yours.")
+    if label not in labels:
+        raise StudyError("Choose your reading of the image: one of the offered labels.")
+    try:
+        with write_transaction(db):
+            db["image_reads"].insert(
+                {
+                    "assignment_id": assignment_id,
+                    "rater_id": rater.id,
+                    "study_id": rows[0]["study_id"],
+                    "label": label,
+                    "confidence": checked_confidence(confidence, required=True),
+                    "seconds": _seconds(seconds, "Time on the image alone"),
+                    "at": _now(),
+                }
+            )
+            _audit(db, f"rater:{rater.id}", "image_read", assignment=assignment_id)
+    except sqlite3.IntegrityError:
+        return False
+    return True
+
+
 def record_first_read(
     db: sqlite_utils.Database,
     rater: Rater,
@@ -589,6 +639,11 @@ def record_first_read(
         raise StudyError("This assignment is not yours.")
     if agrees_with_model not in (True, False):
         raise StudyError("Answer yes or no: do you agree with the model's diagnosis?")
+    study = db["studies"].get(rows[0]["study_id"])
+    if study.get("staged") and not db["image_reads"].count_where(
+        "assignment_id = ?", [assignment_id]
+    ):
+        raise StudyError("Give your reading of the image alone first.")
     try:
         with write_transaction(db):
             db["first_reads"].insert(

@@ -257,6 +257,7 @@ def test_older_schema_is_migrated_in_place(tmp_path):
         "m009_prepared_maps",
         "m010_practice_cases",
         "m011_reader_marks",
+        "m012_staged_reveal",
     ]
     assert [(r["name"], r["pseudonym"], r["name_key"]) for r in db["raters"].rows] == [
         ("A", "R01", "a"),
@@ -436,6 +437,42 @@ def test_reader_marks_are_required_checked_stored_and_exported(db, tmp_path):
     manifest = (tmp_path / "out" / "reader_marks.csv").read_text()
     assert manifest.splitlines()[0].startswith("image,case_id,split,labels,kind,label,author")
     assert "case-0" in manifest and "R01" in manifest
+
+
+def test_staged_reveal_keeps_each_stage_in_order(db, tmp_path):
+    from cxrxai.study.analysis import export, ratings, staged_decisions
+
+    labels = ["COVID-19", "Non-COVID", "Normal"]
+    cases = [CaseRef(f"case-{i}", "covid-qu-ex", "Val", "COVID-19", "COVID-19") for i in range(2)]
+    code = service.create_study(db, PASSWORD, "st", cases, ["gradcam"], staged=True)
+    assert service.study_by_code(db, code)["first_read"] == 1  # stage two is the first read
+    rater = service.join(db, code, "Dr Ada")
+    task = service.next_assignment(db, rater)
+    assert service.needs_image_read(db, task) and service.needs_first_read(db, task)
+    with pytest.raises(StudyError, match="reading of the image alone first"):
+        service.record_first_read(db, rater, task.id, True, confidence=50)
+    with pytest.raises(StudyError, match="one of the offered labels"):
+        service.record_image_read(db, rater, task.id, "Pneumothorax", labels, 50)
+    with pytest.raises(StudyError, match="confidence"):
+        service.record_image_read(db, rater, task.id, "Normal", labels, None)
+    assert service.record_image_read(db, rater, task.id, "Normal", labels, 40, seconds=3.0)
+    assert not service.record_image_read(db, rater, task.id, "COVID-19", labels, 90)  # kept
+    assert not service.needs_image_read(db, task)
+    service.record_first_read(db, rater, task.id, True, confidence=60)
+    service.submit(db, rater, task.id, full_scores(task), True, confidence=80)
+    task = service.next_assignment(db, rater)
+    service.record_image_read(db, rater, task.id, "COVID-19", labels, 70)
+    service.record_first_read(db, rater, task.id, False, confidence=30)
+    service.submit(db, rater, task.id, full_scores(task), False, confidence=20)
+    study_id = service.study_by_code(db, code)["id"]
+    rows = ratings(db, study_id)
+    assert [r["image_read_label"] for r in rows] == ["Normal", "COVID-19"]
+    summary = staged_decisions(rows)
+    assert summary["reads"] == 2
+    assert summary["matches_model_image_alone"]["mean"] == 0.5  # Normal vs COVID-19
+    assert summary["agrees_with_model_label_shown"]["mean"] == 0.5
+    export(db, study_id, tmp_path / "out")
+    assert "image_read_label" in (tmp_path / "out" / "ratings.csv").read_text().splitlines()[0]
 
 
 def test_the_label_the_panels_explain():
