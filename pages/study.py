@@ -83,11 +83,15 @@ if not is_open(db, study["id"]):
     st.stop()
 
 task = service.next_assignment(db, rater)
+if st.session_state.get("last_saved"):  # the previous case's acknowledgement, at the top:
+    # the next case may stop early (a read before the explanations), or there is none
+    st.success(plain(f"Ratings for {st.session_state['last_saved'].lower()} saved."))
 if task is None:
     st.success("All assignments are rated. Thank you!")
     st.stop()
 done = max(0, task.position - task.practice_total)
 st.progress(done / max(task.total, 1), text=task.heading)
+
 if task.practice:
     st.info(
         "A practice case, to get familiar with the panels and the scales before the study: "
@@ -248,5 +252,4 @@ with st.form(f"rate-{task.id}"):
         else:
             st.session_state["last_saved"] = task.heading if stored else None
             st.rerun()
-if st.session_state.get("last_saved"):
-    st.success(plain(f"Ratings for {st.session_state['last_saved'].lower()} saved."))
+

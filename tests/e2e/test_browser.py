@@ -519,3 +519,117 @@ def test_a_server_killed_mid_study_loses_nothing_acknowledged(covid_root, tmp_pa
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _sign_in_as_rater(page, url: str, code: str, name: str) -> None:
+    page.goto(f"{url}/study?code={code}")
+    page.get_by_label("Your name").wait_for(timeout=120_000)
+    page.get_by_label("Your name").fill(name)
+    page.get_by_role("combobox", name="Your role").click()
+    page.get_by_role("option", name="radiologist", exact=True).click()
+    years = page.get_by_label("Years of experience reading chest X-rays")
+    years.fill("8")
+    years.press("Tab")
+    page.get_by_role("radiogroup", name="Have you used AI tools in your work?").get_by_text(
+        "occasionally", exact=True
+    ).click()
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_function("() => window.location.search.includes('rater=')", timeout=60_000)
+    _wait_until_settled(page)
+
+
+def _read_a_staged_case(page, heading: str) -> None:
+    """Stage one (the image alone), stage two (the model's label), stage three (a box, the
+    panels' ratings, the decision and confidence), submitted."""
+    page.get_by_text(heading).first.wait_for(timeout=120_000)
+    _wait_until_settled(page)
+    page.get_by_role("radiogroup", name="Your reading of this image").get_by_text(
+        "COVID-19", exact=True
+    ).click()
+    own = page.get_by_label("Your confidence (0-100) in this reading")
+    own.fill("60")
+    own.press("Tab")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_text("Before seeing any explanation").wait_for(timeout=60_000)
+    _wait_until_settled(page)
+    page.get_by_role(
+        "radiogroup", name="Before seeing any explanation: do you agree with the model's diagnosis?"
+    ).get_by_text("yes", exact=True).click()
+    before = page.get_by_label(re.compile(r"^Your confidence \(0-100\) that"))
+    before.fill("55")
+    before.press("Tab")
+    page.get_by_role("button", name="Continue to the explanations").click()
+    page.get_by_text("Panel B").wait_for(timeout=60_000)
+    _wait_until_settled(page)
+    area = page.locator(".nsewdrag").first
+    _drag(page, area, (0.3, 0.3), (0.6, 0.7))
+    page.get_by_text("1 box(es) marked.").wait_for(timeout=60_000)
+    _wait_until_settled(page)
+    _rate_the_case(page, ["A", "B"])
+    page.get_by_role("button", name="Submit ratings").click()
+    page.get_by_text(re.compile(rf"Ratings for {heading.lower()} saved")).wait_for(timeout=60_000)
+    _wait_until_settled(page)
+
+
+def test_a_whole_study_with_two_raters(covid_root, tmp_path):
+    """Two raters in two browsers: profile, a practice case, the staged reveal, confidence,
+    a real and a sham panel, a box where the finding is, a reload from the personal link;
+    then the admin's exports (ratings and the iMRMC file) hold both raters' study cases."""
+    import sqlite3
+
+    from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.study import service
+    from cxrxai.study.db import connect
+
+    env = _app_env(covid_root.parent, tmp_path)
+    val = load_covid_qu_ex(covid_root / "Val")
+    covid = [c for c in val if c.labels == ["COVID-19"]][:2]
+    normal = [c for c in val if c.labels == ["Normal"]][:1]
+    db = connect(tmp_path / "study.sqlite")
+    service.set_admin_password(db, "admin password")
+    refs = [service.CaseRef(c.case_id, c.dataset, c.split, c.labels[0]) for c in covid + normal]
+    code = service.create_study(
+        db, "admin password", "whole study", refs[:2], ["gradcam"], practice=refs[2:],
+        shams=["gradcam"], staged=True, localise=True,
+    )  # fmt: skip
+    db.conn.close()
+    worker = [sys.executable, "-m", "cxrxai", "study", "prepare", "--code", code]
+    prepared = subprocess.run([*worker, "--db", str(tmp_path / "study.sqlite")], cwd=REPO,
+                              env=env, capture_output=True, text=True)  # fmt: skip
+    assert "6 of 6 ready" in prepared.stdout, prepared.stderr  # 3 cases x (real + sham)
+    port, log = _free_port(), tmp_path / "streamlit.log"
+    process = _start(port, env, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for index, name in enumerate(("Dr Ada", "Dr Lin")):
+            with browser_page(tmp_path / f"rater{index}") as page:
+                _sign_in_as_rater(page, url, code, name)
+                assert page.get_by_text("A practice case").is_visible()
+                _read_a_staged_case(page, "Practice case 1 of 1")
+                _read_a_staged_case(page, "Case 1 of 2")
+                page.goto(page.url)  # a reload with the personal link resumes
+                _read_a_staged_case(page, "Case 2 of 2")
+                page.get_by_text("All assignments are rated").wait_for(timeout=60_000)
+        with browser_page(tmp_path / "admin") as page:
+            page.goto(f"{url}/study_admin")
+            page.get_by_label("Admin password").fill("admin password")
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_text("Trust in real vs sham panels").wait_for(timeout=120_000)
+            assert page.get_by_text("Decisions through the stages").is_visible()
+            assert page.get_by_text("Where readers look").is_visible()
+            ratings = pd.read_csv(_download(page, "Ratings (CSV)"))
+            imrmc = _download(page, "iMRMC input file").read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert len(ratings) == 2 * 2 * 2  # raters x study cases x panels; practice left out
+    assert set(ratings["method"]) == {"gradcam", "sham:gradcam"}
+    assert set(ratings["rater"]) == {"R01", "R02"} and set(ratings["role"]) == {"radiologist"}
+    assert ratings["image_read_label"].eq("COVID-19").all()
+    assert ratings["confidence_before"].eq(55).all() and ratings["confidence"].eq(70).all()
+    assert ratings["mark_iou"].between(0, 1).all()
+    assert "R01" in imrmc and "R02" in imrmc and "BEGIN DATA" in imrmc
+    check = sqlite3.connect(tmp_path / "study.sqlite")
+    assert check.execute("select count(*) from reader_marks").fetchone()[0] == 6
+    assert check.execute("select count(*) from ratings where practice = 1").fetchone()[0] == 4
+    check.close()
