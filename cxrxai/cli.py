@@ -965,6 +965,51 @@ def cmd_study(args: argparse.Namespace) -> int:
             f"{changes['changed_ci'][1]:.2f}] ({changes['to_agree']} to agree, "
             f"{changes['to_disagree']} to disagree)"
         )
+    from cxrxai.study.mrmc import reader_averaged_auc
+    from cxrxai.study.sham import sham_comparison
+
+    auc = reader_averaged_auc(rows)
+    if auc["auc_without"] == auc["auc_without"]:  # defined: cases with and without
+        print(
+            f"Reader-averaged AUC (confidence vs truth, {auc['n_readers']} readers, "
+            f"{auc['n_cases']} cases): without explanations {auc['auc_without']:.3f}, with "
+            f"{auc['auc_with']:.3f}, difference {auc['difference']:.3f} "
+            f"[{auc['difference_ci'][0]:.3f}, {auc['difference_ci'][1]:.3f}] (bootstrap "
+            "over readers and cases; iMRMC on imrmc.txt is the reference analysis)"
+        )
+    for entry in analysis.informative_plausibility(rows):
+        print(
+            f"G4 {entry['method']}: trust when the model is right {entry['trust right']:.2f} "
+            f"(n={entry['n right']}) vs wrong {entry['trust wrong']:.2f} "
+            f"(n={entry['n wrong']}), AUC {entry['trust AUC']:.3f}"
+        )
+    for entry in sham_comparison(rows):
+        print(
+            f"Sham {entry['method']}: trust real {entry['trust real']:.2f} vs sham "
+            f"{entry['trust sham']:.2f}, difference {entry['difference']:.2f} "
+            f"{entry['difference CI']}"
+        )
+    staged = analysis.staged_decisions(rows)
+    if staged:
+        stages = [
+            ("image alone", "matches_model_image_alone"),
+            ("with the model's label", "agrees_with_model_label_shown"),
+            ("with the explanations", "agrees_with_model_explanations_shown"),
+        ]
+        print(
+            "Staged reveal, share matching the model: "
+            + "; ".join(f"{name} {staged[key]['mean']:.2f}" for name, key in stages if staged[key])
+        )
+    marks = analysis.reader_marks(db, study["id"])
+    if marks:
+        located = analysis.marks_summary(rows, marks)
+        reference = located["iou_with_reference"]
+        print(
+            f"Reader marks: {located['marks']}; IoU with the reference "
+            + (f"{reference['mean']:.2f}" if reference else "n/a")
+            + "; with each panel's top-10 % region: "
+            + ", ".join(f"{m} {e['mean']:.2f}" for m, e in located["iou_with_panel_region"].items())
+        )
     if args.results:
         from cxrxai.evaluation.browse import unit_values
         from cxrxai.evaluation.store import open_results

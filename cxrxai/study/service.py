@@ -833,7 +833,8 @@ def submit(
                         "rater_id": rater.id,
                         "study_id": assignment["study_id"],
                         "case_id": assignment["case_id"],
-                        "target": assignment["target"],
+                        # what the rater was asked to mark: the label the panels explain
+                        "target": explained_label or assignment["target"],
                         **dict(zip(("x_min", "y_min", "x_max", "y_max"), box, strict=True)),
                         "iou_reference": marks.iou_reference,
                         "at": _now(),
