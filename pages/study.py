@@ -89,6 +89,13 @@ if st.session_state.get("last_saved"):  # the previous case's acknowledgement, a
 if task is None:
     st.success("All assignments are rated. Thank you!")
     st.stop()
+if opens := service.session_opens(db, rater, task):
+    st.info(
+        f"Session one is done, thank you. Your second session opens on {opens} UTC "
+        f"(a washout of {study['washout_days']} day(s), so that the first reading is "
+        "forgotten); come back then with your personal link."
+    )
+    st.stop()
 done = max(0, task.position - task.practice_total)
 st.progress(done / max(task.total, 1), text=task.heading)
 
@@ -146,7 +153,9 @@ if service.needs_first_read(db, task):  # the study asks for a read before expla
             f"Your confidence (0-100) that {plain(explained)} is present",
             0, 100, value=None, step=1,
         )  # fmt: skip
-        if st.form_submit_button("Continue to the explanations"):
+        if st.form_submit_button(
+            "Continue to the explanations" if task.aided else "Submit this read"
+        ):
             try:
                 service.record_first_read(
                     db,
@@ -160,6 +169,8 @@ if service.needs_first_read(db, task):  # the study asks for a read before expla
             except service.StudyError as exc:
                 st.error(plain(str(exc)))
             else:
+                if not task.aided:  # a crossover's read without explanations: the case is done
+                    st.session_state["last_saved"] = task.heading
                 st.rerun()
     st.stop()
 st.write(f"**The panels explain:** {plain(explained)} ({why})")
@@ -252,4 +263,3 @@ with st.form(f"rate-{task.id}"):
         else:
             st.session_state["last_saved"] = task.heading if stored else None
             st.rerun()
-

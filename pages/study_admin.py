@@ -156,6 +156,14 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
             help="Raters say whether they agree with the model before the panels are shown, "
             "and again with them: the analysis reports how often explanations changed it",
         )
+        crossover = st.toggle(
+            "Crossover with washout",
+            value=False,
+            help="Each rater reads every case twice, in two sessions: with the explanations "
+            "in one and without in the other (half the cases each way); the second session "
+            "opens after the washout; the analysis pairs the two reads",
+        )
+        washout = st.number_input("Washout (days)", 0, service.MAX_WASHOUT_DAYS, 14, step=1)
         staged = st.toggle(
             "Staged reveal",
             value=False,
@@ -209,6 +217,7 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
                     localise=localise,
                     shams=[m for m in shams if m in methods],
                     staged=staged,
+                    washout_days=int(washout) if crossover else None,
                 )
             except service.StudyError as exc:
                 st.error(plain(str(exc)))
@@ -288,6 +297,22 @@ if any(entry["n wrong"] and entry["n right"] for entry in plausibility):
 if any(r.get("role") for r in rows):
     st.subheader("Ratings per reader role")
     st.dataframe(analysis.summary_table(rows, "role"), hide_index=True)
+if pairs := analysis.crossover_pairs(db, study["id"]):
+    st.subheader("Crossover: the same case without and with explanations")
+    difference = pairs["confidence_difference"]
+    st.write(
+        f"{pairs['pairs']} paired reads (washout {pairs['washout_days']} days). Confidence "
+        f"without {pairs['confidence_without'] or float('nan'):.1f}, with "
+        f"{pairs['confidence_with'] or float('nan'):.1f}"
+        + (
+            f"; paired difference {difference['mean']:.1f} [{difference['low']:.1f}, "
+            f"{difference['high']:.1f}]"
+            if difference
+            else ""
+        )
+        + f". Agreeing with the model: without {pairs['agrees_without'] or float('nan'):.2f},"
+        f" with {pairs['agrees_with'] or float('nan'):.2f}."
+    )
 if staged_table := analysis.staged_decisions(rows):
     st.subheader("Decisions through the stages (staged reveal)")
     st.dataframe(

@@ -380,3 +380,30 @@ def test_a_staged_reveal_shows_the_image_alone_first(monkeypatch, covid_root, tm
     assert not any("Panel" in image.proto.imgs[0].caption for image in app.get("image"))
     read = next(db["image_reads"].rows)
     assert (read["label"], read["confidence"]) == ("COVID-19", 65) and read["seconds"] >= 0
+
+
+def test_a_crossover_reads_without_then_waits_for_the_washout(monkeypatch, covid_root, tmp_path):
+    db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 2)
+    code = prepared(db, service.create_study(db, PASSWORD, "x", refs, ["gradcam"], washout_days=7))
+    app = page("pages/study.py", code=code)
+    sign_in(app, "Dr Ada")
+    for _ in range(2):  # session one: one case without explanations, one with
+        assert not app.exception and not app.error
+        unaided = any(b.label == "Submit this read" for b in app.button)
+        if unaided:
+            assert not app.get("image") or all(
+                "Panel" not in image.proto.imgs[0].caption for image in app.get("image")
+            )
+            agree = "Before seeing any explanation: do you agree with the model's diagnosis?"
+            widget(app.radio, agree).set_value("yes")
+            next(n for n in app.number_input if "confidence" in n.label).set_value(30)
+        else:
+            for radio in app.radio:
+                label = radio.label
+                radio.set_value(4 if label != "Do you agree with the model's diagnosis?" else "yes")
+            _confidence(app, 70)
+        next(b for b in app.button if b.label in ("Submit this read", "Submit ratings")).click()
+        app.run()
+    assert not app.exception
+    assert any("Your second session opens on" in shown(i.value) for i in app.info)
+    assert db["first_reads"].count == 1 and db["ratings"].count == 1

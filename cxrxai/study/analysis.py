@@ -91,6 +91,49 @@ def case_images(db: sqlite_utils.Database, study_id: int) -> dict[str, str]:
     return found
 
 
+def crossover_pairs(db: sqlite_utils.Database, study_id: int, seed: int = 0) -> dict | None:
+    """A crossover's paired reads: per rater and case, the read without explanations (one
+    session) and the read with them (the other); the mean confidence and the share agreeing
+    with the model each way, and the paired difference of confidence (with - without) with
+    a bootstrap CI over the pairs. None for a study without crossover."""
+    study = db["studies"].get(study_id)
+    if study.get("washout_days") is None:
+        return None
+    cursor = db.execute(
+        "select a.rater_id, a.case_id, f.agrees_with_model, f.confidence from assignments a "
+        "join first_reads f on f.assignment_id = a.id "
+        "where a.study_id = ? and a.condition = 'without' and a.practice = 0",
+        [study_id],
+    )
+    without = {(r[0], r[1]): (r[2], r[3]) for r in cursor.fetchall()}
+    cursor = db.execute(
+        "select a.rater_id, a.case_id, max(g.agrees_with_model), max(g.confidence) "
+        "from assignments a join ratings g on g.assignment_id = a.id "
+        "where a.study_id = ? and a.condition = 'with' and a.practice = 0 "
+        "group by a.id",
+        [study_id],
+    )
+    aided = {(r[0], r[1]): (r[2], r[3]) for r in cursor.fetchall()}
+    pairs = [(without[k], aided[k]) for k in sorted(set(without) & set(aided))]
+    confident = [(w[1], a[1]) for w, a in pairs if w[1] is not None and a[1] is not None]
+    differences = np.array([a - w for w, a in confident], float)
+
+    def mean(values: list) -> float | None:
+        return float(np.mean(values)) if values else None
+
+    return {
+        "pairs": len(pairs),
+        "washout_days": study["washout_days"],
+        "confidence_without": mean([w for w, _ in confident]),
+        "confidence_with": mean([a for _, a in confident]),
+        "confidence_difference": bootstrap_mean(differences, seed=seed).__dict__
+        if len(differences)
+        else None,
+        "agrees_without": mean([w[0] for w, _ in pairs if w[0] is not None]),
+        "agrees_with": mean([a[0] for _, a in pairs if a[0] is not None]),
+    }
+
+
 def staged_decisions(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Staged reveal, one read per assignment: how often the rater's decision matched the
     model's at each stage - the image alone (own label among the model's predicted
@@ -381,6 +424,7 @@ def export(
                 "reader_localisation": marks_summary(rows, marks) if marks else None,
                 "real_vs_sham": sham_comparison(rows),
                 "staged_reveal": staged_decisions(rows),
+                "crossover": crossover_pairs(db, study_id),
             },
             indent=1,
             default=float,

@@ -279,6 +279,16 @@ def _staged_reveal(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="m013_crossover")
+def _crossover(db: sqlite_utils.Database) -> None:
+    """Crossover with washout: every case read twice by each rater, in two sessions at
+    least ``washout_days`` apart, once with the explanations and once without (the read
+    then is the first read alone). ``washout_days`` NULL: no crossover."""
+    db["studies"].add_column("washout_days", int)
+    db["assignments"].add_column("session", int, not_null_default=1)
+    db["assignments"].add_column("condition", str, not_null_default="with")
+
+
 def connect(path: Path | str) -> sqlite_utils.Database:
     """A connection of its own (one per session or thread), WAL mode, schema migrated in
     place (safe to rerun; rows are kept)."""

@@ -34,6 +34,7 @@ MAX_NAME_CHARS = 60
 MAX_DISPLAY_CHARS = 2000
 MAX_PRACTICE_CASES = 10
 MAX_MARKS = 20
+MAX_WASHOUT_DAYS = 365
 EXPLAIN_CHOICES = ("prediction", "reference")
 ROLES = ("radiologist", "resident", "other clinician", "non-clinician")
 AI_EXPERIENCE = ("never", "occasionally", "regularly")
@@ -263,6 +264,7 @@ def create_study(
     localise: bool = False,
     shams: list[str] | None = None,
     staged: bool = False,
+    washout_days: int | None = None,
 ) -> str:
     """A new study; returns its code (what raters type to join). ``prepare``: the study
     opens to raters once every map it shows is computed (:mod:`cxrxai.study.prepare`), so
@@ -271,7 +273,10 @@ def create_study(
     where the finding is (:mod:`cxrxai.study.marks`). ``shams``: methods that also get a
     sham panel (the map of another class, :mod:`cxrxai.study.sham`), blinded studies only.
     ``staged``: a staged reveal - the image alone (the rater's own label), then the
-    model's label (the first read, implied), then the explanations.
+    model's label (the first read, implied), then the explanations. ``washout_days``: a
+    crossover - each case read in two sessions at least that many days apart, with the
+    explanations in one and without them in the other (half of the cases each way per
+    session, balanced over raters).
     ``first_read``: each
     case is read first without explanations (does the rater agree with the model?), then
     rated with them, so the analysis can tell how often the explanations changed the
@@ -287,6 +292,10 @@ def create_study(
     from cxrxai.explain.params import parse_variant  # the explainers are heavy imports
     from cxrxai.explain.registry import get_explainer
 
+    if washout_days is not None and not (
+        isinstance(washout_days, int) and 0 <= washout_days <= MAX_WASHOUT_DAYS
+    ):
+        raise StudyError(f"The washout is 0 to {MAX_WASHOUT_DAYS} days, got {washout_days!r}.")
     shams = list(shams or [])
     if shams and not blinded:
         raise StudyError("Sham panels need a blinded study: raters must not tell them apart.")
@@ -317,6 +326,7 @@ def create_study(
                     "created_at": _now(),
                     "first_read": int(bool(first_read or staged)),
                     "staged": int(bool(staged)),
+                    "washout_days": washout_days,
                     "explain": explain,
                     "prepare": int(bool(prepare)),
                     "localise": int(bool(localise)),
@@ -471,10 +481,15 @@ def join(
             cases = [c for c in rows if not c.get("practice")]
             methods = list(study["methods"])
             # practice first, in the study's method order; then the counterbalanced plan
-            plan = [(c, methods, 1) for c in practice] + [
-                (cases[case], order, 0)
-                for case, order in rater_plan(len(cases), study["methods"], study["seed"], index)
-            ]
+            proper = rater_plan(len(cases), study["methods"], study["seed"], index)
+            plan = [(c, methods, 1, 1, "with") for c in practice]
+            crossover = study.get("washout_days") is not None
+            for session in (1, 2) if crossover else (1,):
+                for i, (case, order) in enumerate(proper):
+                    # crossover: alternate cases with and without explanations, swapped in
+                    # session two and between consecutive raters
+                    aided = not crossover or (i + index + session) % 2 == 0
+                    plan.append((cases[case], order, 0, session, "with" if aided else "without"))
             db["assignments"].insert_all(
                 [
                     {
@@ -487,8 +502,10 @@ def join(
                         "target": case["target"],
                         "methods_order": json.dumps(order),
                         "practice": is_practice,
+                        "session": session,
+                        "condition": condition,
                     }
-                    for i, (case, order, is_practice) in enumerate(plan)
+                    for i, (case, order, is_practice, session, condition) in enumerate(plan)
                 ]
             )
             _audit(db, f"rater:{rater_id}", "join", study=study["code"])
@@ -525,6 +542,8 @@ class Assignment:
     blinded: bool
     practice: bool = False  # a familiarisation case, left out of the analysis
     practice_total: int = 0  # the rater's practice cases (before the study proper)
+    session: int = 1  # crossover: the reading session
+    aided: bool = True  # crossover: shown with the explanations (else the first read only)
 
     @property
     def heading(self) -> str:
@@ -542,7 +561,9 @@ def next_assignment(db: sqlite_utils.Database, rater: Rater) -> Assignment | Non
     practice_total = db["assignments"].count_where("rater_id = ? and practice = 1", [rater.id])
     rows = db.execute(
         "select * from assignments a where a.rater_id = ? and not exists "
-        "(select 1 from ratings r where r.assignment_id = a.id) order by a.position limit 1",
+        "(select 1 from ratings r where r.assignment_id = a.id) and not (a.condition = "
+        "'without' and exists (select 1 from first_reads f where f.assignment_id = a.id)) "
+        "order by a.position limit 1",
         [rater.id],
     ).fetchall()
     if not rows:
@@ -563,15 +584,38 @@ def next_assignment(db: sqlite_utils.Database, rater: Rater) -> Assignment | Non
         blinded,
         bool(row.get("practice")),
         practice_total,
+        int(row.get("session") or 1),
+        row.get("condition", "with") != "without",
     )
 
 
 def needs_first_read(db: sqlite_utils.Database, assignment: Assignment) -> bool:
-    """Whether the rater must give the case's first read (no explanations shown yet)."""
+    """Whether the rater must give the case's first read (no explanations shown yet): in a
+    first-read study, and in a crossover's reads without explanations (then the only one)."""
     study = db["studies"].get(db["assignments"].get(assignment.id)["study_id"])
-    if not study.get("first_read"):
+    if not study.get("first_read") and assignment.aided:
         return False
     return db["first_reads"].count_where("assignment_id = ?", [assignment.id]) == 0
+
+
+def session_opens(db: sqlite_utils.Database, rater: Rater, assignment: Assignment) -> str | None:
+    """When a crossover's second session opens for this rater (the washout after their
+    last read of session one), as "YYYY-MM-DD HH:MM:SS" UTC; None when it is open."""
+    if assignment.session < 2:
+        return None
+    study = db["studies"].get(rater.study_id)
+    row = db.execute(
+        "select max(t) from (select g.submitted_at as t from ratings g join assignments a "
+        "on a.id = g.assignment_id where a.rater_id = ? and a.session = 1 union all "
+        "select f.at from first_reads f join assignments a on a.id = f.assignment_id "
+        "where a.rater_id = ? and a.session = 1)",
+        [rater.id, rater.id],
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    last = calendar.timegm(time.strptime(row[0], "%Y-%m-%d %H:%M:%S"))  # stored as UTC
+    opens = last + 86400 * int(study.get("washout_days") or 0)
+    return None if time.time() >= opens else timestamp(opens)
 
 
 def needs_image_read(db: sqlite_utils.Database, assignment: Assignment) -> bool:

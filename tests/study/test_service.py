@@ -258,6 +258,7 @@ def test_older_schema_is_migrated_in_place(tmp_path):
         "m010_practice_cases",
         "m011_reader_marks",
         "m012_staged_reveal",
+        "m013_crossover",
     ]
     assert [(r["name"], r["pseudonym"], r["name_key"]) for r in db["raters"].rows] == [
         ("A", "R01", "a"),
@@ -473,6 +474,54 @@ def test_staged_reveal_keeps_each_stage_in_order(db, tmp_path):
     assert summary["agrees_with_model_label_shown"]["mean"] == 0.5
     export(db, study_id, tmp_path / "out")
     assert "image_read_label" in (tmp_path / "out" / "ratings.csv").read_text().splitlines()[0]
+
+
+def test_crossover_with_washout_pairs_each_case_without_and_with(db, monkeypatch):
+    from cxrxai.study.analysis import crossover_pairs, ratings
+
+    with pytest.raises(StudyError, match="washout is 0 to 365"):
+        service.create_study(db, PASSWORD, "x", make_cases(2), ["gradcam"], washout_days=-1)
+    code = service.create_study(db, PASSWORD, "c", make_cases(4), ["gradcam"], washout_days=14)
+    study_id = service.study_by_code(db, code)["id"]
+    conditions = {}
+    for name in ("Dr A", "Dr B"):
+        rater = service.join(db, code, name)
+        rows = list(db["assignments"].rows_where("rater_id = ?", [rater.id], order_by="position"))
+        assert [r["session"] for r in rows] == [1] * 4 + [2] * 4
+        for case in {r["case_id"] for r in rows}:  # each case once each way
+            assert sorted(r["condition"] for r in rows if r["case_id"] == case) == [
+                "with", "without"]  # fmt: skip
+        conditions[name] = [r["condition"] for r in rows[:4]]
+        assert conditions[name].count("with") == 2  # half of session one each way
+    assert conditions["Dr A"] != conditions["Dr B"]  # balanced over raters
+    rater = service.resume(db, service.join(db, code, "Dr C").token)
+    for _ in range(4):  # session one
+        task = service.next_assignment(db, rater)
+        assert task.session == 1 and service.session_opens(db, rater, task) is None
+        assert service.needs_first_read(db, task) == (not task.aided)
+        if task.aided:
+            service.submit(db, rater, task.id, full_scores(task), True, confidence=80)
+        else:
+            service.record_first_read(db, rater, task.id, True, confidence=40)
+    task = service.next_assignment(db, rater)
+    assert task.session == 2
+    opens = service.session_opens(db, rater, task)
+    assert opens is not None and opens > service.timestamp(time.time() + 13 * 86400)
+    now = time.time()
+    monkeypatch.setattr(service.time, "time", lambda: now + 15 * 86400)  # after the washout
+    assert service.session_opens(db, rater, task) is None
+    for _ in range(4):  # session two, the other condition
+        task = service.next_assignment(db, rater)
+        if task.aided:
+            service.submit(db, rater, task.id, full_scores(task), True, confidence=80)
+        else:
+            service.record_first_read(db, rater, task.id, False, confidence=40)
+    assert service.next_assignment(db, rater) is None
+    pairs = crossover_pairs(db, study_id)
+    assert pairs["pairs"] == 4 and pairs["washout_days"] == 14
+    assert (pairs["confidence_without"], pairs["confidence_with"]) == (40.0, 80.0)
+    assert pairs["confidence_difference"]["mean"] == 40.0
+    assert len(ratings(db, study_id)) == 4  # the aided reads: one panel each
 
 
 def test_the_label_the_panels_explain():
