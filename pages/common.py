@@ -221,10 +221,21 @@ def start_study_preparation(code: str, checkpoint: str, database: str):  # -> Po
 
 
 def study_preparation(db, study: dict, bundle: ModelBundle) -> tuple[int, int]:
-    """(maps ready, maps in all) of a study, its worker started when maps are missing."""
+    """(maps ready, maps in all) of a study, its worker started when maps are missing; a
+    worker that failed (a variant this model cannot take, a case not on this machine) is
+    reported on the page with the end of its log."""
     ready, total = map_count(db, study["id"])
     if study.get("prepare") and ready < total:
-        start_study_preparation(study["code"], str(bundle.path), str(study_path()))
+        worker = start_study_preparation(study["code"], str(bundle.path), str(study_path()))
+        if worker is not None and worker.poll() not in (None, 0):
+            log = cache_dir().parent / "study-preparation.log"
+            tail = log.read_text(errors="replace")[-600:] if log.is_file() else ""
+            st.error(
+                "Preparing this study's explanations failed, so raters cannot start: "
+                f"{plain(tail.strip().splitlines()[-1] if tail.strip() else 'see the log')}"
+                f" (log: {plain(str(log))}). Fix it and restart the dashboard, or create the "
+                "study again with methods this model can take."
+            )
     return ready, total
 
 

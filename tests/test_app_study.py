@@ -407,3 +407,23 @@ def test_a_crossover_reads_without_then_waits_for_the_washout(monkeypatch, covid
     assert not app.exception
     assert any("Your second session opens on" in shown(i.value) for i in app.info)
     assert db["first_reads"].count == 1 and db["ratings"].count == 1
+
+
+def test_a_failed_preparation_is_shown_to_the_admin(monkeypatch, covid_root, tmp_path):
+    """A variant the loaded model cannot take: the worker fails, and Study admin says so
+    with the reason instead of "being prepared" for ever."""
+    db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 1)
+    monkeypatch.setenv("CXRXAI_BACKGROUND_MAPS", "1")  # this test's own worker
+    monkeypatch.setenv("CXRXAI_STUDY_DB", str(tmp_path / "study.sqlite"))
+    service.create_study(db, PASSWORD, "bad", refs, ["gradcam(layer=features.norm5)"])
+    admin = page("pages/study_admin.py")
+    widget(admin.text_input, "Admin password").input(PASSWORD)
+    admin.button[0].click().run()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not admin.error:
+        time.sleep(3)
+        admin.run()
+    assert admin.error, "the failed worker was never reported"
+    message = shown(admin.error[0].value)
+    assert "Preparing this study's explanations failed" in message
+    assert "features.norm5" in message
