@@ -618,6 +618,37 @@ def session_opens(db: sqlite_utils.Database, rater: Rater, assignment: Assignmen
     return None if time.time() >= opens else timestamp(opens)
 
 
+def _own_assignment(db: sqlite_utils.Database, rater: Rater, assignment_id: int) -> dict:
+    """The assignment, when it is this rater's (their token checked); else StudyError."""
+    if resume(db, rater.token).id != rater.id:
+        raise StudyError("This assignment is not yours.")
+    rows = list(db["assignments"].rows_where("id = ? and rater_id = ?", [assignment_id, rater.id]))
+    if not rows:
+        raise StudyError("This assignment is not yours.")
+    return rows[0]
+
+
+def _store_once(
+    db: sqlite_utils.Database,
+    table: str,
+    rater: Rater,
+    assignment: dict,
+    read: dict[str, Any],
+    action: str,
+) -> bool:
+    """A read of an assignment, stored once with its audit line; False when one was stored
+    already (reads are never replaced: later stages may have been seen since)."""
+    row = {"assignment_id": assignment["id"], "rater_id": rater.id,
+           "study_id": assignment["study_id"], **read}  # fmt: skip
+    try:
+        with write_transaction(db):
+            db[table].insert(row)
+            _audit(db, f"rater:{rater.id}", action, assignment=assignment["id"])
+    except sqlite3.IntegrityError:
+        return False
+    return True
+
+
 def needs_image_read(db: sqlite_utils.Database, assignment: Assignment) -> bool:
     """Whether a staged study still needs the rater's read of the image alone."""
     study = db["studies"].get(db["assignments"].get(assignment.id)["study_id"])
@@ -638,30 +669,16 @@ def record_image_read(
     """Stage one of a staged reveal: the rater's own label (one of ``labels``, the model's)
     and confidence, given with nothing of the model on screen; stored once (False when it
     was stored already: never replaced)."""
-    if resume(db, rater.token).id != rater.id:
-        raise StudyError("This assignment is not yours.")
-    rows = list(db["assignments"].rows_where("id = ? and rater_id = ?", [assignment_id, rater.id]))
-    if not rows:
-        raise StudyError("This assignment is not yours.")
+    assignment = _own_assignment(db, rater, assignment_id)
     if label not in labels:
         raise StudyError("Choose your reading of the image: one of the offered labels.")
-    try:
-        with write_transaction(db):
-            db["image_reads"].insert(
-                {
-                    "assignment_id": assignment_id,
-                    "rater_id": rater.id,
-                    "study_id": rows[0]["study_id"],
-                    "label": label,
-                    "confidence": checked_confidence(confidence, required=True),
-                    "seconds": _seconds(seconds, "Time on the image alone"),
-                    "at": _now(),
-                }
-            )
-            _audit(db, f"rater:{rater.id}", "image_read", assignment=assignment_id)
-    except sqlite3.IntegrityError:
-        return False
-    return True
+    read = {
+        "label": label,
+        "confidence": checked_confidence(confidence, required=True),
+        "seconds": _seconds(seconds, "Time on the image alone"),
+        "at": _now(),
+    }
+    return _store_once(db, "image_reads", rater, assignment, read, "image_read")
 
 
 def record_first_read(
@@ -676,35 +693,21 @@ def record_first_read(
     """Store the read given before the explanations were shown (``seconds``: from the
     image on screen to the answer); returns False if one was already stored (it is never
     replaced: the explanations may have been seen since)."""
-    if resume(db, rater.token).id != rater.id:
-        raise StudyError("This assignment is not yours.")
-    rows = list(db["assignments"].rows_where("id = ? and rater_id = ?", [assignment_id, rater.id]))
-    if not rows:
-        raise StudyError("This assignment is not yours.")
+    assignment = _own_assignment(db, rater, assignment_id)
     if agrees_with_model not in (True, False):
         raise StudyError("Answer yes or no: do you agree with the model's diagnosis?")
-    study = db["studies"].get(rows[0]["study_id"])
+    study = db["studies"].get(assignment["study_id"])
     if study.get("staged") and not db["image_reads"].count_where(
         "assignment_id = ?", [assignment_id]
     ):
         raise StudyError("Give your reading of the image alone first.")
-    try:
-        with write_transaction(db):
-            db["first_reads"].insert(
-                {
-                    "assignment_id": assignment_id,
-                    "rater_id": rater.id,
-                    "study_id": rows[0]["study_id"],
-                    "agrees_with_model": int(agrees_with_model),
-                    "at": _now(),
-                    "seconds": _seconds(seconds, "Time on the first read"),
-                    "confidence": checked_confidence(confidence, require_confidence),
-                }
-            )
-            _audit(db, f"rater:{rater.id}", "first_read", assignment=assignment_id)
-    except sqlite3.IntegrityError:
-        return False
-    return True
+    read = {
+        "agrees_with_model": int(agrees_with_model),
+        "at": _now(),
+        "seconds": _seconds(seconds, "Time on the first read"),
+        "confidence": checked_confidence(confidence, require_confidence),
+    }
+    return _store_once(db, "first_reads", rater, assignment, read, "first_read")
 
 
 @dataclass(frozen=True)
@@ -800,12 +803,7 @@ def submit(
     label the panels explained. A resubmission of an already rated assignment stores
     nothing and returns 0 (a double click or a reload after submitting).
     """
-    if resume(db, rater.token).id != rater.id:  # the token must be the rater's own
-        raise StudyError("This assignment is not yours.")
-    rows = list(db["assignments"].rows_where("id = ? and rater_id = ?", [assignment_id, rater.id]))
-    if not rows:
-        raise StudyError("This assignment is not yours.")
-    assignment = rows[0]
+    assignment = _own_assignment(db, rater, assignment_id)  # the token must be its rater's
     study = db["studies"].get(assignment["study_id"])
     order = json.loads(assignment["methods_order"])
     labels = shown_labels(order, study["mode"] == "blinded")
