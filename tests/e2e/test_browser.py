@@ -614,7 +614,7 @@ def test_a_whole_study_with_two_raters(covid_root, tmp_path):
         for index, name in enumerate(("Dr Ada", "Dr Lin")):
             with browser_page(tmp_path / f"rater{index}") as page:
                 _sign_in_as_rater(page, url, code, name)
-                assert page.get_by_text("A practice case").is_visible()
+                page.get_by_text("A practice case").wait_for(state="visible", timeout=60_000)
                 _read_a_staged_case(page, "Practice case 1 of 1")
                 _read_a_staged_case(page, "Case 1 of 2")
                 page.goto(page.url)  # a reload with the personal link resumes
@@ -625,8 +625,8 @@ def test_a_whole_study_with_two_raters(covid_root, tmp_path):
             page.get_by_label("Admin password").fill("admin password")
             page.get_by_role("button", name="Sign in").click()
             page.get_by_text("Trust in real vs sham panels").wait_for(timeout=120_000)
-            assert page.get_by_text("Decisions through the stages").is_visible()
-            assert page.get_by_text("Where readers look").is_visible()
+            for section in ("Decisions through the stages", "Where readers look"):
+                page.get_by_text(section).wait_for(state="visible", timeout=60_000)
             ratings = pd.read_csv(_download(page, "Ratings (CSV)"))
             imrmc = _download(page, "iMRMC input file").read_text()
     finally:
