@@ -103,19 +103,35 @@ def read_map(path: Path) -> np.ndarray:
         top = 65535.0 if pixels.dtype == np.uint16 else 255.0
         return _as_map(pixels.astype(np.float32) / top, path)
     try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.ndarray):  # .npy
-            return _as_map(data, path)
-        with data:  # .npz
+        if suffix == ".npy":  # the header's shape first: no allocation for a lie
+            with open(path, "rb") as handle:
+                _check_declared(np.lib.format.read_magic(handle), handle, path)
+            return _as_map(np.load(path, allow_pickle=False), path)
+        with np.load(path, allow_pickle=False) as data:
             names = list(data.files)
             name = next((n for n in ("map", "values") if n in names), None)
             if name is None and len(names) == 1:
                 name = names[0]
             if name is None:
                 raise CxrxaiError(f"'{path.name}' holds {names}; name the map 'map'.")
+            with data.zip.open(f"{name}.npy") as member:  # compressed: check before inflating
+                _check_declared(np.lib.format.read_magic(member), member, path)
             return _as_map(data[name], path)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, KeyError) as exc:
         raise CxrxaiError(f"'{path.name}' could not be read as a NumPy map: {exc}") from exc
+
+
+def _check_declared(version: tuple[int, int], handle: Any, path: Path) -> None:
+    """Refuse an array whose header declares more than a map's size, before reading it."""
+    readers = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    if version not in readers:
+        raise CxrxaiError(f"'{path.name}': .npy format {version} is not read here (1.0, 2.0).")
+    shape, _, _ = readers[version](handle)
+    if len(shape) > 4 or int(np.prod(shape, dtype=np.int64)) > MAX_MAP_SIDE * MAX_MAP_SIDE:
+        raise CxrxaiError(f"'{path.name}' declares an array of shape {shape}: not a map.")
 
 
 def resize_like_chexlocalize(values: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:

@@ -75,6 +75,21 @@ def test_broken_maps_are_refused(tmp_path, array, message):
         read_map(tmp_path / "o.npy")
 
 
+def test_a_declared_giant_is_refused_before_it_is_read(tmp_path):
+    """A compressed map whose header declares 30000 x 30000 floats (3.6 GB inflated): the
+    header is read, the array never."""
+    import zipfile
+
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1), np.float32))
+    header["shape"] = (30000, 30000)
+    with zipfile.ZipFile(tmp_path / "giant.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("map.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            member.write(b"\0" * 1024)
+    with pytest.raises(CxrxaiError, match=r"declares an array of shape \(30000, 30000\)"):
+        read_map(tmp_path / "giant.npz")
+
+
 def test_found_by_label_folder_or_suffix_and_resized_like_chexlocalize(tmp_path):
     (tmp_path / "Edema").mkdir()
     np.save(tmp_path / "Edema" / "img1.npy", MAP)
