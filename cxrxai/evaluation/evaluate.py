@@ -152,18 +152,40 @@ def _number(value: torch.Tensor) -> float | None:
     return None if np.isnan(number) else number
 
 
-def evaluate_cases(
-    bundle: ModelBundle,
-    cases: Iterable[Case],
-    methods: list[str],
-    db: sqlite_utils.Database,
-    settings: Settings | None = None,
-    cache: HeatmapCache | None = None,
-    progress: Callable[[Iterable[Case]], Iterable[Case]] = lambda c: c,
-    segmenter: LungSegmenter | None = None,
-    external: ExternalMaps | None = None,
-) -> Summary:
-    """Explain and score every case x method not yet in ``db``, one transaction per unit.
+@dataclass
+class Unit:
+    """All rows of one case x method (``method`` = the variant name rows carry): written
+    in one transaction."""
+
+    case_id: str
+    method: str
+    localisation: list[dict[str, Any]]
+    faithfulness: list[dict[str, Any]]
+
+
+@dataclass
+class CaseResult:
+    """What explaining and scoring one case gave: rows only (no maps), so an engine's
+    worker can send it to the process that writes the database."""
+
+    case_id: str
+    units: list[Unit] = field(default_factory=list)
+    without_target: bool = False  # targets="predicted" and the model predicts nothing
+    maps_missing: list[str] = field(default_factory=list)
+    error: str | None = None  # what stopped the case (the units before it are kept)
+
+
+@dataclass
+class Work:
+    """One case and the methods it still needs (by the names given to the evaluator)."""
+
+    case: Case
+    methods: list[str]
+
+
+class Evaluator:
+    """Explains and scores cases with one model: built once per process (each worker of
+    the Ray engine builds its own), it touches no database.
 
     Lung fields: a case's reference lung mask, else the ``segmenter``'s prediction (rows
     say which, column ``lungs``); they give the lung share of every map and, with
@@ -171,49 +193,83 @@ def evaluate_cases(
 
     ``external``: maps computed elsewhere, scored as the method ``external.name`` (then
     ``methods`` is ``[external.name]``); a case whose map is missing is listed in
-    ``Summary.maps_missing``, not scored.
+    ``CaseResult.maps_missing``, not scored.
     """
-    settings = settings or Settings()
-    if external is not None:
-        methods = [external.name]
-    explainers = {
-        m: get_explainer(m, **settings.method_params.get(m, {}))
-        for m in methods
-        if external is None
-    }
-    for explainer in explainers.values():
-        explainer.check(bundle)
-    # rows carry the variant (gradcam(layer=blocks.5)): a run with other settings is new
-    # work, never "already done", and its rows sit beside the defaults' for comparison
-    names = {
-        m: m if external is not None else variant(m, settings.method_params.get(m, {}))
-        for m in methods
-    }
-    done = store.done_units(db, bundle.weights_sha256)
-    summary = Summary()
-    if settings.targets not in TARGETS:
-        raise CxrxaiError(f"targets must be one of {TARGETS}, got '{settings.targets}'")
-    for case in progress(cases):
-        targets = [label for label in case.labels if label in bundle.labels]
-        if not targets and settings.targets == "labels":
-            summary.cases_without_target.append(case.case_id)
-            continue
-        pending = [m for m in methods if (case.case_id, names[m]) not in done]
-        summary.units_skipped += len(methods) - len(pending)
-        if not pending:
-            continue
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        methods: list[str],
+        settings: Settings | None = None,
+        cache: HeatmapCache | None = None,
+        segmenter: LungSegmenter | None = None,
+        external: ExternalMaps | None = None,
+    ) -> None:
+        self.bundle, self.cache, self.segmenter, self.external = bundle, cache, segmenter, external
+        self.settings = settings = settings or Settings()
+        if settings.targets not in TARGETS:
+            raise CxrxaiError(f"targets must be one of {TARGETS}, got '{settings.targets}'")
+        self.methods = [external.name] if external is not None else list(methods)
+        self.explainers = {
+            m: get_explainer(m, **settings.method_params.get(m, {}))
+            for m in self.methods
+            if external is None
+        }
+        for explainer in self.explainers.values():
+            explainer.check(bundle)
+        # rows carry the variant (gradcam(layer=blocks.5)): a run with other settings is
+        # new work, never "already done", and its rows sit beside the defaults' for comparison
+        self.names = {
+            m: m if external is not None else variant(m, settings.method_params.get(m, {}))
+            for m in self.methods
+        }
+
+    def label_targets(self, case: Case) -> list[str]:
+        """The case's labels that the model outputs."""
+        return [label for label in case.labels if label in self.bundle.labels]
+
+    def plan(
+        self, cases: Iterable[Case], db: sqlite_utils.Database, summary: Summary
+    ) -> Iterable[Work]:
+        """The work left: each case with the methods not yet in ``db`` (counted in
+        ``summary.units_skipped``); cases none of whose labels the model outputs are listed
+        in ``summary.cases_without_target``. Reads no image."""
+        done = store.done_units(db, self.bundle.weights_sha256)
+        for case in cases:
+            if not self.label_targets(case) and self.settings.targets == "labels":
+                summary.cases_without_target.append(case.case_id)
+                continue
+            pending = [m for m in self.methods if (case.case_id, self.names[m]) not in done]
+            summary.units_skipped += len(self.methods) - len(pending)
+            if pending:
+                yield Work(case, pending)
+
+    def evaluate(self, case: Case, methods: list[str]) -> CaseResult:
+        """Explain and score ``case`` with ``methods`` (its image is read here). A clear
+        error (an unreadable image, a NaN map) ends the case: ``CaseResult.error`` says
+        what, and the units finished before it are kept."""
+        result = CaseResult(case.case_id)
+        try:
+            self._evaluate(case, methods, result)
+        except CxrxaiError as exc:
+            result.error = str(exc)
+        return result
+
+    def _evaluate(self, case: Case, methods: list[str], result: CaseResult) -> None:
+        bundle, settings, external = self.bundle, self.settings, self.external
         try:
             xray = case.load_image()
         except CxrxaiError as exc:
             raise CxrxaiError(f"Case '{case.case_id}': {exc}") from exc
         image = xray.pixels
         probs = bundle.predict_proba(image)[0]
+        targets = self.label_targets(case)
         if settings.targets == "predicted":
             targets = [bundle.labels[i] for i in bundle.card.positives(probs)]
             if not targets:  # multi-label, nothing above its threshold
-                summary.cases_without_target.append(case.case_id)
-                continue
-        lungs_annotation = lung_annotation(case, image, segmenter)
+                result.without_target = True
+                return
+        lungs_annotation = lung_annotation(case, image, self.segmenter)
         lungs = lungs_annotation.to_mask(image.shape) if lungs_annotation else None
         if settings.within_lungs and lungs is None:
             raise CxrxaiError(
@@ -226,20 +282,23 @@ def evaluate_cases(
             else ("predicted" if lungs_annotation.predicted else "reference")
         )
         spacing = xray.meta.pixel_spacing_mm
-        for method in pending:
-            localisation, faithfulness = [], []
+        for method in methods:
+            name = self.names[method]
+            unit = Unit(case.case_id, name, [], [])
             for label in targets:
                 index = bundle.labels.index(label)
                 if external is not None:
                     found = external.heatmap(_stems(case), label, index, image.shape)
                     if found is None:
-                        summary.maps_missing.append(f"{case.case_id} ({label})")
+                        result.maps_missing.append(f"{case.case_id} ({label})")
                         continue
                     heatmap = found
                 else:
-                    heatmap = _explain(explainers[method], bundle, image, index, settings, cache)
+                    heatmap = _explain(
+                        self.explainers[method], bundle, image, index, settings, self.cache
+                    )
                 truth, boxes = truth_for(case.annotations, label, image.shape)
-                base = _unit_row(bundle, case, names[method], label, probs, index)
+                base = _unit_row(bundle, case, name, label, probs, index)
                 try:
                     _, rows = score_heatmap(
                         heatmap,
@@ -253,11 +312,11 @@ def evaluate_cases(
                     )
                 except CxrxaiError as exc:  # e.g. a NaN map: say which case and method
                     raise CxrxaiError(
-                        f"Case '{case.case_id}', {names[method]} for {label}: {exc} Cases already "
+                        f"Case '{case.case_id}', {name} for {label}: {exc} Cases already "
                         "stored are kept; rerun without this method to go on."
                     ) from exc
                 for row in rows:
-                    localisation.append(
+                    unit.localisation.append(
                         base
                         | row
                         | {
@@ -268,13 +327,44 @@ def evaluate_cases(
                         }
                     )
                 if settings.faithfulness:
-                    faithfulness.append(
+                    unit.faithfulness.append(
                         _faithfulness_row(bundle, image, heatmap, index)
                         | {k: base[k] for k in store.UNIT_KEY}
                     )
-            if localisation or faithfulness:
-                store.write_unit(db, localisation, faithfulness)
-                summary.units_done += 1
+            if unit.localisation or unit.faithfulness:
+                result.units.append(unit)
+
+
+def record(db: sqlite_utils.Database, result: CaseResult, summary: Summary) -> None:
+    """Write a case's units, one transaction each (the engines' single writer), and
+    count them in ``summary``; then raise the case's error, if it had one."""
+    if result.without_target:
+        summary.cases_without_target.append(result.case_id)
+    summary.maps_missing.extend(result.maps_missing)
+    for unit in result.units:
+        store.write_unit(db, unit.localisation, unit.faithfulness)
+        summary.units_done += 1
+    if result.error is not None:
+        raise CxrxaiError(result.error)
+
+
+def evaluate_cases(
+    bundle: ModelBundle,
+    cases: Iterable[Case],
+    methods: list[str],
+    db: sqlite_utils.Database,
+    settings: Settings | None = None,
+    cache: HeatmapCache | None = None,
+    progress: Callable[[list[Work]], Iterable[Work]] = lambda w: w,
+    segmenter: LungSegmenter | None = None,
+    external: ExternalMaps | None = None,
+) -> Summary:
+    """The in-process engine: explain and score every case x method not yet in ``db``,
+    one transaction per unit (see :class:`Evaluator` for lungs and external maps)."""
+    evaluator = Evaluator(bundle, methods, settings, cache, segmenter, external)
+    summary = Summary()
+    for work in progress(list(evaluator.plan(cases, db, summary))):
+        record(db, evaluator.evaluate(work.case, work.methods), summary)
     return summary
 
 
