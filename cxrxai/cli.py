@@ -310,6 +310,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="of the stochastic methods (LIME, SHAP) and --sample"
     )
     batch.add_argument("--no-cache", action="store_true", help="do not use the heatmap cache")
+    engine = batch.add_argument_group(
+        "engine", "where the work runs (the database is always written by this process)"
+    )
+    engine.add_argument(
+        "--engine",
+        choices=("process", "ray"),
+        default="process",
+        help="process: here, one case after another (default); ray: on Ray actors, on this "
+        "machine or a cluster (pip install -r requirements-ray.txt)",
+    )
+    engine.add_argument(
+        "--address", help="ray: join the cluster there (default: start a local Ray instance)"
+    )
+    engine.add_argument(
+        "--workers",
+        type=int,
+        help="ray: actors to start (default: one per GPU, else one per --cpus-per-worker CPUs)",
+    )
+    engine.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        help="ray: GPUs per actor (default 1 when the cluster has a GPU, else 0; 0.5 shares one)",
+    )
+    engine.add_argument(
+        "--cpus-per-worker", type=float, default=1.0, help="ray: CPUs per actor (default 1)"
+    )
     _add_params(batch)
     _add_data_root(batch)
     _add_model_args(batch)
@@ -770,7 +796,7 @@ def cmd_import_xrv(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cxrxai.evaluation.evaluate import Settings, evaluate_cases
+    from cxrxai.evaluation.evaluate import Evaluator, Settings, run_in_process
     from cxrxai.evaluation.store import LOCALISATION, export_csv, open_results, record_run
     from cxrxai.explain.cache import HeatmapCache
     from cxrxai.explain.params import parse_param_specs, variant
@@ -789,6 +815,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         method_params = parse_param_specs(args.param, methods)
         for name in methods:
             get_explainer(name, **method_params.get(name, {}))  # fail before any work
+    engine = _engine(args)  # before any work: Ray missing or a bad option is said at once
     root = data_root(args.data_root)
     cases = _cases_for(
         args.dataset,
@@ -819,6 +846,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         method_params=method_params,
         lung_model=None if segmenter is None else segmenter.describe(),
+        engine=args.engine,
     )
     run_settings = Settings(
         empty=args.empty,
@@ -828,17 +856,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         method_params=method_params,
     )
-    summary = evaluate_cases(
+    evaluator = Evaluator(
         bundle,
-        cases,
         methods,
-        db,
         run_settings,
         cache=None if args.no_cache else HeatmapCache(),
-        progress=lambda items: tqdm(items, desc="cases", unit="case"),
         segmenter=segmenter,
         external=external,
     )
+    if engine is None:
+        summary = run_in_process(
+            evaluator, cases, db, lambda items: tqdm(items, desc="cases", unit="case")
+        )
+    else:
+        summary = engine.run(
+            evaluator, cases, db, lambda total: tqdm(total=total, desc="cases", unit="case")
+        )
+        retried = f"; {summary.retries} case(s) retried after a worker died"
+        print(
+            f"Ray: {summary.workers} worker(s), {summary.gpus_per_worker:g} GPU(s) each"
+            + (retried if summary.retries else "")
+        )
     print(
         f"{summary.units_done} case x method units computed, {summary.units_skipped} already "
         f"in {db_path}"
@@ -856,6 +894,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.csv:
         print(f"{export_csv(db, LOCALISATION, args.csv)} rows written to {args.csv}")
     return 0
+
+
+def _engine(args: argparse.Namespace):  # -> RayEngine | None (None: in this process)
+    ray_only = {
+        "--address": args.address,
+        "--workers": args.workers,
+        "--gpus-per-worker": args.gpus_per_worker,
+    }
+    if args.engine != "ray":
+        given = [name for name, value in ray_only.items() if value is not None]
+        if given:
+            raise CxrxaiError(f"{', '.join(given)} go(es) with --engine ray.")
+        return None
+    from cxrxai.evaluation.ray_engine import RayEngine, RayOptions, require_ray
+
+    require_ray()
+    return RayEngine(
+        RayOptions(
+            address=args.address,
+            workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker,
+            cpus_per_worker=args.cpus_per_worker,
+        )
+    )
 
 
 def _new_password() -> str:

@@ -362,6 +362,16 @@ def evaluate_cases(
     """The in-process engine: explain and score every case x method not yet in ``db``,
     one transaction per unit (see :class:`Evaluator` for lungs and external maps)."""
     evaluator = Evaluator(bundle, methods, settings, cache, segmenter, external)
+    return run_in_process(evaluator, cases, db, progress)
+
+
+def run_in_process(
+    evaluator: Evaluator,
+    cases: Iterable[Case],
+    db: sqlite_utils.Database,
+    progress: Callable[[list[Work]], Iterable[Work]] = lambda w: w,
+) -> Summary:
+    """The default engine: the work, one case after another, in this process."""
     summary = Summary()
     for work in progress(list(evaluator.plan(cases, db, summary))):
         record(db, evaluator.evaluate(work.case, work.methods), summary)
