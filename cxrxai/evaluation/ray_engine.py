@@ -64,6 +64,7 @@ class WorkerSpec:
     lung_model: str | None = None
     cache_dir: str | None = None
     external: ExternalMaps | None = None
+    code: str = ""  # the driver's cxrxai version and metrics definition
 
     @classmethod
     def of(cls, evaluator: Evaluator) -> WorkerSpec:
@@ -84,6 +85,7 @@ class WorkerSpec:
             lung_model=None if segmenter is None else str(segmenter.folder.resolve()),
             cache_dir=None if cache is None else str(cache.directory.resolve()),
             external=evaluator.external,
+            code=_code_version(),
         )
 
 
@@ -111,6 +113,11 @@ def _evaluator(spec: WorkerSpec, device: str) -> Evaluator:
     from cxrxai.explain.cache import HeatmapCache
     from cxrxai.lungs import LungSegmenter
 
+    if spec.code != _code_version():
+        raise CxrxaiError(
+            f"this node runs cxrxai {_code_version()}, the driver {spec.code}: rows must come "
+            "from the same code; install the same version on every node."
+        )
     bundle = load_checkpoint(spec.checkpoint, device, spec.precision, spec.compile)
     if bundle.weights_sha256 != spec.weights_sha256:
         raise CxrxaiError(
@@ -281,24 +288,34 @@ def _default_workers(resources: dict[str, float], gpus: float, cpus: float) -> i
     return max(1, int(resources.get("CPU", 1) // cpus))
 
 
+def _code_version() -> str:
+    from cxrxai.evaluation.store import METRICS_VERSION
+
+    return f"{cxrxai.__version__} (metrics v{METRICS_VERSION})"
+
+
+def runtime_env() -> dict[str, Any]:
+    """What a driver joining Ray passes: workers import this very copy of cxrxai (its
+    numba caches too). On a cluster the path must hold the same code on every node, as the
+    checkpoint and the images must be at the same paths."""
+    source = str(Path(cxrxai.__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH", "")) if p)
+    return {"env_vars": {"PYTHONPATH": path}}
+
+
 def _start(ray, address: str | None) -> None:
     """Join the cluster at ``address``, else start a local instance with this machine's
     CPUs (and GPUs). Ray's own start-up lines are kept quiet; workers' warnings still
     reach the terminal."""
     import logging
 
-    # workers import this very copy of cxrxai (its numba caches too): on a cluster the
-    # path must hold the same code on every node, as the checkpoint and images must
-    source = str(Path(cxrxai.__file__).resolve().parent.parent)
-    path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH", "")) if p)
-    runtime_env = {"env_vars": {"PYTHONPATH": path}}
     try:
         if address is None:
             ray.init(
-                include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env
+                include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env()
             )
         else:
-            ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env)
+            ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env())
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = f"the Ray cluster at '{address}'" if address else "a local Ray instance"
         raise CxrxaiError(f"Could not start or join {where}: {_first_line(exc)}") from exc
