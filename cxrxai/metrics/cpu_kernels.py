@@ -434,8 +434,11 @@ def pair_metrics(
 
 
 def as_numpy(tensor: torch.Tensor) -> np.ndarray:
-    """A C-contiguous NumPy view of a CPU tensor (a copy for expanded or strided ones)."""
-    return np.ascontiguousarray(tensor.detach().numpy())
+    """A C-contiguous NumPy view of a CPU tensor (a copy for expanded or strided ones).
+    Bool masks are copied as bytes 0 / 1: the kernels add their bytes, and a bool made
+    from other bytes (a Pillow "1" image) holds 255 for True."""
+    array = np.ascontiguousarray(tensor.detach().numpy())
+    return np.not_equal(array.view(np.uint8), 0) if array.dtype == np.bool_ else array
 
 
 def warm_up() -> None:

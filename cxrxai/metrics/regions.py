@@ -85,7 +85,9 @@ def fill_contours_as_chexlocalize(binary: np.ndarray) -> np.ndarray:
     for contour in contours:
         if len(contour) > 1:
             draw.polygon([(int(x), int(y)) for x, y in contour[:, 0]], outline=1, fill=1)
-    return np.array(canvas, dtype=bool)
+    # not np.array(canvas, dtype=bool): a mode "1" image gives bools stored as byte 255,
+    # which kernels reading bytes (and torch copies made with one thread) count as 255
+    return np.asarray(canvas.convert("L")) > 0
 
 
 def otsu_filled(maps: torch.Tensor) -> torch.Tensor:

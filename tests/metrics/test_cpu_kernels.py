@@ -217,3 +217,17 @@ def test_real_masks_equal_torch(covid_root):
 
 def test_warm_up_runs_every_kernel():
     cpu_kernels.warm_up()  # compiles or loads each kernel; must not raise
+
+
+def test_bool_masks_stored_as_other_bytes_count_once():
+    """A bool array whose True bytes are 255 (NumPy views, Pillow pictures) is counted as
+    True, never as 255 pixels."""
+    rng = np.random.default_rng(1)
+    maps = torch.from_numpy(rng.random((2, 24, 24)).astype(np.float32))
+    clean = maps > 0.6
+    truth = maps > 0.3
+    odd = torch.from_numpy((clean.numpy().view(np.uint8) * 255).view(np.bool_))
+    assert odd.numpy().view(np.uint8).max() == 255
+    expected = localisation_metrics(maps, clean, truth)
+    for name, values in localisation_metrics(maps, odd, truth).items():
+        assert torch.equal(values.nan_to_num(-1), expected[name].nan_to_num(-1)), name

@@ -124,3 +124,27 @@ def test_region_boxes_as_vindr_code():
     expected = sorted((x, y, x + w, y + h) for x, y, w, h in map(cv2.boundingRect, contours))
     assert sorted(regions.region_boxes(torch.from_numpy(mask))) == expected
     assert sorted(regions.region_boxes(mask)) == [(5, 5, 20, 10), (40, 30, 45, 50)]
+
+
+def test_otsu_regions_are_clean_bools_whatever_torch_threads():
+    """Pillow's mode "1" pictures give bools stored as byte 255: the fused metric kernel
+    reads bytes, and a torch copy made with one thread keeps them, so every Otsu metric
+    was wrong on one thread (found comparing the Ray engine, one thread per worker)."""
+    from cxrxai.metrics.registry import localisation_metrics
+
+    maps = cam_like_maps(6, seed=5)
+    truth = torch.zeros(maps.shape, dtype=torch.bool)
+    truth[:, 10:40, 10:40] = True
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            found = torch.stack([regions.region(m, "otsu", 0.0) for m in maps])
+            assert found.numpy().view(np.uint8).max() == 1
+            results.append(localisation_metrics(maps, found, truth))
+    finally:
+        torch.set_num_threads(threads)
+    for name, values in results[0].items():
+        assert torch.equal(values.nan_to_num(-1), results[1][name].nan_to_num(-1)), name
+    assert (results[0]["precision"] <= 1).all() and (results[0]["iou"] <= 1).all()
