@@ -47,7 +47,6 @@ def _measure(source: str, stage: str) -> None:
     print(f"{peak_mb:.0f} {time.perf_counter() - start:.1f}")
 
 
-
 def main() -> None:
     print(f"{platform.node()}, {time.strftime('%Y-%m-%d')}; peak RSS per stage (MB), seconds")
     for source in ("png-4300", "RG1_UNCR"):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+import torch
 
 import cxrxai
 from cxrxai.cases import Case
@@ -93,8 +94,9 @@ class EvaluationWorker:
     """A Ray actor (wrapped by :meth:`RayEngine.run`): the checkpoint loaded once, then
     one case per call."""
 
-    def __init__(self, spec: WorkerSpec, device: str) -> None:
+    def __init__(self, spec: WorkerSpec, device: str, threads: int = 1) -> None:
         self.error: str | None = None
+        _use_threads(threads)
         try:
             self.evaluator = _evaluator(spec, device)
         except CxrxaiError as exc:  # said by the driver, not as a worker's traceback
@@ -106,6 +108,15 @@ class EvaluationWorker:
 
     def evaluate(self, work: Work) -> CaseResult:
         return self.evaluator.evaluate(work.case, work.methods)
+
+
+def _use_threads(threads: int) -> None:
+    """Keep a worker to the CPUs it reserved: torch and numba (the metric kernels) would
+    each start a thread per core of the node, and workers sharing a node would fight."""
+    import numba
+
+    torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def _evaluator(spec: WorkerSpec, device: str) -> Evaluator:
@@ -222,11 +233,12 @@ class RayEngine:
             num_cpus=options.cpus_per_worker, num_gpus=gpus, max_restarts=0
         )
         device = "cuda" if gpus > 0 else "cpu"
-        workers = [actor.remote(spec, device) for _ in range(count)]
+        threads = max(1, int(options.cpus_per_worker))
+        workers = [actor.remote(spec, device, threads) for _ in range(count)]
         try:
             self.pids = [self._ready(ray, w) for w in workers]
             bar = progress(len(work)) if progress else None
-            self._dispatch(ray, actor, spec, device, workers, work, db, summary, bar)
+            self._dispatch(ray, actor, (spec, device, threads), workers, work, db, summary, bar)
             if bar is not None:
                 bar.close()
         finally:
@@ -240,7 +252,7 @@ class RayEngine:
             raise CxrxaiError(error)
         return pid
 
-    def _dispatch(self, ray, actor, spec, device, workers, work, db, summary, bar) -> None:
+    def _dispatch(self, ray, actor, arguments, workers, work, db, summary, bar) -> None:
         options = self.options
         attempts: dict[str, int] = {}
         flying: dict[Any, tuple[int, Any, Work]] = {}  # result -> (slot, its worker, work)
@@ -268,7 +280,7 @@ class RayEngine:
                 work.appendleft(item)
                 if workers[slot] is worker:  # the first of its cases to come back failed
                     ray.kill(worker)
-                    workers[slot] = actor.remote(spec, device)  # placed anew by Ray
+                    workers[slot] = actor.remote(*arguments)  # placed anew by Ray
                     self.pids[slot] = self._ready(ray, workers[slot])
                 continue
             record(db, result, summary)
