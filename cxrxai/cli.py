@@ -299,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--limit", type=int, default=None, help="first N cases per class")
     batch.add_argument(
+        "--shard",
+        help="K/N: only the cases of shard K of N (by a hash of the case id), into their own "
+        "--db; merge the shards' databases with merge-results",
+    )
+    batch.add_argument(
         "--within-lungs",
         action="store_true",
         help="restrict regions to the lungs: the case's lung mask, else the lung-field model's",
@@ -425,6 +430,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=Path("results/report"))
     report.add_argument("--mode", default="top-percent", help="region mode of the main table")
     report.add_argument("--value", type=float, default=10.0, help="its value (p, t or N)")
+
+    merge = commands.add_parser(
+        "merge-results",
+        help="join the databases of evaluate runs (e.g. its --shard runs) into one",
+    )
+    merge.add_argument("out", type=Path, help="the database to add the rows to (made if new)")
+    merge.add_argument("shards", type=Path, nargs="+", help="the databases to copy from")
 
     xrv = commands.add_parser(
         "import-xrv",
@@ -815,6 +827,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         method_params = parse_param_specs(args.param, methods)
         for name in methods:
             get_explainer(name, **method_params.get(name, {}))  # fail before any work
+    from cxrxai.datasets.registry import shard_cases
+
     engine = _engine(args)  # before any work: Ray missing or a bad option is said at once
     root = data_root(args.data_root)
     cases = _cases_for(
@@ -828,6 +842,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.sample,
         args.seed,
     )
+    cases = shard_cases(cases, args.shard)
     bundle = _load_bundle(args)
     segmenter = _lung_model(args, bundle)
     db_path = args.db or settings.results_path()
@@ -847,6 +862,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         method_params=method_params,
         lung_model=None if segmenter is None else segmenter.describe(),
         engine=args.engine,
+        shard=args.shard,
     )
     run_settings = Settings(
         empty=args.empty,
@@ -1134,9 +1150,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge_results(args: argparse.Namespace) -> int:
+    from cxrxai.evaluation.store import merge_results, open_results
+
+    missing = [str(path) for path in args.shards if not path.is_file()]
+    if missing:
+        raise CxrxaiError(f"Results database(s) not found: {', '.join(missing)}.")
+    added = merge_results(open_results(args.out), args.shards)
+    print(
+        f"{added['localisation']} localisation, {added['faithfulness']} faithfulness and "
+        f"{added['runs']} run row(s) added to {args.out} from {len(args.shards)} database(s)"
+    )
+    return 0
+
+
 COMMANDS = {
     "evaluate": cmd_evaluate,
     "report": cmd_report,
+    "merge-results": cmd_merge_results,
     "study": cmd_study,
     "precompute-demo": cmd_precompute_demo,
     "train": cmd_train,

@@ -7,6 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import sqlite_utils
 
 from cxrxai.cli import main
 from cxrxai.errors import CxrxaiError
@@ -128,3 +129,20 @@ def test_evaluate_a_random_sample_per_class(covid_root, tmp_path, capsys):
     assert main(first) == 0
     limited = sorted({r["case_id"] for r in open_results(tmp_path / "c.sqlite")[LOCALISATION].rows})
     assert limited != ids[0]  # a sample, not the first two files of each class
+
+
+def test_shards_merged_equal_one_run(covid_root, tmp_path, capsys):
+    common = ["evaluate", "--limit", "2", "--methods", "gradcam", "--no-lung-model",
+              "--no-cache", "--data-root", str(covid_root.parent)]  # fmt: skip
+    assert main([*common, "--db", str(tmp_path / "all.sqlite")]) == 0
+    for k in (1, 2):
+        assert main([*common, "--shard", f"{k}/2", "--db", str(tmp_path / f"s{k}.sqlite")]) == 0
+    shards = [str(tmp_path / "s1.sqlite"), str(tmp_path / "s2.sqlite")]
+    assert main(["merge-results", str(tmp_path / "merged.sqlite"), *shards]) == 0
+    assert "run row(s) added" in capsys.readouterr().out
+    query = "select * from localisation order by case_id, mode, value"
+    one = sqlite_utils.Database(tmp_path / "all.sqlite").execute(query).fetchall()
+    merged = sqlite_utils.Database(tmp_path / "merged.sqlite").execute(query).fetchall()
+    assert len(one) == 6 * 9 and one == merged
+    assert main(["merge-results", str(tmp_path / "m.sqlite"), str(tmp_path / "none.sqlite")]) == 2
+    assert "none.sqlite" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -117,3 +118,18 @@ def find_case(dataset: str, split: str, case_id: str, root: Path) -> Case | None
         if case.case_id == case_id:
             return case
     return None
+
+
+def shard_cases(cases: list[Case], shard: str | None) -> list[Case]:
+    """The cases of shard ``"K/N"`` (K in 1..N): those whose id hashes to K, so each case
+    belongs to one shard whatever else the split holds. None: all cases."""
+    if shard is None:
+        return cases
+    k, _, n = shard.partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise DatasetError(f"--shard '{shard[:20]}': write K/N with 1 <= K <= N, e.g. 2/4.")
+
+    def _bucket(case: Case) -> int:
+        return int(hashlib.sha256(case.case_id.encode()).hexdigest()[:12], 16) % int(n)
+
+    return [case for case in cases if _bucket(case) == int(k) - 1]

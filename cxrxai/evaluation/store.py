@@ -214,3 +214,45 @@ def record_run(
             "settings": settings_json(**settings),
         }
     )
+
+
+def merge_results(db: sqlite_utils.Database, shards: list[Path]) -> dict[str, int]:
+    """Copy every row of the ``shards`` (databases written by separate ``evaluate --shard``
+    runs) into ``db``, each shard in one transaction; returns the rows added per table.
+
+    For runs past the single writer's rate (docs/benchmarks.md): each shard's driver
+    writes its own file and this joins them. A unit in two shards is kept once (its key);
+    each shard is opened (and migrated) as a results database first, so a file that is
+    not one is refused by name before anything is copied.
+    """
+    target = Path(db.conn.execute("pragma database_list").fetchone()[2]).resolve()
+    for path in shards:
+        if Path(path).resolve() == target:
+            raise CxrxaiError(f"'{path}' is the database being merged into; name another.")
+        open_results(path).conn.close()  # refuses a file that is not a results database
+    added = {LOCALISATION: 0, FAITHFULNESS: 0, RUNS: 0}
+    for path in shards:
+        db.execute("ATTACH DATABASE ? AS shard", [str(path)])
+        try:
+            with write_transaction(db):
+                for table in added:
+                    added[table] += _copy_table(db, table)
+        finally:
+            db.execute("DETACH DATABASE shard")
+    return added
+
+
+def _copy_table(db: sqlite_utils.Database, table: str) -> int:
+    theirs = [row[1] for row in db.execute(f"pragma shard.table_info({table})").fetchall()]
+    ours = set(db[table].columns_dict)
+    for name in theirs:  # a metric the shard's code had and this file lacks
+        if name not in ours and name in METRICS:
+            db[table].add_column(name, float)
+    columns = [name for name in theirs if name in ours or name in METRICS]
+    if table == RUNS:  # new ids here; the runs keep what they were started on
+        columns = [name for name in columns if name != "id"]
+    listed = ", ".join(f'"{name}"' for name in columns)
+    before = db.execute(f"select count(*) from main.{table}").fetchone()[0]
+    verb = "insert" if table == RUNS else "insert or replace"
+    db.execute(f"{verb} into main.{table} ({listed}) select {listed} from shard.{table}")
+    return db.execute(f"select count(*) from main.{table}").fetchone()[0] - before

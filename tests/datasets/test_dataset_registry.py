@@ -54,3 +54,18 @@ def test_chexlocalize_and_vindr_by_name(tmp_path):
     assert 2 <= len(vindr) <= 2 * 15 and all(c.dataset == "vindr-cxr" for c in vindr)
     with pytest.raises(DatasetError, match="not found: pass the file's path as --split"):
         load_split_cases("vindr", "nosuch", tmp_path)
+
+
+def test_shards_partition_the_cases():
+    from cxrxai.datasets.registry import shard_cases
+
+    cases = [Case(f"toy/{i}", f"x{i}.png", ["sick"], [], "toy", "test") for i in range(40)]
+    parts = [shard_cases(cases, f"{k}/3") for k in (1, 2, 3)]
+    ids = [c.case_id for part in parts for c in part]
+    assert sorted(ids) == sorted(c.case_id for c in cases) and len(set(ids)) == 40
+    assert all(parts)  # 40 cases: every shard gets some
+    assert shard_cases(cases[:10], "2/3") == [c for c in parts[1] if c in cases[:10]]
+    assert shard_cases(cases, None) == cases
+    for bad in ("0/3", "4/3", "a/b", "3"):
+        with pytest.raises(DatasetError, match="K/N"):
+            shard_cases(cases, bad)

@@ -79,3 +79,30 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
     with pytest.raises(CxrxaiError, match="could not be opened"):
         store.open_results(path)
     assert path.read_text() == "these are my notes, not SQLite"
+
+
+def test_merge_joins_shards_and_keeps_each_unit_once(tmp_path):
+    shards = []
+    for k, ids in enumerate((["a", "b"], ["c", "b"])):  # unit b is in both shards
+        shard = store.open_results(tmp_path / f"shard{k}.sqlite")
+        for case_id in ids:
+            store.write_unit(shard, [_row(case_id, iou=0.5)], [])
+        store.record_run(shard, "ckpt", "abc", "data", "Val", ["gradcam"], shard=f"{k + 1}/2")
+        shards.append(tmp_path / f"shard{k}.sqlite")
+    merged = store.open_results(tmp_path / "all.sqlite")
+    added = store.merge_results(merged, shards)
+    assert added == {"localisation": 3, "faithfulness": 0, "runs": 2}
+    assert {r["case_id"] for r in merged[store.LOCALISATION].rows} == {"a", "b", "c"}
+    assert store.done_units(merged, "abc") == {("a", "gradcam"), ("b", "gradcam"), ("c", "gradcam")}
+    assert store.merge_results(merged, shards)["localisation"] == 0  # again: nothing new
+
+
+def test_merge_refuses_a_file_that_is_not_results_or_itself(tmp_path):
+    merged = store.open_results(tmp_path / "all.sqlite")
+    bogus = tmp_path / "notes.sqlite"
+    bogus.write_bytes(b"not a database at all" * 10)
+    with pytest.raises(CxrxaiError, match=r"notes\.sqlite"):
+        store.merge_results(merged, [bogus])
+    with pytest.raises(CxrxaiError, match="being merged into"):
+        store.merge_results(merged, [tmp_path / "all.sqlite"])
+    assert merged[store.LOCALISATION].count == 0
