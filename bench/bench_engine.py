@@ -1,7 +1,8 @@
 """Throughput of ``evaluate``'s engines on the same real cases, in one process: the
 in-process engine against the Ray engine with 1 and 2 workers (more with ``--workers``),
-plus the two single points every worker shares - the driver's SQLite writer and reading
-images - which bound a cluster (docs/benchmarks.md turns these into a projection).
+plus the single points every worker shares - the driver's SQLite writer, reading images -
+and merging shards' databases, which bound a cluster (docs/benchmarks.md turns these into
+a projection).
 
 Cases: a random sample of COVID-QU-Ex Val (``--per-class`` per class, seed 0), the demo
 checkpoint, no heatmap cache (every map computed), reference lung masks. Each engine
@@ -110,6 +111,26 @@ def writer_rate(units: int, rows_per_unit: int, folder: Path) -> float:
     return units / (time.perf_counter() - start)
 
 
+def merge_rate(units: int, rows_per_unit: int, folder: Path) -> tuple[int, float]:
+    """Rows per second ``merge-results`` copies from two shards of ``units`` units each."""
+    metrics = {name: 0.5 for name in ("iou", "dice", "precision", "recall", "hit")}
+    shards = []
+    for k in range(2):
+        shard = store.open_results(folder / f"shard{k}.sqlite")
+        rows = [
+            {"checkpoint_sha256": "0" * 64, "case_id": f"c{k}-{u}", "method": "gradcam",
+             "target": "COVID-19", "mode": "top-percent", "value": float(v),
+             "metrics_version": store.METRICS_VERSION, **metrics}
+            for u in range(units) for v in range(rows_per_unit)
+        ]  # fmt: skip
+        shard[store.LOCALISATION].insert_all(rows, batch_size=5000)
+        shard.conn.close()
+        shards.append(folder / f"shard{k}.sqlite")
+    start = time.perf_counter()
+    added = store.merge_results(store.open_results(folder / "merged.sqlite"), shards)
+    return added[store.LOCALISATION], added[store.LOCALISATION] / (time.perf_counter() - start)
+
+
 def read_rate(cases) -> float:
     """Images per second one process reads and decodes (the dataset's PNGs)."""
     start = time.perf_counter()
@@ -166,6 +187,8 @@ def main() -> None:
         rows_per_unit = len(reference) // max(1, len(cases) * len(methods))
         rate = writer_rate(2000, rows_per_unit, folder)
         print(f"SQLite writer: {rate:,.0f} units/s ({rows_per_unit} rows each, one transaction)")
+        rows, merged = merge_rate(10_000, rows_per_unit, folder)
+        print(f"merge-results: {merged:,.0f} rows/s ({rows:,} rows from 2 shards)")
         print(f"image reading: {read_rate(cases):,.1f} images/s in one process "
               f"(COVID-QU-Ex PNG, {np.mean([c.load_image().pixels.size for c in cases[:4]]):,.0f} "
               f"pixels)")  # fmt: skip
