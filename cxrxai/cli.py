@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     precompute.add_argument(
         "--parent-pid",
         type=int,
-        help="stop (between cases) once the process with this id, which started this one, "
+        help="stop (before its next map) once the process with this id, which started this one, "
         "has ended (the dashboard's background job)",
     )
     _add_data_root(precompute)
@@ -1115,14 +1115,18 @@ def cmd_precompute_demo(args: argparse.Namespace) -> int:
     root = data_root(args.data_root)
     bundle = demo_bundle()  # one load for both steps
 
-    def progress(items):
-        for item in tqdm(items, desc="demo cases", unit="case"):
-            if not _starter_alive(args.parent_pid):
-                print("the process that started this has ended: stopping", file=sys.stderr)
-                return
-            yield item
+    def keep_going() -> bool:  # asked before each map: LIME or SHAP can take minutes
+        if _starter_alive(args.parent_pid):
+            return True
+        print("the process that started this has ended: stopping", file=sys.stderr)
+        return False
 
-    count = precompute_demo(methods, root, progress, bundle)
+    def progress(items):
+        return tqdm(items, desc="demo cases", unit="case")
+
+    count = precompute_demo(methods, root, progress, bundle, keep_going)
+    if not _starter_alive(args.parent_pid):
+        return 0
     print(f"{count} explanation(s) computed and cached")
     if args.maps_only:
         return 0

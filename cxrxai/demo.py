@@ -3,6 +3,7 @@ data root exists, the real CR chest DICOM shipped by the PyPI package ``pydicom-
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from cxrxai import settings as places
@@ -71,11 +72,16 @@ def demo_bundle() -> ModelBundle:
 
 
 def precompute_demo(
-    methods: tuple[str, ...] = DEMO_METHODS, root=None, progress=lambda items: items, bundle=None
+    methods: tuple[str, ...] = DEMO_METHODS,
+    root=None,
+    progress=lambda items: items,
+    bundle=None,
+    keep_going: Callable[[], bool] = lambda: True,
 ) -> int:
     """Cache the default explanations of every demo case for its predicted label (what the
     Review page opens on), so the demo shows them at once. Returns the maps computed.
-    ``bundle``: the demo checkpoint when the caller has it loaded already."""
+    ``bundle``: the demo checkpoint when the caller has it loaded already. ``keep_going``
+    is asked before each map (a background job stops once its dashboard has ended)."""
     bundle = bundle or demo_bundle()
     cache = HeatmapCache()
     before = sum(1 for _ in cache.directory.rglob("*.npz")) if cache.directory.exists() else 0
@@ -83,6 +89,8 @@ def precompute_demo(
         pixels = case.load_image().pixels
         target = int(bundle.predict_proba(pixels)[0].argmax())
         for method in methods:
+            if not keep_going():
+                return sum(1 for _ in cache.directory.rglob("*.npz")) - before
             cache.explain(get_explainer(method), bundle, pixels, target=target)
     return sum(1 for _ in cache.directory.rglob("*.npz")) - before
 

@@ -30,7 +30,7 @@ def test_a_job_runs_at_low_priority_and_logs(tmp_path, monkeypatch):
 
 
 def test_a_job_stops_when_its_starter_has_ended(tmp_path):
-    """The starter (a dashboard) ends at once; its job notices between cases and stops
+    """The starter (a dashboard) ends at once; its job notices before its next map and stops
     instead of computing the rest (LIME and SHAP on every demo case: minutes)."""
     starter = (
         "import sys; from pathlib import Path; from cxrxai.background import start_job; "

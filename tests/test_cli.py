@@ -146,3 +146,14 @@ def test_shards_merged_equal_one_run(covid_root, tmp_path, capsys):
     assert len(one) == 6 * 9 and one == merged
     assert main(["merge-results", str(tmp_path / "m.sqlite"), str(tmp_path / "none.sqlite")]) == 2
     assert "none.sqlite" in capsys.readouterr().err
+
+
+def test_precompute_demo_stops_between_maps(monkeypatch, tmp_path):
+    """A background job is asked before each map, not each case: LIME or SHAP on a
+    loaded machine take minutes, which an ended dashboard should not pay for."""
+    from cxrxai.demo import precompute_demo
+
+    monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "cache"))
+    answers = iter([True, False])
+    count = precompute_demo(("gradcam", "lrp"), tmp_path / "none", keep_going=lambda: next(answers))
+    assert count == 1  # the sample DICOM's Grad-CAM; its LRP never started
