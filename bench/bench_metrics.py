@@ -2,8 +2,9 @@
 kernels on the CPU, batched torch on a GPU) against a plain per-image NumPy/SciPy loop
 computing the same numbers, in one process.
 
-Masks are real COVID-QU-Ex Val infection masks; heatmaps are the demo model's Grad-CAM
-maps of the same images (cycled to reach 1,000 pairs). The region is the top 10 % of
+Masks are real COVID-QU-Ex Val infection masks (and lung masks, for the lung share);
+heatmaps are the demo model's Grad-CAM maps of the same images (cycled to reach 1,000
+pairs). The region is the top 10 % of
 each map. Prints seconds, the speed-up and the largest absolute difference per metric.
 Run: ``.venv/bin/python -m bench.bench_metrics [--pairs 1000] [--device cuda]``.
 """
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from scipy.ndimage import distance_transform_edt
 
+from cxrxai.cases import findings_of
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.datasets.covidqu import load_covid_qu_ex
 from cxrxai.explain import get_explainer
@@ -35,7 +37,7 @@ def top_percent_torch(maps: torch.Tensor, percent: float) -> torch.Tensor:
     return maps >= flat.topk(k, dim=1).values[:, -1].view(-1, 1, 1)
 
 
-def reference(heat: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+def reference(heat: np.ndarray, truth: np.ndarray, lungs: np.ndarray) -> dict[str, float]:
     """Every metric for one pair, written directly from the published formulas."""
     flat = heat.ravel()
     k = max(1, round(flat.size * PERCENT / 100.0))
@@ -75,22 +77,26 @@ def reference(heat: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     inner = positive[rows : heat.shape[0] - rows, cols : heat.shape[1] - cols].sum()
     total = positive.sum()
     out["border_relevance"] = float((total - inner) / total) if total > 0 else nan
+    out["lung_relevance"] = float(positive[lungs].sum() / total) if total > 0 else nan
     return out
 
 
-def load_pairs(n_pairs: int, n_images: int, device: str | None) -> tuple[np.ndarray, np.ndarray]:
+def load_pairs(n_pairs: int, n_images: int, device: str | None) -> tuple[np.ndarray, ...]:
+    """Grad-CAM maps, infection masks and lung masks of ``n_images`` cycled to ``n_pairs``."""
     bundle = load_checkpoint(DEMO_CHECKPOINT, device=device)
     cases = [
         c for c in load_covid_qu_ex(data_root() / "covid-qu-ex" / "Val") if c.labels == ["COVID-19"]
     ][:n_images]
     gradcam = get_explainer("gradcam")
-    heat, truth = [], []
+    heat, truth, lungs = [], [], []
     for case in cases:
         image = case.load_image().pixels
         heat.append(gradcam.explain(bundle, image, target="COVID-19")[0].numpy())
-        truth.append(case.annotations[0].to_mask(image.shape))
+        truth.append(findings_of(case.annotations, "COVID-19")[0].to_mask(image.shape))
+        anatomy = [a for a in case.annotations if a.role == "anatomy"]
+        lungs.append(anatomy[0].to_mask(image.shape))
     reps = -(-n_pairs // len(cases))
-    return np.stack(heat * reps)[:n_pairs], np.stack(truth * reps)[:n_pairs].astype(bool)
+    return tuple(np.stack(x * reps)[:n_pairs] for x in (heat, truth, lungs))
 
 
 def main() -> None:
@@ -99,7 +105,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
-    heat_np, truth_np = load_pairs(args.pairs, args.images, args.device)
+    heat_np, truth_np, lungs_np = load_pairs(args.pairs, args.images, args.device)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor()
     print(
@@ -109,14 +115,15 @@ def main() -> None:
     )
 
     start = time.perf_counter()
-    expected = [reference(h, t) for h, t in zip(heat_np, truth_np, strict=True)]
+    expected = [reference(*pair) for pair in zip(heat_np, truth_np, lungs_np, strict=True)]
     loop_s = time.perf_counter() - start
 
     heat = torch.from_numpy(heat_np).to(device)
     truth = torch.from_numpy(truth_np).to(device)
+    lungs = torch.from_numpy(lungs_np).to(device)
 
     def batched() -> dict[str, torch.Tensor]:
-        out = localisation_metrics(heat, top_percent(heat, PERCENT), truth)
+        out = localisation_metrics(heat, top_percent(heat, PERCENT), truth, lungs=lungs)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return out
@@ -134,7 +141,7 @@ def main() -> None:
     )
     if device.type == "cpu":  # the GPU formulation, run on the CPU, for comparison
         start = time.perf_counter()
-        localisation_torch(heat, top_percent_torch(heat, PERCENT), truth)
+        localisation_torch(heat, top_percent_torch(heat, PERCENT), truth, lungs=lungs)
         seconds = time.perf_counter() - start
         print(f"(batched torch functions on the CPU: {seconds:.3f} s, {loop_s / seconds:.1f}x)")
     print("| metric | largest |difference| | NaN pattern equal |")

@@ -97,10 +97,10 @@ def lung_relevance(inputs: MetricInputs) -> torch.Tensor:
     """Share of the map's positive relevance inside the lung fields: where a chest finding
     can be. Below :data:`SHORTCUT_LUNG_SHARE` the map is flagged (:func:`shortcut`). NaN
     without lung fields or without positive relevance; defined without a truth."""
+    if inputs.lungs is None:  # before any pass over the maps
+        return torch.full(inputs.maps.shape[:1], float("nan"), device=inputs.maps.device)
     positive = inputs.maps.float().clamp(min=0)
     total = positive.flatten(1).sum(1)
-    if inputs.lungs is None:
-        return torch.full_like(total, float("nan"))
     inside = (positive * inputs.lungs.to(positive.device, torch.bool)).flatten(1).sum(1)
     return torch.where(total > 0, inside / total.clamp(min=1e-30), float("nan"))
 
