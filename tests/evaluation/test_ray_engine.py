@@ -227,3 +227,25 @@ def test_engine_options_are_checked_before_any_work(args, message, capsys):
         _ray()
     assert main(["evaluate", "--methods", "gradcam", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_maps_computed_elsewhere_score_the_same_on_ray(ray_cluster, toy_bundle, tmp_path):
+    from cxrxai.explain.external import ExternalMaps
+    from cxrxai.explain.registry import get_explainer
+
+    cases = _toy_cases(tmp_path, 4)
+    (tmp_path / "maps" / "sick").mkdir(parents=True)
+    for case in cases:
+        image = case.load_image().pixels
+        values = get_explainer("gradcam").explain(toy_bundle, image, target="sick")[0].numpy()
+        np.save(tmp_path / "maps" / "sick" / f"{Path(case.image_path).stem}.npy", values)
+    external = ExternalMaps(tmp_path / "maps", "theirs")
+    here = store.open_results(tmp_path / "here.sqlite")
+    run_in_process(Evaluator(toy_bundle, [], external=external), cases, here)
+    db = store.open_results(tmp_path / "ray.sqlite")
+    summary = RayEngine(RayOptions(workers=2)).run(
+        Evaluator(toy_bundle, [], external=external), cases, db
+    )
+    assert summary.units_done == 4 and not summary.maps_missing
+    assert {r["method"] for r in _rows(db)} == {"theirs"}
+    _assert_same_rows(_rows(here), _rows(db))
