@@ -36,6 +36,8 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.evaluate import CaseResult, Evaluator, Settings, Summary, Work, record
 from cxrxai.explain.external import ExternalMaps
 
+START_TIMEOUT_S = 600  # a worker's start: a cluster may first have to add a node
+
 INSTALL_HINT = (
     "install it with '.venv/bin/pip install -r requirements-ray.txt' (the test command "
     "does), or leave out --engine ray to run in this process"
@@ -226,6 +228,11 @@ class RayEngine:
             raise CxrxaiError(
                 f"--gpus-per-worker {gpus:g}: the cluster has {resources.get('GPU', 0):g} GPU(s)."
             )
+        if options.cpus_per_worker > resources.get("CPU", 0):
+            raise CxrxaiError(
+                f"--cpus-per-worker {options.cpus_per_worker:g}: the cluster has "
+                f"{resources.get('CPU', 0):g} CPU(s)."
+            )
         count = options.workers or _default_workers(resources, gpus, options.cpus_per_worker)
         count = min(count, len(work))
         summary.workers, summary.gpus_per_worker = count, gpus
@@ -235,19 +242,30 @@ class RayEngine:
         device = "cuda" if gpus > 0 else "cpu"
         threads = max(1, int(options.cpus_per_worker))
         workers = [actor.remote(spec, device, threads) for _ in range(count)]
+        bar = None
         try:
             self.pids = [self._ready(ray, w) for w in workers]
             bar = progress(len(work)) if progress else None
             self._dispatch(ray, actor, (spec, device, threads), workers, work, db, summary, bar)
+        finally:
             if bar is not None:
                 bar.close()
-        finally:
             for worker in workers:
                 ray.kill(worker)
 
     @staticmethod
     def _ready(ray, worker) -> int:
-        pid, error = ray.get(worker.ready.remote())
+        """Wait for a worker to load the model; its pid, or a clear error."""
+        try:
+            pid, error = ray.get(worker.ready.remote(), timeout=START_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError as exc:
+            raise CxrxaiError(
+                f"A worker did not start within {START_TIMEOUT_S} s: the cluster has no free "
+                "place for it (see --workers, --gpus-per-worker, --cpus-per-worker and "
+                "'ray status')."
+            ) from exc
+        except ray.exceptions.RayActorError as exc:  # died while starting (not a clear error)
+            raise CxrxaiError(f"A worker died while starting: {_first_line(exc)}") from exc
         if error is not None:
             raise CxrxaiError(error)
         return pid

@@ -249,3 +249,12 @@ def test_maps_computed_elsewhere_score_the_same_on_ray(ray_cluster, toy_bundle, 
     assert summary.units_done == 4 and not summary.maps_missing
     assert {r["method"] for r in _rows(db)} == {"theirs"}
     _assert_same_rows(_rows(here), _rows(db))
+
+
+def test_more_than_the_cluster_has_is_refused_at_once(ray_cluster, toy_bundle, tmp_path):
+    db = store.open_results(tmp_path / "ray.sqlite")
+    cases = _toy_cases(tmp_path, 2)
+    with pytest.raises(CxrxaiError, match=r"--cpus-per-worker 64: the cluster has 2 CPU"):
+        RayEngine(RayOptions(cpus_per_worker=64)).run(Evaluator(toy_bundle, ["gradcam"]), cases, db)
+    with pytest.raises(CxrxaiError, match=r"--gpus-per-worker 1: the cluster has 0 GPU"):
+        RayEngine(RayOptions(gpus_per_worker=1)).run(Evaluator(toy_bundle, ["gradcam"]), cases, db)
