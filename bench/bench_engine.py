@@ -1,8 +1,8 @@
 """Throughput of ``evaluate``'s engines on the same real cases, in one process: the
 in-process engine against the Ray engine with 1 and 2 workers (more with ``--workers``),
-plus the single points every worker shares - the driver's SQLite writer, reading images -
-and merging shards' databases, which bound a cluster (docs/benchmarks.md turns these into
-a projection).
+plus what bounds a cluster: the driver's single SQLite writer, reading images, merging
+shards' databases and scoring a map by image size (docs/benchmarks.md turns these into a
+projection).
 
 Cases: a random sample of COVID-QU-Ex Val (``--per-class`` per class, seed 0), the demo
 checkpoint, no heatmap cache (every map computed), reference lung masks. Each engine
@@ -26,15 +26,26 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.datasets.registry import load_split_cases
 from cxrxai.evaluation import store
-from cxrxai.evaluation.evaluate import CaseResult, Evaluator, Settings, Unit, record, run_in_process
+from cxrxai.evaluation.evaluate import (
+    DEFAULT_REGIONS,
+    CaseResult,
+    Evaluator,
+    Settings,
+    Unit,
+    record,
+    run_in_process,
+    score_heatmap,
+)
 from cxrxai.evaluation.evaluate import Summary as RunSummary
 from cxrxai.evaluation.ray_engine import RayEngine, RayOptions, require_ray, runtime_env
+from cxrxai.explain.base import Heatmap
 from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
 ROWS = "select * from localisation order by case_id, method, target, mode, value"
@@ -131,6 +142,26 @@ def merge_rate(units: int, rows_per_unit: int, folder: Path) -> tuple[int, float
     return added[store.LOCALISATION], added[store.LOCALISATION] / (time.perf_counter() - start)
 
 
+def scoring_seconds(side: int, device: torch.device) -> float:
+    """Seconds to score one map of ``side`` x ``side`` pixels at every default region
+    setting with lung fields (what each map costs after it is explained: regions and
+    metrics run at the image's resolution, whatever the model's input size)."""
+    rng = np.random.default_rng(0)
+    smooth = cv2.resize(rng.random((8, 8)).astype(np.float32), (side, side), cv2.INTER_CUBIC)
+    truth = np.zeros((side, side), bool)
+    truth[side // 4 : side // 2, side // 4 : side // 2] = True
+    lungs = np.zeros((side, side), bool)
+    lungs[side // 8 : -side // 8, side // 8 : -side // 8] = True
+    heatmap = Heatmap(torch.from_numpy(smooth).to(device), "gradcam", 0, "x", {})
+    score_heatmap(heatmap, truth, {}, list(DEFAULT_REGIONS), lungs=lungs)  # warm-up
+    start = time.perf_counter()
+    for _ in range(3):
+        score_heatmap(heatmap, truth, {}, list(DEFAULT_REGIONS), lungs=lungs)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / 3
+
+
 def read_rate(cases) -> float:
     """Images per second one process reads and decodes (the dataset's PNGs)."""
     start = time.perf_counter()
@@ -189,6 +220,9 @@ def main() -> None:
         print(f"SQLite writer: {rate:,.0f} units/s ({rows_per_unit} rows each, one transaction)")
         rows, merged = merge_rate(10_000, rows_per_unit, folder)
         print(f"merge-results: {merged:,.0f} rows/s ({rows:,} rows from 2 shards)")
+        times = [f"{side}² {scoring_seconds(side, bundle.device) * 1000:,.0f} ms"
+                 for side in (256, 1024, 2500)]  # fmt: skip
+        print(f"scoring one map (9 region settings, lungs) at: {', '.join(times)}")
         print(f"image reading: {read_rate(cases):,.1f} images/s in one process "
               f"(COVID-QU-Ex PNG, {np.mean([c.load_image().pixels.size for c in cases[:4]]):,.0f} "
               f"pixels)")  # fmt: skip
