@@ -77,20 +77,33 @@ class Metric:
 MetricInfo = Metric
 
 
+def _share(maps: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Share of each map's positive relevance where ``where`` is true (NaN without any).
+
+    A map expanded over the batch (one map scored at several region settings, as
+    ``evaluate`` does) is summed once: these shares depend on the map alone, and at
+    2500 x 2500 px nine copies cost 0.9 s."""
+    if maps.dim() == 3 and maps.shape[0] > 1 and maps.stride(0) == 0:
+        if where.dim() < 3 or where.stride(0) == 0:
+            single = _share(maps[:1], where[:1] if where.dim() == 3 else where)
+            return single.repeat(maps.shape[0])
+    positive = maps.float().clamp(min=0)
+    total = positive.flatten(1).sum(1)
+    inside = (positive * where.to(positive.device, torch.bool)).flatten(1).sum(1)
+    return torch.where(total > 0, inside / total.clamp(min=1e-30), float("nan"))
+
+
 def border_relevance(inputs: MetricInputs) -> torch.Tensor:
     """Share of the map's positive relevance in the image's border band - the outer
     :data:`BORDER_FRACTION` of each side, where burned-in markers and text sit (LRP put
     18 % of its relevance on a 1.4 % corner of an NIH radiograph). A shortcut flag: high
     values mean the explanation points at the frame, not the chest. NaN for a map with no
     positive relevance; defined without a truth (so never NaN for an empty one)."""
-    positive = inputs.maps.float().clamp(min=0)
-    height, width = positive.shape[-2:]
+    height, width = inputs.maps.shape[-2:]
     rows, cols = max(1, round(height * BORDER_FRACTION)), max(1, round(width * BORDER_FRACTION))
-    band = torch.ones((height, width), dtype=torch.bool, device=positive.device)
+    band = torch.ones((height, width), dtype=torch.bool, device=inputs.maps.device)
     band[rows : height - rows, cols : width - cols] = False
-    total = positive.flatten(1).sum(1)
-    inside = (positive * band).flatten(1).sum(1)
-    return torch.where(total > 0, inside / total.clamp(min=1e-30), float("nan"))
+    return _share(inputs.maps, band)
 
 
 def lung_relevance(inputs: MetricInputs) -> torch.Tensor:
@@ -99,10 +112,7 @@ def lung_relevance(inputs: MetricInputs) -> torch.Tensor:
     without lung fields or without positive relevance; defined without a truth."""
     if inputs.lungs is None:  # before any pass over the maps
         return torch.full(inputs.maps.shape[:1], float("nan"), device=inputs.maps.device)
-    positive = inputs.maps.float().clamp(min=0)
-    total = positive.flatten(1).sum(1)
-    inside = (positive * inputs.lungs.to(positive.device, torch.bool)).flatten(1).sum(1)
-    return torch.where(total > 0, inside / total.clamp(min=1e-30), float("nan"))
+    return _share(inputs.maps, inputs.lungs)
 
 
 def shortcut(lung_share: float | None) -> bool | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,3 +77,23 @@ def test_every_metric_has_a_direction_a_label_and_a_home():
         assert metric.label and metric.direction in ("higher is better", "lower is better")
         assert (metric.compute is not None) == (metric.name in PIXEL_METRICS), metric.name
         assert metric.compute is not None or metric.computed_in.startswith("metrics.")
+
+
+def test_shares_of_one_map_expanded_over_settings_equal_each_copy():
+    """evaluate scores one map at nine region settings (the map expanded, not copied):
+    the lung and border shares are summed once and equal those of real copies."""
+    from cxrxai.metrics.registry import MetricInputs, border_relevance, lung_relevance
+
+    rng = np.random.default_rng(2)
+    one = torch.from_numpy(rng.standard_normal((1, 30, 40)).astype(np.float32))
+    lungs = torch.from_numpy(rng.random((30, 40)) > 0.5)
+    regions = torch.from_numpy(rng.random((9, 30, 40)) > 0.5)
+    for maps, lung in ((one.expand(9, -1, -1), lungs.expand(9, -1, -1)),
+                       (one.repeat(9, 1, 1), lungs.repeat(9, 1, 1))):  # fmt: skip
+        inputs = MetricInputs(maps, regions, regions, "nan", (1.0, 1.0), lung)
+        shares = (lung_relevance(inputs), border_relevance(inputs))
+        assert all(s.shape == (9,) and s.dtype == torch.float32 for s in shares)
+        if maps.stride(0) == 0:
+            expanded = shares
+    for got, expected in zip(expanded, shares, strict=True):
+        torch.testing.assert_close(got, expected)
