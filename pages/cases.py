@@ -10,12 +10,19 @@ from cxrxai.csvout import csv_text
 from cxrxai.datasets.registry import find_case
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import browse
-from cxrxai.evaluation.report import iou_curve_figure, iou_versus_p
-from cxrxai.evaluation.store import STALE_NOTE, open_results, stale_rows
+from cxrxai.evaluation.report import iou_curve_figure
+from cxrxai.evaluation.store import STALE_NOTE
 from cxrxai.metrics.registry import METRICS
 from cxrxai.render import plain
 from cxrxai.settings import RESULTS_ENV_VAR, data_root, results_path
-from pages.common import compared_methods, open_in_review, through_the_router
+from pages.common import (
+    compared_methods,
+    filtered_rows,
+    iou_curves,
+    open_in_review,
+    results_overview,
+    through_the_router,
+)
 
 through_the_router()
 
@@ -35,10 +42,9 @@ if is_demo:
         f"\n\n{EVALUATE}\n\n(it writes `{results_path()}`, which this page "
         f"then opens) or point `{RESULTS_ENV_VAR}` at a results database."
     )
-db = open_results(path)
-if stale := stale_rows(db):
+stale, settings, targets, methods_found = results_overview(path)
+if stale:
     st.warning(STALE_NOTE.format(n=stale))
-settings = browse.region_settings(db)
 if not settings:
     st.info(f"{plain(path)} holds no results yet.")
     st.stop()
@@ -47,8 +53,8 @@ with st.sidebar:
     labels = [f"{mode} {value:g}" for mode, value in settings]
     default = labels.index("top-percent 10") if "top-percent 10" in labels else 0
     mode, value = settings[labels.index(st.selectbox("Region setting", labels, index=default))]
-    classes = st.multiselect("Class", browse.distinct(db, "target"))
-    methods = st.multiselect("Method", browse.distinct(db, "method"))
+    classes = st.multiselect("Class", targets)
+    methods = st.multiselect("Method", methods_found)
     correctness = st.radio("Prediction", ["all", "correct", "incorrect"], horizontal=True)
     iou_min, iou_max = st.slider("IoU range", 0.0, 1.0, (0.0, 1.0), 0.01)
     missing = st.toggle("Include cases without an IoU", value=True)
@@ -71,8 +77,17 @@ filters = browse.Filters(
     missing,
     {"all": None, "flagged": True, "not flagged": False}[flag],
 )
-rows = browse.filtered_rows(db, filters)
-st.caption(f"{len(rows)} rows · {plain(path)}")
+rows = filtered_rows(path, filters)
+shown = rows[: browse.TABLE_ROWS]
+st.caption(
+    f"{len(rows):,} rows · {plain(path)}"
+    + (
+        f" · the table shows the first {len(shown):,} (by case): narrow the filters, or "
+        "download them all below"
+        if len(shown) < len(rows)
+        else ""
+    )
+)
 columns = [
     "case_id",
     "target",
@@ -89,7 +104,7 @@ columns = [
     "border_relevance",
     "lungs",
 ]
-table = [{c: r.get(c) for c in columns} for r in rows]
+table = [{c: r.get(c) for c in columns} for r in shown]
 selection = st.dataframe(
     table,
     hide_index=True,
@@ -99,9 +114,9 @@ selection = st.dataframe(
     key="cases-table",
 )
 # a selection kept from before a filter change may point past the shorter table
-chosen = [i for i in (selection.selection.rows if selection else []) if i < len(rows)]
+chosen = [i for i in (selection.selection.rows if selection else []) if i < len(shown)]
 if chosen:
-    row = rows[chosen[0]]
+    row = shown[chosen[0]]
     label = f"Open {row['case_id']} in Review ({row['method']} for {row['target']})"
     if st.button(label, key="open-selected"):
         case = find_case(row["dataset"], row["split"], row["case_id"], data_root())
@@ -115,8 +130,8 @@ if chosen:
 else:
     st.caption("Select a row to open that case in Review with its method and label.")
 st.download_button(
-    "Download the filtered table (CSV)",
-    csv_text(table, columns),
+    f"Download the filtered table (CSV, {len(rows):,} rows)",
+    lambda: csv_text(({c: r.get(c) for c in columns} for r in rows), columns),  # on click
     file_name="cases.csv",
     mime="text/csv",
 )
@@ -124,8 +139,11 @@ st.download_button(
 scored = [r for r in rows if r["iou"] is not None]
 if scored:
     st.subheader(f"IoU per class and method ({mode} {value:g})")
-    figure = px.box(scored, x="target", y="iou", color="method", points="outliers")
+    drawn = browse.sample_rows(scored, browse.PLOT_POINTS)
+    figure = px.box(drawn, x="target", y="iou", color="method", points="outliers")
     st.plotly_chart(figure, width="stretch")
+    if len(drawn) < len(scored):
+        st.caption(f"Drawn from a random {len(drawn):,} of the {len(scored):,} rows with an IoU.")
 if len({r["method"] for r in rows}) >= 2:
     st.subheader("Methods compared on the same cases")
     metric = st.selectbox(
@@ -140,7 +158,7 @@ if len({r["method"] for r in rows}) >= 2:
         f"the Holm p is below 0.05 ({METRICS[metric].direction}). The IoU range filter is "
         "not applied here."
     )
-curves = iou_versus_p(db)
+curves = iou_curves(path)
 if curves:
     st.subheader("IoU versus p")
     st.plotly_chart(iou_curve_figure(curves), width="stretch")

@@ -284,6 +284,31 @@ def test_cases_page_warns_of_rows_from_an_older_metrics_definition(monkeypatch, 
     assert "1 row(s) were computed by an older definition" in app.warning[0].value
 
 
+def test_cases_page_draws_a_large_evaluation_in_part(monkeypatch, tmp_path):
+    """A whole split: the table shows the first TABLE_ROWS rows, the box plot a random
+    PLOT_POINTS, the CSV button offers every row (both limits made small here)."""
+    from cxrxai.evaluation import browse, store
+
+    monkeypatch.setattr(browse, "TABLE_ROWS", 10)
+    monkeypatch.setattr(browse, "PLOT_POINTS", 12)
+    path = tmp_path / "big.sqlite"
+    db = store.open_results(path)
+    for i in range(30):
+        row = {"checkpoint_sha256": "x", "case_id": f"toy/{i:02d}", "method": "gradcam"}
+        row |= {"target": "sick", "case_labels": "sick", "predicted": "sick", "correct": 1}
+        row |= {"probability": 0.9, "mode": "top-percent", "value": 10.0, "iou": i / 30}
+        row |= {"dataset": "toy", "split": "test"}
+        store.write_unit(db, [row], [])
+    app = run_app(monkeypatch, CXRXAI_RESULTS=str(path))
+    app.switch_page("pages/cases.py").run()
+    assert not app.exception and not app.error
+    assert len(app.dataframe[0].value) == 10
+    captions = " ".join(c.value for c in app.caption)
+    assert "30 rows" in captions and "the table shows the first 10" in captions
+    assert "random 12 of the 30 rows" in captions
+    assert "30 rows" in app.get("download_button")[0].proto.label
+
+
 def test_cases_page_opens_the_demo_evaluation_until_there_is_one(monkeypatch, covid_root, tmp_path):
     from cxrxai.demo import evaluate_demo
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlite_utils
 
 from cxrxai import settings
@@ -16,6 +17,19 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.compare import comparison_table, paired_comparisons
 from cxrxai.evaluation.store import LOCALISATION
 from cxrxai.metrics.registry import METRICS, SHORTCUT_LUNG_SHARE
+
+# What the Cases page draws at once: a whole split's rows (hundreds of thousands) stay
+# in the CSV download; the table shows the first TABLE_ROWS, the box plot a seeded sample.
+TABLE_ROWS = 5_000
+PLOT_POINTS = 20_000
+
+
+def sample_rows(rows: list[dict[str, Any]], limit: int, seed: int = 0) -> list[dict[str, Any]]:
+    """At most ``limit`` of ``rows``, chosen at random (reproducibly) and kept in order."""
+    if len(rows) <= limit:
+        return rows
+    chosen = np.sort(np.random.default_rng(seed).choice(len(rows), limit, replace=False))
+    return [rows[i] for i in chosen]
 
 
 def unit_values(

@@ -37,9 +37,13 @@ class Cell:
     estimate: Estimate
 
 
-def _rows(db: sqlite_utils.Database, where: str, params: list) -> list[dict]:
+def _require_results(db: sqlite_utils.Database) -> None:
     if LOCALISATION not in db.table_names():
         raise CxrxaiError("This database holds no evaluation results; run 'evaluate' first.")
+
+
+def _rows(db: sqlite_utils.Database, where: str, params: list) -> list[dict]:
+    _require_results(db)
     return list(db[LOCALISATION].rows_where(where, params))
 
 
@@ -187,10 +191,15 @@ def iou_versus_p(
     """(method, class) -> [(p, estimate)] over the top-p % region settings; a (method,
     class) with no value at any p (e.g. IoU of negative controls, whose truth is empty) is
     left out, so figure legends list only series with data."""
+    if metric not in METRICS:
+        raise CxrxaiError(f"Unknown metric '{metric}'; choose one of {list(METRICS)}")
+    _require_results(db)
     groups: dict[tuple[str, str, float], list[float]] = defaultdict(list)
-    for row in _rows(db, "mode = ?", ["top-percent"]):
-        value = np.nan if row[metric] is None else row[metric]
-        groups[(row["method"], row["target"], row["value"])].append(value)
+    # four columns as tuples, not whole rows as dicts: 2.2 s instead of 22 s for the 2.8
+    # million top-p rows of a 200,000-case x 2-method evaluation
+    selected = f'select method, target, value, "{metric}" from {LOCALISATION} where mode = ?'
+    for method, target, p, value in db.execute(selected, ["top-percent"]):
+        groups[(method, target, p)].append(np.nan if value is None else value)
     curves: dict[tuple[str, str], list[tuple[float, Estimate]]] = defaultdict(list)
     for (method, target, p), values in sorted(groups.items()):
         curves[(method, target)].append((p, bootstrap_mean(values, seed=seed)))

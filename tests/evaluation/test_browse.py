@@ -90,3 +90,14 @@ def test_compared_methods_pairs_every_case_whatever_the_iou_range(db):
     assert row["mean difference (iou)"] == pytest.approx(-0.2)
     only_lime = browse.Filters(methods=("lime",))
     assert browse.compared_methods(db, only_lime) == []  # one method: nothing to compare
+
+
+def test_a_sample_of_rows_is_reproducible_and_keeps_their_order():
+    from cxrxai.evaluation.browse import sample_rows
+
+    rows = [{"i": i} for i in range(100)]
+    assert sample_rows(rows, 200) is rows
+    picked = sample_rows(rows, 10, seed=4)
+    assert len(picked) == 10 and picked == sample_rows(rows, 10, seed=4)
+    assert [r["i"] for r in picked] == sorted(r["i"] for r in picked)
+    assert picked != sample_rows(rows, 10, seed=5)
