@@ -227,6 +227,8 @@ def merge_results(db: sqlite_utils.Database, shards: list[Path]) -> dict[str, in
     """
     target = Path(db.conn.execute("pragma database_list").fetchone()[2]).resolve()
     for path in shards:
+        if not Path(path).is_file():
+            raise CxrxaiError(f"Results database '{path}' not found; nothing was merged.")
         if Path(path).resolve() == target:
             raise CxrxaiError(f"'{path}' is the database being merged into; name another.")
         open_results(path).conn.close()  # refuses a file that is not a results database
@@ -251,8 +253,17 @@ def _copy_table(db: sqlite_utils.Database, table: str) -> int:
     columns = [name for name in theirs if name in ours or name in METRICS]
     if table == RUNS:  # new ids here; the runs keep what they were started on
         columns = [name for name in columns if name != "id"]
+    # the column names come from this code (ours) or the metric registry, never the file
     listed = ", ".join(f'"{name}"' for name in columns)
     before = db.execute(f"select count(*) from main.{table}").fetchone()[0]
-    verb = "insert" if table == RUNS else "insert or replace"
-    db.execute(f"{verb} into main.{table} ({listed}) select {listed} from shard.{table}")
+    if table == RUNS:  # a run already merged (same start and settings) is not added again
+        same = " and ".join(f'r."{name}" is s."{name}"' for name in columns)
+        db.execute(
+            f"insert into main.{table} ({listed}) select {listed} from shard.{table} as s "
+            f"where not exists (select 1 from main.{table} as r where {same})"
+        )
+    else:
+        db.execute(
+            f"insert or replace into main.{table} ({listed}) select {listed} from shard.{table}"
+        )
     return db.execute(f"select count(*) from main.{table}").fetchone()[0] - before

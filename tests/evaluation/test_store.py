@@ -94,7 +94,10 @@ def test_merge_joins_shards_and_keeps_each_unit_once(tmp_path):
     assert added == {"localisation": 3, "faithfulness": 0, "runs": 2}
     assert {r["case_id"] for r in merged[store.LOCALISATION].rows} == {"a", "b", "c"}
     assert store.done_units(merged, "abc") == {("a", "gradcam"), ("b", "gradcam"), ("c", "gradcam")}
-    assert store.merge_results(merged, shards)["localisation"] == 0  # again: nothing new
+    assert set(store.merge_results(merged, shards).values()) == {0}  # again: nothing new
+    with pytest.raises(CxrxaiError, match="not found"):
+        store.merge_results(merged, [tmp_path / "typo.sqlite"])
+    assert not (tmp_path / "typo.sqlite").exists()  # never made by looking for it
 
 
 def test_merge_refuses_a_file_that_is_not_results_or_itself(tmp_path):
