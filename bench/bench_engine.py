@@ -58,7 +58,7 @@ class Clock:
         self.start = time.perf_counter()
         self.results: list[float] = []
 
-    def __call__(self, result: CaseResult) -> None:
+    def __call__(self, result: CaseResult | None = None) -> None:
         self.results.append(time.perf_counter())
 
     def steady(self, maps_per_case: float) -> float:
@@ -74,7 +74,7 @@ def run_process(evaluator: Evaluator, cases, folder: Path) -> tuple[float, Clock
     def progress(items):
         for item in items:
             yield item
-            clock(None)  # type: ignore[arg-type]
+            clock()
 
     run_in_process(evaluator, cases, db, progress)
     return time.perf_counter() - clock.start, clock, [dict(r) for r in db.query(ROWS)]

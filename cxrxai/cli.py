@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument(
         "--gpus-per-worker",
         type=float,
-        help="ray: GPUs per actor (default 1 when the cluster has a GPU, else 0; 0.5 shares one)",
+        help="ray: GPUs per actor (default 1 when the cluster has a GPU, else 0; 0.5 shares "
+        "one); with --engine ray this, not --device, puts the work on GPUs",
     )
     engine.add_argument(
         "--cpus-per-worker", type=float, default=1.0, help="ray: CPUs per actor (default 1)"
@@ -843,6 +844,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.seed,
     )
     cases = shard_cases(cases, args.shard)
+    if engine is not None:
+        # the driver only plans and writes; the workers' device follows --gpus-per-worker,
+        # and a driver model on a GPU would take memory the workers there need
+        args.device = "cpu"
     bundle = _load_bundle(args)
     segmenter = _lung_model(args, bundle)
     db_path = args.db or settings.results_path()

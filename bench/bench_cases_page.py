@@ -1,0 +1,82 @@
+"""The Cases page on a research-scale results database, through Streamlit's AppTest.
+
+A synthetic database shaped like a ``--cases`` x 2-method evaluation (9 region settings:
+3.6 million rows for 200,000 cases; random metric values, three classes) is written to a
+temporary folder; the page is then timed on its first view, after a filter change and on
+a rerun with the same filters (a row selected). Synthetic because no shared dataset is
+that large; the page's work depends on the row count, not on the values.
+
+Run: ``.venv/bin/python -m bench.bench_cases_page [--cases 200000]`` (about 2 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from cxrxai.evaluation import store
+from cxrxai.evaluation.evaluate import DEFAULT_REGIONS
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ("Edema", "Atelectasis", "Consolidation")
+
+
+def build(path: Path, cases: int) -> int:
+    """The synthetic results database; returns its row count."""
+    db = store.open_results(path)
+    rng = random.Random(0)
+
+    def rows():
+        for c in range(cases):
+            for method in ("gradcam", "lrp"):
+                for mode, value in DEFAULT_REGIONS:
+                    yield {
+                        "checkpoint_sha256": "0" * 64, "case_id": f"synthetic/p{c}",
+                        "dataset": "synthetic", "split": "test", "case_labels": CLASSES[c % 3],
+                        "method": method, "target": CLASSES[c % 3], "predicted": CLASSES[0],
+                        "correct": int(c % 3 == 0), "probability": rng.random(), "mode": mode,
+                        "value": value, "unit": "px", "n_truth_pixels": 100, "n_raters": 1,
+                        "iou": rng.random(), "dice": rng.random(), "hit": float(c % 2),
+                        "lung_relevance": rng.random(), "metrics_version": store.METRICS_VERSION,
+                    }  # fmt: skip
+
+    db[store.LOCALISATION].insert_all(rows(), batch_size=20_000)
+    return db[store.LOCALISATION].count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", type=int, default=200_000)
+    args = parser.parse_args()
+    from streamlit.testing.v1 import AppTest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "results.sqlite"
+        start = time.perf_counter()
+        count = build(path, args.cases)
+        print(
+            f"{time.strftime('%Y-%m-%d')}  {platform.machine()}, {os.cpu_count()} CPUs; "
+            f"{count:,} rows written in {time.perf_counter() - start:.0f} s"
+        )
+        os.environ["CXRXAI_RESULTS"] = str(path)
+        os.environ["CXRXAI_BACKGROUND_MAPS"] = "0"
+        app = AppTest.from_file(str(REPO / "app.py"), default_timeout=900)
+        app.run()
+        for label, action in (
+            ("first view", lambda: app.switch_page("pages/cases.py")),
+            ("a filter changed", lambda: app.radio[0].set_value("correct")),
+            ("the same filters (a rerun)", lambda: app),
+        ):
+            start = time.perf_counter()
+            action().run()
+            assert not app.exception, app.exception
+            print(f"{label:<28s} {time.perf_counter() - start:6.1f} s")
+
+
+if __name__ == "__main__":
+    main()
