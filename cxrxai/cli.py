@@ -1048,18 +1048,12 @@ def cmd_study(args: argparse.Namespace) -> int:
             f"{changes['changed_ci'][1]:.2f}] ({changes['to_agree']} to agree, "
             f"{changes['to_disagree']} to disagree)"
         )
-    from cxrxai.study.mrmc import reader_averaged_auc
+    from cxrxai.study.mrmc import describe, reader_study
     from cxrxai.study.sham import sham_comparison
 
-    auc = reader_averaged_auc(rows)
-    if auc["auc_without"] == auc["auc_without"]:  # defined: cases with and without
-        print(
-            f"Reader-averaged AUC (confidence vs truth, {auc['n_readers']} readers, "
-            f"{auc['n_cases']} cases): without explanations {auc['auc_without']:.3f}, with "
-            f"{auc['auc_with']:.3f}, difference {auc['difference']:.3f} "
-            f"[{auc['difference_ci'][0]:.3f}, {auc['difference_ci'][1]:.3f}] (bootstrap "
-            "over readers and cases; iMRMC on imrmc.txt is the reference analysis)"
-        )
+    mrmc = reader_study(rows)
+    if mrmc["n_reads"]:  # the study asked for confidences
+        print(describe(mrmc))
     for entry in analysis.informative_plausibility(rows):
         print(
             f"G4 {entry['method']}: trust when the model is right {entry['trust right']:.2f} "

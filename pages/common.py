@@ -434,12 +434,11 @@ def case_predictions(
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def study_mrmc(study_id: int, last_rating_id: int, _rows: list) -> dict:
-    """The reader-averaged AUCs with their bootstrap (a fraction of a second for a study of
-    ten readers and a hundred cases), once per study and set of ratings, not on every
-    widget change of Study admin."""
-    from cxrxai.study.mrmc import reader_averaged_auc
+    """The reader study's MRMC analysis (iMRMC's U-statistics), once per study and set of
+    ratings, not on every widget change of Study admin."""
+    from cxrxai.study.mrmc import reader_study
 
-    return reader_averaged_auc(_rows)
+    return reader_study(_rows)
 
 
 def evaluation_picks():  # -> list[cxrxai.study.service.CaseRef]

@@ -15,7 +15,7 @@ from cxrxai.explain.registry import METHODS
 from cxrxai.render import plain
 from cxrxai.settings import data_root, public_url, results_path
 from cxrxai.study import analysis, service
-from cxrxai.study.mrmc import imrmc_text
+from cxrxai.study.mrmc import IMRMC_FILE, describe, imrmc_text
 from cxrxai.study.selection import largest_pick
 from cxrxai.study.sham import sham_comparison
 from pages.common import (
@@ -276,16 +276,16 @@ if changes["n"]:
         f"{changes['agree_before']:.0%}, after {changes['agree_after']:.0%}",
     )
 mrmc = study_mrmc(study["id"], rows[-1]["id"], rows)
-if mrmc["n_readers"]:
-    low, high = mrmc["difference_ci"]
+if mrmc["reason"] is None:
+    change = mrmc["change"]
+    low, high = change["ci_bdg"]
     st.metric(
         "Reader-averaged AUC of confidence: with - without explanations",
         f"{mrmc['difference']:+.3f}",
-        help=f"without {mrmc['auc_without']:.3f}, with {mrmc['auc_with']:.3f}; 95 % bootstrap "
-        f"CI over readers and cases [{low:+.3f}, {high:+.3f}]; {mrmc['n_readers']} readers, "
-        f"{mrmc['n_cases']} cases. The reference analysis is iMRMC's (download its input file "
-        "below).",
+        help=f"95 % CI [{low:+.3f}, {high:+.3f}] (BDG df), p = {change['p_bdg']:.3g}",
     )
+if mrmc["n_reads"]:  # the study asked for confidences
+    st.caption(describe(mrmc))
 plausibility = analysis.informative_plausibility(rows)
 if any(entry["n wrong"] and entry["n right"] for entry in plausibility):
     st.subheader("Trust when the model is right vs wrong (G4)")
@@ -370,7 +370,7 @@ st.download_button(
     "Ratings (CSV)", csv_text(export_rows, analysis.EXPORT_COLUMNS), "ratings.csv", "text/csv"
 )
 st.download_button(
-    "iMRMC input file", imrmc_text(export_rows, study["name"]), "imrmc.txt", "text/plain"
+    "iMRMC input file", imrmc_text(export_rows, study["name"]), IMRMC_FILE, "text/plain"
 )
 st.download_button(
     "Ratings (JSON)",

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cxrxai.study import service
+from cxrxai.study import analysis, service
 from cxrxai.study.db import connect
+from cxrxai.study.mrmc import describe, reader_study
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PASSWORD = "admin password"
@@ -110,11 +111,14 @@ def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path, c
     for name, value, before in (("A", 2, False), ("B", 4, True)):  # each rates a first case
         rater = service.join(db, code, name)
         task = service.next_assignment(db, rater)
-        service.record_first_read(db, rater, task.id, before)
+        service.record_first_read(db, rater, task.id, before, confidence=10 * value)
         scores = {label: {s: value for s in service.SCORES} for label in task.shown_as}
-        service.submit(db, rater, task.id, scores, True)
+        service.submit(db, rater, task.id, scores, True, confidence=20 * value)
     app.run()
     assert not app.exception and not app.error
+    # the MRMC paragraph is the library's, word for word (two cases: not computed, and why)
+    mrmc = reader_study(analysis.ratings(db, study["id"]))
+    assert mrmc["reason"] and describe(mrmc) in [c.value for c in app.caption]
     assert len(app.get("plotly_chart")) == 1
     assert any("Krippendorff" in m.label for m in app.metric)
     changed = next(m for m in app.metric if m.label == "Decisions changed by the explanations")

@@ -15,7 +15,7 @@ from scipy.stats import spearmanr
 
 from cxrxai.csvout import write_csv
 from cxrxai.metrics.bootstrap import bootstrap_mean
-from cxrxai.study.mrmc import auc, imrmc_text, reader_averaged_auc
+from cxrxai.study.mrmc import IMRMC_FILE, auc, imrmc_ids, imrmc_text, reader_study
 from cxrxai.study.service import SCORES, progress
 from cxrxai.study.sham import sham_comparison
 
@@ -379,8 +379,9 @@ def trust_vs_metric(
 def export(
     db: sqlite_utils.Database, study_id: int, out_dir: Path, real_names: bool = False
 ) -> list[Path]:
-    """ratings.csv / .json, progress.csv, summary_by_method.json and the iMRMC input
-    file (imrmc.txt) into ``out_dir``."""
+    """ratings.csv / .json, progress.csv, summary_by_method.json, iMRMC's input file
+    (imrmc_input.imrmc) and which of its ids is which reader and case (imrmc_ids.csv)
+    into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = ratings(db, study_id, real_names)
     written = []
@@ -405,9 +406,12 @@ def export(
     path = out_dir / "progress.csv"
     write_csv(path, progress(db, study_id), ["rater", "done", "total"])
     written.append(path)
-    path = out_dir / "imrmc.txt"
+    path = out_dir / IMRMC_FILE
     study = db["studies"].get(study_id)
     path.write_text(imrmc_text(rows, study["name"]))
+    written.append(path)
+    path = out_dir / "imrmc_ids.csv"
+    write_csv(path, imrmc_ids(rows), ["kind", "imrmc_id", "export_id"])
     written.append(path)
     path = out_dir / "summary_by_method.json"
     path.write_text(
@@ -419,7 +423,7 @@ def export(
                 "icc_2_1_trust": icc_2_1(rows),
                 "decision_changes": decision_changes(rows),
                 "by_role": summary(rows, "role") if any(r.get("role") for r in rows) else [],
-                "reader_averaged_auc": reader_averaged_auc(rows),
+                "reader_averaged_auc": reader_study(rows),
                 "informative_plausibility": informative_plausibility(rows),
                 "reader_localisation": marks_summary(rows, marks) if marks else None,
                 "real_vs_sham": sham_comparison(rows),

@@ -105,7 +105,7 @@ def running_app(data: Path, tmp_path: Path, **env: str) -> Iterator[str]:
 @contextlib.contextmanager
 def browser_page(tmp_path: Path, width: int = 1500, height: int = 2100) -> Iterator:
     if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure_chromium.sh")
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure_debian.sh")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -9,7 +9,17 @@ from sklearn.metrics import roc_auc_score
 
 from cxrxai.errors import CxrxaiError
 from cxrxai.study import analysis, service
-from cxrxai.study.mrmc import AIDED, UNAIDED, auc, imrmc_text, reader_averaged_auc
+from cxrxai.study.mrmc import (
+    IMRMC_FILE,
+    MODALITY_IDS,
+    UNAIDED,
+    auc,
+    describe,
+    header_text,
+    imrmc_text,
+    reader_study,
+    safe_ids,
+)
 from cxrxai.study.service import CaseRef, ReaderProfile, StudyError
 
 PASSWORD = "admin password"  # the db fixture's (conftest.py)
@@ -49,7 +59,8 @@ def test_imrmc_file_format(study):
     header, data = text.split("BEGIN DATA:\n")
     assert "confidence (0-100)" in header
     lines = data.strip().splitlines()
-    assert f"R01,c0,{UNAIDED},60" in lines and f"R01,c0,{AIDED},90" in lines
+    without, with_ = MODALITY_IDS[UNAIDED], "with_explanations"
+    assert f"R01,c0,{without},60" in lines and f"R01,c0,{with_},90" in lines
     assert [line for line in lines if line.startswith("-1,")] == [
         "-1,c0,truth,1", "-1,c1,truth,1", "-1,c2,truth,0", "-1,c3,truth,0",
     ]  # fmt: skip
@@ -59,14 +70,48 @@ def test_imrmc_file_format(study):
 
 def test_reader_averaged_auc(study):
     db, info = study
-    result = reader_averaged_auc(analysis.ratings(db, info["id"]), resamples=200)
+    result = reader_study(analysis.ratings(db, info["id"]))
     # A: before 60,20 | 40,10 -> AUC 0.75; after 90,70 | 30,10 -> 1.0
     # B: before all 50 -> 0.5;            after 80,60 | 60,20 -> 0.875
     assert result["auc_without"] == pytest.approx((0.75 + 0.5) / 2)
     assert result["auc_with"] == pytest.approx((1.0 + 0.875) / 2)
     assert result["difference"] == pytest.approx(0.3125)
-    low, high = result["difference_ci"]
-    assert low <= high and result["n_readers"] == 2 and result["n_cases"] == 4
+    assert result["reader_aucs"]["R01"] == {"with": 1.0, "without": 0.75}
+    assert result["n_readers"] == 2 and result["n_cases"] == 4 and result["fully_crossed"]
+    # 2 readers x 4 cases: the U-statistic variance of the difference comes out negative
+    # (it is unbiased, not positive), so there is no CI - as in iMRMC
+    assert result["change"]["variance"] < 0 and np.isnan(result["change"]["ci_bdg"][0])
+    assert "no CI or p-value" in describe(result)
+
+
+def test_reader_study_without_both_truths_says_why(db):
+    """NaN quietly, with the reason (no 'Mean of empty slice' warning)."""
+    import warnings
+
+    cases = [CaseRef(f"c{i}", "covid-qu-ex", "Val", "COVID-19") for i in range(3)]
+    code = service.create_study(db, PASSWORD, "one truth", cases, ["gradcam"], first_read=True)
+    explained = {c.case_id: "COVID-19" for c in cases}
+    for name in ("A", "B"):
+        _rate_all(db, code, name, {c.case_id: 50 for c in cases}, {c.case_id: 60 for c in cases},
+                  explained)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = reader_study(analysis.ratings(db, service.study_by_code(db, code)["id"]))
+    assert np.isnan(result["difference"]) and "0 without" in result["reason"]
+    assert "not computed" in describe(result)
+
+
+def test_ids_never_merge_shift_or_pose_as_truth():
+    names = ["Ann Lee", "AnnLee", "Smith, J", "-1", "R01", "  ", "Ann\u200bLee", "AnnLee_2"]
+    ids = safe_ids(names)
+    assert len(set(ids.values())) == len(names)  # no two readers merge
+    for name, given in ids.items():
+        assert given and given == "".join(given.split()) and "," not in given, (name, given)
+        assert given != "-1"
+    assert ids["R01"] == "R01" and ids["AnnLee"] == "AnnLee"  # ids that were safe stay
+    for hostile in ("Pilot run1: chest X-rays", "N0: 3 NR: 2 NM: 2", "x\nBEGIN DATA:\n-1,a,b,1"):
+        text = header_text(hostile)
+        assert ":" not in text and "\n" not in text
 
 
 def test_auc_by_ranks_is_sklearns():
@@ -91,7 +136,7 @@ def test_profile_and_confidence_are_checked_and_exported(study, tmp_path):
         service.checked_confidence(None, required=True)
     paths = analysis.export(db, info["id"], tmp_path / "out")
     names = [p.name for p in paths]
-    assert "imrmc.txt" in names
+    assert IMRMC_FILE in names and "imrmc_ids.csv" in names
     ratings = (tmp_path / "out" / "ratings.csv").read_text()
     header = ratings.splitlines()[0].split(",")
     assert {"role", "years_experience", "ai_experience", "confidence_before", "confidence"} <= set(
