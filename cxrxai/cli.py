@@ -1054,6 +1054,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     mrmc = reader_study(rows)
     if mrmc["n_reads"]:  # the study asked for confidences
         print(describe(mrmc))
+        for entry in mrmc.get("left_out", []):
+            print(f"  left out: {entry['reader']} ({entry['read']})")
     for entry in analysis.informative_plausibility(rows):
         print(
             f"G4 {entry['method']}: trust when the model is right {entry['trust right']:.2f} "

@@ -286,6 +286,8 @@ if mrmc["reason"] is None:
     )
 if mrmc["n_reads"]:  # the study asked for confidences
     st.caption(describe(mrmc))
+    if mrmc.get("left_out"):
+        st.dataframe(mrmc["left_out"], hide_index=True)  # reader names shown as text
 plausibility = analysis.informative_plausibility(rows)
 if any(entry["n wrong"] and entry["n right"] for entry in plausibility):
     st.subheader("Trust when the model is right vs wrong (G4)")

@@ -2,7 +2,8 @@
 (TEST DATA, not clinicians' judgements), analysed the way Study admin and `study analyse`
 analyse a real one. Run: .venv/bin/python scripts/study_example.py OUT_DIR
 
-Every option of the study is on: 6 cases (2 on which the model is wrong), Grad-CAM and
+Every option of the study is on: 8 cases (3 on which the model is wrong: the MRMC
+analysis, like iMRMC, counts a reader's reads from 3 cases of each truth), Grad-CAM and
 LRP with a Grad-CAM sham, a practice case, the staged reveal, reader localisation, three
 raters of different roles. The scripted raters trust the real maps more than the sham,
 trust them less where the model is wrong, and grow more confident with explanations.
@@ -32,11 +33,11 @@ def build(out: Path) -> Path:
     path.unlink(missing_ok=True)
     db = connect(path)
     service.set_admin_password(db, PASSWORD)
-    # the model calls every case COVID-19: right on the four that are, wrong on two Normals
+    # the model calls every case COVID-19: right on the five that are, wrong on three Normals
     cases = [
         service.CaseRef(f"covid-qu-ex/Val/{label}/example_{i}", "covid-qu-ex", "Val", label,
                         "COVID-19")
-        for i, label in enumerate(["COVID-19"] * 4 + ["Normal"] * 2)
+        for i, label in enumerate(["COVID-19"] * 5 + ["Normal"] * 3)
     ]  # fmt: skip
     practice = [service.CaseRef("covid-qu-ex/Val/Normal/example_p", "covid-qu-ex", "Val",
                                 "Normal", "Normal")]  # fmt: skip
@@ -50,7 +51,7 @@ def build(out: Path) -> Path:
     for name, role, years in readers:
         rater = service.join(db, code, name, service.ReaderProfile(role, years, "occasionally"))
         while (task := service.next_assignment(db, rater)) is not None:
-            right = task.case_id[-1] not in "45"  # the model is wrong on cases 4 and 5
+            right = task.case_id[-1] not in "567"  # the model is wrong on cases 5, 6 and 7
             service.record_image_read(db, rater, task.id, "COVID-19", LABELS,
                                       int(rng.integers(40, 70)))  # fmt: skip
             service.record_first_read(db, rater, task.id, right or rng.random() < 0.3,
@@ -64,7 +65,7 @@ def build(out: Path) -> Path:
                                  "usefulness": trust}  # fmt: skip
             ious = {m: float(rng.uniform(0.1, 0.5)) for m in task.methods}
             marks = service.Marks([(60.0, 50.0, 140.0, 200.0)], float(rng.uniform(0.2, 0.6)), ious)
-            confidence = int(np.clip((80 if right else 35) + rng.integers(-10, 11), 0, 100))
+            confidence = int(np.clip((70 if right else 50) + rng.integers(-20, 21), 0, 100))
             service.submit(db, rater, task.id, scores, right or rng.random() < 0.2,
                            explained_label="COVID-19", confidence=confidence,
                            marks=marks)  # fmt: skip

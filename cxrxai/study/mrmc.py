@@ -5,8 +5,10 @@ Truth per case: whether the explained label is the case's reference label (the d
 labels). One rule for missing reads, in the app and in the export alike: every read that
 has a confidence is an observation of its modality (an aided read stays when its first read
 has none), and the analysis is the U-statistic one of the FDA's iMRMC
-(:mod:`cxrxai.study.ustat`), which weights readers by the pairs they read.
-:func:`imrmc_text` writes iMRMC's input file of exactly those observations, and
+(:mod:`cxrxai.study.ustat`), which weights readers by the pairs they read and, as iMRMC does,
+leaves out a reader's reads in a modality that cover fewer than 3 normal or 3 diseased cases.
+:func:`imrmc_text` writes iMRMC's input file of exactly those observations (less the readers
+left out of both modalities: iMRMC would still count them in its Hillis df), and
 :func:`reader_study` analyses them as iMRMC does.
 """
 
@@ -22,7 +24,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from cxrxai.study.names import clean_name
-from cxrxai.study.ustat import Inference, MRMCResult, analyse
+from cxrxai.study.ustat import MIN_CASES_PER_TRUTH, Inference, MRMCResult, analyse, too_few_cases
 
 UNAIDED, AIDED = "without explanations", "with explanations"
 # iMRMC's modality ids: no whitespace (iMRMC deletes it); sorted, the aided read comes
@@ -83,25 +85,61 @@ def header_text(text: str) -> str:
     return clean_name(text).replace(":", " -")
 
 
+def _matrix(data: list[Observation]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Scores (readers x cases x [with, without], NaN: no read), truth per case, readers."""
+    readers = list(dict.fromkeys(o.reader for o in data))
+    cases = list(dict.fromkeys(o.case for o in data))
+    scores = np.full((len(readers), len(cases), 2), np.nan)
+    truth = np.zeros(len(cases), dtype=bool)
+    reader_index = {name: k for k, name in enumerate(readers)}
+    case_index = {name: k for k, name in enumerate(cases)}
+    for obs in data:
+        r, c = reader_index[obs.reader], case_index[obs.case]
+        truth[c] = bool(obs.truth)
+        for m, score in enumerate((obs.aided, obs.unaided)):
+            if score is not None:
+                scores[r, c, m] = score
+    return scores, truth, readers
+
+
+def left_out_readers(data: list[Observation]) -> list[str]:
+    """Readers whose reads count in neither modality (fewer than ``MIN_CASES_PER_TRUTH``
+    normal or diseased cases in each): the analysis, like iMRMC, leaves them out."""
+    scores, truth, readers = _matrix(data)
+    too_few = too_few_cases(scores, truth) | np.isnan(scores).all(axis=1)
+    return [name for name, out in zip(readers, too_few.all(axis=1), strict=True) if out]
+
+
 def imrmc_text(rows: list[dict[str, Any]], study_name: str) -> str:
     """iMRMC's input file (name it ``.imrmc``): a free-text header, ``BEGIN DATA:``, then
     ``readerID,caseID,modalityID,score`` per read and one truth row per case (reader -1,
-    modality ``truth``, score 0/1). Ids as :func:`safe_ids` makes them."""
+    modality ``truth``, score 0/1). Ids as :func:`safe_ids` makes them. Readers whose reads
+    count in neither modality are named in the header and left out of the data: iMRMC drops
+    their reads too but still counts them (AUC -1) in its Hillis degrees of freedom."""
     data = observations(rows)
     readers = safe_ids(list(dict.fromkeys(o.reader for o in data)))
     cases = safe_ids(list(dict.fromkeys(o.case for o in data)))
+    left_out = set(left_out_readers(data))
     lines = [
         f"cxrxai reader study - {header_text(study_name)}",
         "Scores - confidence (0-100) that the explained finding is present.",
         f"Modalities - {MODALITY_IDS[AIDED]} (the read with the explanations) and "
         f"{MODALITY_IDS[UNAIDED]} (the first read); iMRMC's A - B is with - without.",
         "Truth - 1 when the explained label is the case's reference label.",
-        "BEGIN DATA:",
     ]
+    if left_out:
+        lines.append(
+            f"Left out - {' '.join(sorted(readers[r] for r in left_out))} (fewer than "
+            f"{MIN_CASES_PER_TRUTH} normal or {MIN_CASES_PER_TRUTH} diseased cases read in "
+            "each modality)."
+        )
+    lines.append("BEGIN DATA:")
     truths: dict[str, int] = {}
     for obs in data:
         reader, case = readers[obs.reader], cases[obs.case]
         truths[case] = obs.truth
+        if obs.reader in left_out:
+            continue
         for modality, score in ((UNAIDED, obs.unaided), (AIDED, obs.aided)):
             if score is not None:
                 lines.append(f"{reader},{case},{MODALITY_IDS[modality]},{score}")
@@ -140,23 +178,11 @@ def reader_study(rows: list[dict[str, Any]]) -> dict[str, Any]:
     without), each with its variance, Normal / BDG / Hillis degrees of freedom, 95 % CIs and
     p-values (H0: AUC 0.5, difference 0). Where it cannot be computed (fewer than two
     readers, or no case of one truth), NaN with the reason in ``reason``."""
-    data = observations(rows)
-    readers = list(dict.fromkeys(o.reader for o in data))
-    cases = list(dict.fromkeys(o.case for o in data))
-    scores = np.full((len(readers), len(cases), 2), np.nan)
-    truth = np.zeros(len(cases), dtype=bool)
-    reader_index = {name: k for k, name in enumerate(readers)}
-    case_index = {name: k for k, name in enumerate(cases)}
-    for obs in data:
-        r, c = reader_index[obs.reader], case_index[obs.case]
-        truth[c] = bool(obs.truth)
-        for m, score in enumerate((obs.aided, obs.unaided)):
-            if score is not None:
-                scores[r, c, m] = score
+    scores, truth, readers = _matrix(observations(rows))
     out: dict[str, Any] = {
         "analysis": "U-statistic variance (Gallas; iMRMC 4.0.3), readers weighted by pairs",
         "n_readers": len(readers),
-        "n_cases": len(cases),
+        "n_cases": len(truth),
         "n_normal": int((~truth).sum()),
         "n_disease": int(truth.sum()),
         "n_reads": int((~np.isnan(scores)).sum()),
@@ -175,8 +201,13 @@ def reader_study(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if np.isnan(scores).all(axis=(0, 1)).any():
         out["reason"] = "needs confidences in both reads (first read and with explanations)"
         return out
-    result: MRMCResult = analyse(scores, truth, tuple(readers), (AIDED, UNAIDED))
+    try:
+        result: MRMCResult = analyse(scores, truth, tuple(readers), (AIDED, UNAIDED))
+    except ValueError as error:  # too few cases per reader for iMRMC's rule
+        out["reason"] = str(error).replace("an MRMC analysis needs", "needs")
+        return out
     out.update(
+        left_out=[{"reader": r, "read": m} for r, m in result.excluded],
         auc_with=result.a.estimate,
         auc_without=result.b.estimate,
         difference=result.difference.estimate,
@@ -202,10 +233,15 @@ def describe(analysis: dict[str, Any]) -> str:
         f"without explanations {analysis['auc_without']:.4f}, with {analysis['auc_with']:.4f}, "
         f"difference {analysis['difference']:+.4f}"
     )
-    if not change["variance"] > 0:
+    if left_out := analysis.get("left_out"):
+        aucs += (
+            f"; {len(left_out)} reader-read(s) left out, as iMRMC does, for covering fewer "
+            f"than {MIN_CASES_PER_TRUTH} normal or {MIN_CASES_PER_TRUTH} diseased cases"
+        )
+    if math.isnan(change["df_bdg"]):  # the variance is not positive
         return (
             f"{aucs}; its U-statistic variance is {change['variance']:.3g} (unbiased, so it "
-            "can fall below 0 with few readers or cases): no CI or p-value."
+            "can fall to 0 or below with few readers or cases): no CI or p-value."
         )
     low, high = change["ci_bdg"]
     hillis = (

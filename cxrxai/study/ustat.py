@@ -9,8 +9,11 @@ Java, and its R package runs that Java); tests/study/test_ustat.py compares ever
 iMRMC's own output on its example and on studies made through the study service.
 
 Scores are ``readers x cases x 2 modalities`` with NaN where a reader did not read a case in
-a modality; every read that exists is used (a reader's AUC is over the normal-diseased pairs
-it read, readers weighted by their pairs, as iMRMC does).
+a modality. A reader's reads in a modality count only when they cover at least
+``MIN_CASES_PER_TRUTH`` normal and as many diseased cases (iMRMC's rule: below that it drops the
+reader from that modality; its own warning says "less than 2", its code keeps more than 2).
+A reader's AUC is over the normal-diseased pairs it read, readers weighted by their pairs, as
+iMRMC does.
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ _BCK_COEFFICIENTS = np.array(
     dtype=float,
 )
 ALPHA = 0.05
+# A variance this small is rounding (every reader separates the truths perfectly: all the
+# moments equal); iMRMC's df is then 0/0 and its batch mode stops ("n <= 0").
+_ZERO_VARIANCE = 1e-12
+MIN_CASES_PER_TRUTH = 3  # iMRMC uses a reader's reads in a modality from 3 normal + 3 diseased
 _NORMAL_FROM_DF = 50  # iMRMC uses the Normal distribution from 50 degrees of freedom
 
 
@@ -107,8 +114,9 @@ class MRMCResult:
     readers: tuple[str, ...]
     n_normal: int
     n_disease: int
-    reader_aucs: dict[str, tuple[float, float]]
+    reader_aucs: dict[str, tuple[float, float]]  # NaN where a reader's reads were left out
     fully_crossed: bool  # every reader read every case in both modalities
+    excluded: tuple[tuple[str, str], ...]  # (reader, modality) left out: too few cases
     a: Inference
     b: Inference
     difference: Inference
@@ -265,7 +273,7 @@ def _tests(
 ) -> Inference:  # fmt: skip
     """p-values and 95 % CIs: Normal, and Student's t with the df truncated to an integer
     (as iMRMC does; the Normal from 50 df)."""
-    if not variance > 0:  # iMRMC reports no df, test or CI for such a variance
+    if not variance > _ZERO_VARIANCE:  # iMRMC reports no df, test or CI for such a variance
         df_bdg = df_hillis = math.nan
     se = math.sqrt(variance) if variance >= 0 else math.nan
     statistic = abs(estimate - null) / se if se > 0 else math.nan
@@ -278,7 +286,7 @@ def _tests(
         p = float(2 * law.sf(statistic)) if not math.isnan(statistic) else math.nan
         return p, (estimate - se * cutoff, estimate + se * cutoff)
 
-    p_normal, ci_normal = test(math.inf if variance > 0 else math.nan)
+    p_normal, ci_normal = test(math.inf if variance > _ZERO_VARIANCE else math.nan)
     p_bdg, ci_bdg = test(df_bdg)
     p_hillis, ci_hillis = test(df_hillis)
     return Inference(
@@ -293,6 +301,14 @@ def _crossed(scores: np.ndarray, modalities: tuple[int, ...]) -> bool:
     both = read.all(axis=2)
     readers, cases = read.any(axis=(1, 2)).sum(), read.any(axis=(0, 2)).sum()
     return bool(both.sum() == readers * cases)
+
+
+def too_few_cases(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """readers x modalities: True where a reader read fewer than ``MIN_CASES_PER_TRUTH``
+    normal or diseased cases in that modality (and read something there)."""
+    read = ~np.isnan(scores)
+    normal, diseased = read[:, ~truth, :].sum(1), read[:, truth, :].sum(1)
+    return (np.minimum(normal, diseased) < MIN_CASES_PER_TRUTH) & read.any(1)
 
 
 def analyse(
@@ -320,6 +336,18 @@ def analyse(
             f"an MRMC analysis needs two readers and cases of both truths; got "
             f"{scores.shape[0]} readers, {n_normal} normal and {n_disease} diseased cases"
         )
+    too_few = too_few_cases(scores, truth)
+    scores = np.where(too_few[:, None, :], np.nan, scores)
+    names = readers or tuple(f"reader {k + 1}" for k in range(scores.shape[0]))
+    for m, name in enumerate(modalities):
+        if (~np.isnan(scores[:, :, m])).any(1).sum() < 2:
+            raise ValueError(
+                f"an MRMC analysis needs two readers who each read at least "
+                f"{MIN_CASES_PER_TRUTH} normal and {MIN_CASES_PER_TRUTH} diseased cases in "
+                f"'{name}'; fewer did"
+            )
+    kept = (~np.isnan(scores)).any(axis=(1, 2))  # readers left with a read
+    scores = scores[kept]
     parts = {key: _components(scores, truth, *key) for key in ((0, 0), (1, 1), (0, 1))}
     bdg = np.stack([parts[k].moments for k in parts])
     bdg_mle = np.stack([parts[k].moments_mle for k in parts])
@@ -329,6 +357,8 @@ def analyse(
     variances = (coefficients * bdg).sum(1)
     variances_mle = (coefficients * bdg_mle).sum(1)
     aucs = parts[(0, 1)].reader_aucs
+    all_aucs = np.full((len(kept), 2), np.nan)
+    all_aucs[kept] = aucs
     out = []
     for m in (0, 1):
         single = np.zeros_like(bck_coefficients)
@@ -338,8 +368,9 @@ def analyse(
         df_bdg = _df_bdg(float(variances[m]), mle, single, difference=False)
         one = np.zeros_like(bdg)
         one[0] = bdg[m]
+        counted = ~np.isnan(aucs[:, m])  # readers whose reads count in this modality
         df_hillis = (
-            _df_hillis(aucs[:, [m, m]], one, n_normal, n_disease, difference=False)
+            _df_hillis(aucs[counted][:, [m, m]], one, n_normal, n_disease, difference=False)
             if _crossed(scores, (m,))
             else math.nan
         )
@@ -361,14 +392,14 @@ def analyse(
     difference = _tests(
         out[0].estimate - out[1].estimate, variance, variance_mle, df_bdg, df_hillis, null=0.0
     )
-    names = readers or tuple(f"reader {k + 1}" for k in range(scores.shape[0]))
     return MRMCResult(
         modalities,
         tuple(names),
         n_normal,
         n_disease,
-        {name: (float(a), float(b)) for name, (a, b) in zip(names, aucs, strict=True)},
+        {name: (float(a), float(b)) for name, (a, b) in zip(names, all_aucs, strict=True)},
         crossed,
+        tuple((names[r], modalities[m]) for r, m in zip(*np.nonzero(too_few), strict=True)),
         out[0],
         out[1],
         difference,

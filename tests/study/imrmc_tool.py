@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -36,13 +37,21 @@ def require_imrmc() -> Path:
 def run_imrmc(input_file: Path, out_dir: Path) -> dict[tuple[str, str], dict[str, str]]:
     """Run iMRMC on the file exactly as given; statAnalysis.csv's rows by (modalityA,
     modalityB) (``NO_MOD`` for a single modality)."""
-    done = subprocess.run(
+    # its own session, so that a hang (iMRMC's batch mode stops on an exception but its
+    # window thread keeps java alive) is killed with xvfb-run and Xvfb
+    process = subprocess.Popen(
         [str(require_imrmc()), str(input_file), str(out_dir)],
-        capture_output=True, text=True, timeout=300,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"iMRMC did not finish on {input_file.name}: {output[-2000:]}")
     table = out_dir / "statAnalysis.csv"
-    assert done.returncode == 0 and table.exists(), (
-        f"iMRMC wrote no statAnalysis.csv (exit {done.returncode}): {done.stdout[-2000:]}"
+    assert process.returncode == 0 and table.exists(), (
+        f"iMRMC wrote no statAnalysis.csv (exit {process.returncode}): {output[-2000:]}"
     )
     return {(row["modalityA"], row["modalityB"]): row for row in read_csv(table)}
 
@@ -81,9 +90,12 @@ def number(text: str) -> float:
     return float("nan") if text.strip() in ("NA", "NaN", "") else float(text)
 
 
-def assert_row_matches(inference: dict, row: dict[str, str], tolerance: float = 1e-6) -> None:
+def assert_row_matches(
+    inference: dict, row: dict[str, str], tolerance: float = 1e-6, hillis: bool = True
+) -> None:
     """Every number of one statAnalysis.csv row equals the app's to ``tolerance``: the
-    estimate, its variance, and per test (Normal, BDG, Hillis) df, p-value, CI, rejection."""
+    estimate, its variance, and per test (Normal, BDG, Hillis) df, p-value, CI, rejection
+    (``hillis=False``: all but Hillis's)."""
     is_difference = row["modalityB"] != "NO_MOD"
     expected = {
         "estimate": row["AUCAminusAUCB"] if is_difference else row["AUCA"],
@@ -95,6 +107,8 @@ def assert_row_matches(inference: dict, row: dict[str, str], tolerance: float = 
         "p_hillis": row["pValueHillis"],
     }
     for key, text in expected.items():
+        if key.endswith("hillis") and not hillis:
+            continue
         want, got = number(text), float(inference[key])
         if np.isnan(want):
             assert np.isnan(got) or key.endswith("hillis"), (key, got, text)
@@ -106,7 +120,7 @@ def assert_row_matches(inference: dict, row: dict[str, str], tolerance: float = 
         ("hillis", "Hillis", "rejectHillis"),
     ):
         low, high = number(row[f"botCI{name}"]), number(row[f"topCI{name}"])
-        if test == "hillis" and np.isnan(number(row["dfHillis"])):
+        if test == "hillis" and (np.isnan(number(row["dfHillis"])) or not hillis):
             continue
         got_low, got_high = inference[f"ci_{test}"]
         if np.isnan(low) and np.isnan(high) and np.isnan(got_low) and np.isnan(got_high):

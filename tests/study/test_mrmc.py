@@ -40,15 +40,16 @@ def _rate_all(db, code, name, before, after, explained):
 
 @pytest.fixture()
 def study(db):
-    """Four cases, two where the explained finding is the reference label (truth 1): the
-    first read ranks them partly wrong, the explanations help."""
-    cases = [CaseRef(f"c{i}", "covid-qu-ex", "Val", "COVID-19") for i in range(4)]
+    """Six cases, three where the explained finding is the reference label (truth 1; iMRMC
+    counts a reader's reads from 3 cases of each truth): the first read ranks them partly
+    wrong, the explanations help."""
+    cases = [CaseRef(f"c{i}", "covid-qu-ex", "Val", "COVID-19") for i in range(6)]
     code = service.create_study(db, PASSWORD, "mrmc", cases, ["gradcam"], first_read=True)
-    explained = {"c0": "COVID-19", "c1": "COVID-19", "c2": "Normal", "c3": "Normal"}
-    _rate_all(db, code, "A", {"c0": 60, "c1": 20, "c2": 40, "c3": 10},
-              {"c0": 90, "c1": 70, "c2": 30, "c3": 10}, explained)  # fmt: skip
-    _rate_all(db, code, "B", {"c0": 50, "c1": 50, "c2": 50, "c3": 50},
-              {"c0": 80, "c1": 60, "c2": 60, "c3": 20}, explained)  # fmt: skip
+    explained = {f"c{i}": "COVID-19" if i < 3 else "Normal" for i in range(6)}
+    _rate_all(db, code, "A", {"c0": 60, "c1": 20, "c2": 50, "c3": 40, "c4": 10, "c5": 30},
+              {"c0": 90, "c1": 70, "c2": 80, "c3": 30, "c4": 10, "c5": 20}, explained)  # fmt: skip
+    _rate_all(db, code, "B", {f"c{i}": 50 for i in range(6)},
+              {"c0": 80, "c1": 60, "c2": 70, "c3": 60, "c4": 20, "c5": 30}, explained)  # fmt: skip
     return db, service.study_by_code(db, code)
 
 
@@ -62,22 +63,22 @@ def test_imrmc_file_format(study):
     without, with_ = MODALITY_IDS[UNAIDED], "with_explanations"
     assert f"R01,c0,{without},60" in lines and f"R01,c0,{with_},90" in lines
     assert [line for line in lines if line.startswith("-1,")] == [
-        "-1,c0,truth,1", "-1,c1,truth,1", "-1,c2,truth,0", "-1,c3,truth,0",
-    ]  # fmt: skip
-    assert len(lines) == 2 * 4 * 2 + 4  # readers x cases x modalities + truths
+        f"-1,c{i},truth,{int(i < 3)}" for i in range(6)
+    ]
+    assert len(lines) == 2 * 6 * 2 + 6  # readers x cases x modalities + truths
     assert all(len(line.split(",")) == 4 for line in lines)
 
 
 def test_reader_averaged_auc(study):
     db, info = study
     result = reader_study(analysis.ratings(db, info["id"]))
-    # A: before 60,20 | 40,10 -> AUC 0.75; after 90,70 | 30,10 -> 1.0
-    # B: before all 50 -> 0.5;            after 80,60 | 60,20 -> 0.875
-    assert result["auc_without"] == pytest.approx((0.75 + 0.5) / 2)
-    assert result["auc_with"] == pytest.approx((1.0 + 0.875) / 2)
-    assert result["difference"] == pytest.approx(0.3125)
-    assert result["reader_aucs"]["R01"] == {"with": 1.0, "without": 0.75}
-    assert result["n_readers"] == 2 and result["n_cases"] == 4 and result["fully_crossed"]
+    # A: before 60,20,50 | 40,10,30 -> 7 of 9 pairs; after 90,70,80 | 30,10,20 -> 1.0
+    # B: before all 50 -> 0.5;  after 80,60,70 | 60,20,30 -> 8.5 of 9 (one tie)
+    assert result["auc_without"] == pytest.approx((7 / 9 + 0.5) / 2)
+    assert result["auc_with"] == pytest.approx((1.0 + 8.5 / 9) / 2)
+    assert result["difference"] == pytest.approx((0.5 + 1.5 / 9) / 2)
+    assert result["reader_aucs"]["R01"] == {"with": 1.0, "without": pytest.approx(7 / 9)}
+    assert result["n_readers"] == 2 and result["n_cases"] == 6 and result["fully_crossed"]
     # 2 readers x 4 cases: the U-statistic variance of the difference comes out negative
     # (it is unbiased, not positive), so there is no CI - as in iMRMC
     assert result["change"]["variance"] < 0 and np.isnan(result["change"]["ci_bdg"][0])

@@ -64,14 +64,34 @@ def test_refuses_what_it_cannot_analyse():
 
 
 def test_a_missing_read_is_left_out_and_readers_are_weighted_by_pairs():
-    """Hand-computed: reader 1 reads 2 x 2 pairs, reader 2 only 1 x 2 (one normal case
-    missing), so the reader average weights them 4 : 2."""
-    truth = np.array([True, True, False, False])
-    scores = np.full((2, 4, 2), np.nan)
-    scores[0, :, 0] = [9, 8, 7, 1]  # AUC: (9,8) vs (7,1) -> 1.0
-    scores[1, :, 0] = [5, 1, 3, np.nan]  # (5,1) vs (3) -> 0.5
-    scores[:, :, 1] = [[1, 2, 3, 4], [4, 3, 2, 1]]
+    """Hand-computed: reader 1 reads 3 x 4 pairs, reader 2 only 3 x 3 (one normal case
+    missing), so the reader average weights them 12 : 9."""
+    truth = np.array([True, True, True, False, False, False, False])
+    scores = np.full((2, 7, 2), np.nan)
+    scores[0, :, 0] = [9, 8, 7, 6, 1, 2, 3]  # every pair right -> 1.0
+    scores[1, :, 0] = [5, 1, 4, 3, 2, 6, np.nan]  # 4 of 9 pairs right
+    scores[:, :, 1] = [[1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1]]
     result = analyse(scores, truth)
-    assert result.reader_aucs["reader 2"][0] == 0.5
-    assert result.a.estimate == pytest.approx((4 * 1.0 + 2 * 0.5) / 6)
+    assert result.reader_aucs["reader 2"][0] == pytest.approx(4 / 9)
+    assert result.a.estimate == pytest.approx((12 * 1.0 + 9 * 4 / 9) / 21)
     assert not result.fully_crossed and np.isnan(result.difference.df_hillis)
+    assert result.excluded == ()
+
+
+def test_reads_covering_fewer_than_three_cases_of_a_truth_are_left_out_as_imrmc_does():
+    """iMRMC keeps a reader's reads in a modality only from 3 normal and 3 diseased cases:
+    reader 3 read 2 normal cases with explanations, so those reads do not count."""
+    rng = np.random.default_rng(0)
+    truth = np.array([True] * 4 + [False] * 4)
+    scores = rng.normal(size=(3, 8, 2)) + truth[None, :, None]
+    scores[2, 6:, 0] = np.nan
+    result = analyse(scores, truth)
+    assert result.excluded == (("reader 3", "A"),)
+    assert np.isnan(result.reader_aucs["reader 3"][0])
+    assert not np.isnan(result.reader_aucs["reader 3"][1])
+    without = analyse(np.where(np.arange(3)[:, None, None] == 2, np.nan, scores), truth)
+    assert result.a.estimate == pytest.approx(without.a.estimate)
+    scores[2, 5:, 0] = np.nan  # nobody else read too few: still two readers
+    scores[1, 5:, 0] = np.nan
+    with pytest.raises(ValueError, match="two readers who each read at least 3 normal"):
+        analyse(scores, truth)
