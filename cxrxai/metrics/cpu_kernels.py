@@ -9,8 +9,9 @@ pixels. No maintained library fuses these per image, so this module does, exactl
   strided sample that brackets it, one counting pass and a selection among the few values
   inside the bracket (the counts prove the bracket; otherwise a radix selection on the
   float bit patterns decides);
-- :func:`pair_metrics`: per image one vectorised pass over the masks (confusion counts,
-  bounding box) and one over the map (extremes, positive relevance), the pointing game and
+- :func:`pair_metrics`: per image one vectorised pass over the masks and the map
+  (confusion counts, bounding box, extremes, NaN, positive relevance in all, in the
+  truth, in the lungs, off the border band), the pointing game and
   relevance rank while the image is in cache, and the distances by an exact separable
   Euclidean distance transform - vertical distances per column, then Felzenszwalb &
   Huttenlocher's lower envelope of parabolas per row (Theory of Computing 8, 2012) - run
@@ -44,6 +45,8 @@ FIELDS = (
     "hd95",
     "mean_distance",
     "map_has_nan",
+    "border_relevance",
+    "lung_relevance",
 )
 
 # reassociation only (no "no NaN / no inf" assumptions): lets LLVM vectorise the sums
@@ -180,15 +183,15 @@ def _distances_at(
     last = np.full(w, -none, np.int32)
     # (row views and selects instead of branches: LLVM vectorises these loops, 4x faster)
     for r in range(h):
-        features, distance = feature[r0 + r, c0:c1], g[r]
+        features, distance = feature[r0 + r, c0:c1].view(np.uint8), g[r]
         for c in range(w):
-            last[c] = max(last[c], r if features[c] else -none)
+            last[c] = max(last[c], r if features[c] != 0 else -none)
             distance[c] = r - last[c]
     last[:] = none + h
     for r in range(h - 1, -1, -1):
-        features, distance = feature[r0 + r, c0:c1], g[r]
+        features, distance = feature[r0 + r, c0:c1].view(np.uint8), g[r]
         for c in range(w):
-            last[c] = min(last[c], r if features[c] else none + h)
+            last[c] = min(last[c], r if features[c] != 0 else none + h)
             distance[c] = min(distance[c], last[c] - r)
     # Pass 2, per row that holds a query pixel: the lower envelope of the parabolas
     # f(q) + (col_mm (x - q))^2 with f(q) = (row_mm g[r, q])^2, as roots v and boundaries
@@ -203,10 +206,11 @@ def _distances_at(
     zd = np.empty(w + 1, np.float64)
     n = 0
     for r in range(h):
-        queries, features = query[r0 + r, c0:c1], feature[r0 + r, c0:c1]
+        queries = query[r0 + r, c0:c1].view(np.uint8)
+        features = feature[r0 + r, c0:c1].view(np.uint8)
         wanted = False
         for c in range(w):
-            if queries[c] and not features[c]:
+            if queries[c] != 0 and features[c] == 0:
                 wanted = True
                 break
         if not wanted:
@@ -234,7 +238,7 @@ def _distances_at(
                 zn[k], zd[k] = num, den
         j = 0
         for c in range(w):
-            if queries[c] and not features[c]:
+            if queries[c] != 0 and features[c] == 0:
                 while j < k and zn[j + 1] < c * zd[j + 1]:
                     j += 1
                 p = v[j]
@@ -310,7 +314,7 @@ def _mask_pass(pred: np.ndarray, true: np.ndarray) -> tuple:
         predicted, true_row = pred[r].view(np.uint8), true[r].view(np.uint8)
         row_tp = row_pred = row_truth = 0
         for c in range(width):  # vectorised
-            p, t = predicted[c], true_row[c]
+            p, t = np.uint8(predicted[c] != 0), np.uint8(true_row[c] != 0)  # 0 / 255 bytes too
             row_tp += p & t
             row_pred += p
             row_truth += t
@@ -328,34 +332,69 @@ def _mask_pass(pred: np.ndarray, true: np.ndarray) -> tuple:
 
 
 @numba.njit(cache=True, fastmath=_SUMS)
-def _map_pass(heat: np.ndarray, true: np.ndarray) -> tuple[float, float, bool, float, float]:
-    """The map's maximum and minimum, whether it holds NaN, and its positive relevance in
-    all and inside the truth, in one vectorised pass."""
+def _image_pass(
+    heat: np.ndarray, pred: np.ndarray, true: np.ndarray, lungs: np.ndarray, rows: int, cols: int
+) -> tuple:
+    """One vectorised pass over an image's map and masks: :func:`_mask_pass`'s counts and
+    bounding box, then the map's maximum and minimum, whether it holds NaN, and its
+    positive relevance in all, inside the truth, inside ``lungs`` and inside the frame that
+    leaves out a border band of ``rows`` x ``cols`` pixels."""
+    height, width = heat.shape
     best = np.int32(-(2**31))
     worst = np.int32(2**31 - 1)
     nan = np.int32(0)
-    positive = inside = 0.0
-    for r in range(heat.shape[0]):
-        values, bits, true_row = heat[r], heat[r].view(np.int32), true[r].view(np.uint8)
-        for c in range(heat.shape[1]):
+    positive = inside = in_lungs = inner = 0.0
+    tp = n_pred = n_truth = 0
+    r0, r1 = height, 0
+    columns = np.zeros(width, np.uint8)
+    for r in range(height):
+        values, bits = heat[r], heat[r].view(np.int32)
+        predicted, true_row = pred[r].view(np.uint8), true[r].view(np.uint8)
+        lung_row = lungs[r].view(np.uint8)
+        row_tp = row_pred = row_truth = 0
+        for c in range(width):
+            p, t = np.uint8(predicted[c] != 0), np.uint8(true_row[c] != 0)  # 0 / 255 bytes too
+            row_tp += p & t
+            row_pred += p
+            row_truth += t
+            columns[c] |= p | t
             key = _ordered(bits[c])
             best = max(best, key)
             worst = min(worst, key)
             nan |= (bits[c] & np.int32(0x7FFFFFFF)) > np.int32(0x7F800000)
             kept = values[c] * (values[c] > 0)
             positive += kept
-            inside += kept * true_row[c]
+            inside += kept * t
+            in_lungs += kept * (lung_row[c] != 0)
+        if rows <= r < height - rows:
+            for c in range(cols, width - cols):  # the row again, while in cache
+                inner += values[c] * (values[c] > 0)
+        tp += row_tp
+        n_pred += row_pred
+        n_truth += row_truth
+        if row_pred + row_truth > 0:
+            r0, r1 = min(r0, r), r + 1
+    c0, c1 = width, 0
+    for c in range(width):
+        if columns[c]:
+            c0, c1 = min(c0, c), c + 1
     extremes = np.array([_ordered(best), _ordered(worst)], np.int32).view(np.float32)
-    return extremes[0], extremes[1], nan != 0, positive, inside
+    counts = (tp, n_pred, n_truth, (r0, r1, c0, c1))
+    return counts, extremes[0], extremes[1], nan != 0, positive, inside, in_lungs, inner
 
 
 @numba.njit(cache=True)
 def _first_max_inside(heat: np.ndarray, true: np.ndarray, maximum: float) -> bool:
     """Whether the first pixel (row-major, as ``np.argmax``) equal to ``maximum`` is true."""
     for r in range(heat.shape[0]):
-        for c in range(heat.shape[1]):
-            if heat[r, c] == maximum:
-                return bool(true[r, c])
+        values = heat[r]
+        found = False
+        for c in range(values.size):  # vectorised: is the maximum in this row?
+            found |= values[c] == maximum
+        if found:
+            for c in range(values.size):
+                if values[c] == maximum:
+                    return true[r].view(np.uint8)[c] != 0
     return False
 
 
@@ -368,7 +407,7 @@ def _count_at_least(heat: np.ndarray, true: np.ndarray, threshold: float) -> tup
         for c in range(heat.shape[1]):
             a = np.uint8(values[c] >= threshold)
             above += a
-            above_true += a & true_row[c]
+            above_true += a & np.uint8(true_row[c] != 0)
     return above, above_true
 
 
@@ -407,20 +446,36 @@ def mask_distances(
 
 @numba.njit(cache=True, parallel=True)
 def pair_metrics(
-    maps: np.ndarray, regions: np.ndarray, truth: np.ndarray, row_mm: float, col_mm: float
+    maps: np.ndarray,
+    regions: np.ndarray,
+    truth: np.ndarray,
+    lungs: np.ndarray,
+    border: tuple[int, int],
+    row_mm: float,
+    col_mm: float,
 ) -> np.ndarray:
     """Raw per-image values (B, len(FIELDS)) for float32 maps and bool regions / truth
-    (B, H, W). Scores that are undefined for the image (empty truth, empty region, no
-    positive relevance, a map holding NaN) are NaN; the caller applies the empty-mask
-    convention and reports NaN maps."""
+    (B, H, W), bool ``lungs`` (B, H, W; or (0, H, W) when unknown) and the border band's
+    (rows, columns). Scores that are undefined for the image (empty truth, empty region, no
+    positive relevance, a map holding NaN, no lungs) are NaN; the caller applies the
+    empty-mask convention and reports NaN maps."""
     out = np.full((maps.shape[0], len(FIELDS)), np.nan)
+    has_lungs = lungs.shape[0] > 0
     for b in numba.prange(maps.shape[0]):
         heat, pred, true = maps[b], regions[b], truth[b]
-        counts = _mask_pass(pred, true)
+        lung = lungs[b] if has_lungs else true  # no lungs: a stand-in, its share dropped
+        counts, best, lowest, nan, positive, inside, in_lungs, inner = _image_pass(
+            heat, pred, true, lung, border[0], border[1]
+        )
         tp, n_pred, n_truth, _ = counts
-        best, lowest, nan, positive, inside = _map_pass(heat, true)
         out[b, 0], out[b, 1], out[b, 2], out[b, 9] = tp, n_pred, n_truth, nan
-        if n_truth == 0 or nan:
+        if nan:
+            continue
+        if positive > 0:
+            out[b, 10] = (positive - inner) / positive
+            if has_lungs:
+                out[b, 11] = in_lungs / positive
+        if n_truth == 0:
             continue
         # pointing game: the first maximum pixel (np.argmax); a constant map is a miss
         out[b, 3] = 1.0 if best != lowest and _first_max_inside(heat, true, best) else 0.0
@@ -435,10 +490,9 @@ def pair_metrics(
 
 def as_numpy(tensor: torch.Tensor) -> np.ndarray:
     """A C-contiguous NumPy view of a CPU tensor (a copy for expanded or strided ones).
-    Bool masks are copied as bytes 0 / 1: the kernels add their bytes, and a bool made
-    from other bytes (a Pillow "1" image) holds 255 for True."""
-    array = np.ascontiguousarray(tensor.detach().numpy())
-    return np.not_equal(array.view(np.uint8), 0) if array.dtype == np.bool_ else array
+    Bool masks are viewed as they are: the kernels read any non-zero byte as True (a bool
+    made from a Pillow "1" image holds 255 for True)."""
+    return np.ascontiguousarray(tensor.detach().numpy())
 
 
 def warm_up() -> None:
@@ -449,5 +503,6 @@ def warm_up() -> None:
     masks = maps > 0.5
     run(top_k_regions, maps, 10)
     run(kth_largest, maps.reshape(2, -1), np.array([3, 5]))
-    run(pair_metrics, maps, masks, ~masks, 1.0, 1.0)
+    run(pair_metrics, maps, masks, ~masks, masks, (1, 1), 1.0, 1.0)
+    run(pair_metrics, maps, masks, ~masks, masks[:0], (1, 1), 1.0, 1.0)
     run(mask_distances, masks, ~masks, 1.0, 1.0)

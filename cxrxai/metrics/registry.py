@@ -93,6 +93,11 @@ def _share(maps: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, inside / total.clamp(min=1e-30), float("nan"))
 
 
+def _border(height: int, width: int) -> tuple[int, int]:
+    """Rows and columns of the border band (:data:`BORDER_FRACTION` of each side, >= 1)."""
+    return max(1, round(height * BORDER_FRACTION)), max(1, round(width * BORDER_FRACTION))
+
+
 def border_relevance(inputs: MetricInputs) -> torch.Tensor:
     """Share of the map's positive relevance in the image's border band - the outer
     :data:`BORDER_FRACTION` of each side, where burned-in markers and text sit (LRP put
@@ -100,7 +105,7 @@ def border_relevance(inputs: MetricInputs) -> torch.Tensor:
     values mean the explanation points at the frame, not the chest. NaN for a map with no
     positive relevance; defined without a truth (so never NaN for an empty one)."""
     height, width = inputs.maps.shape[-2:]
-    rows, cols = max(1, round(height * BORDER_FRACTION)), max(1, round(width * BORDER_FRACTION))
+    rows, cols = _border(height, width)
     band = torch.ones((height, width), dtype=torch.bool, device=inputs.maps.device)
     band[rows : height - rows, cols : width - cols] = False
     return _share(inputs.maps, band)
@@ -211,7 +216,7 @@ PIXEL_METRICS = tuple(m.name for m in _PIXEL)
 # Pixel metrics the fused CPU kernel computes (cxrxai.metrics.cpu_kernels.pair_metrics).
 ACCELERATED = (
     "iou", "dice", "precision", "recall", "hausdorff", "hd95", "mean_distance", "hit",
-    "relevance_mass", "relevance_rank",
+    "relevance_mass", "relevance_rank", "border_relevance", "lung_relevance",
 )  # fmt: skip
 
 
@@ -231,8 +236,9 @@ def localisation_metrics(
     On the CPU the fused kernel computes the :data:`ACCELERATED` metrics (an order of
     magnitude faster than a per-image NumPy/SciPy loop, docs/benchmarks.md); every other metric, and
     every metric elsewhere, comes from its reference ``compute``."""
-    inputs = _checked(maps, regions, truth, empty, spacing, lungs)
-    values = _accelerated(inputs) if inputs.maps.device.type == "cpu" else {}
+    on_cpu = torch.as_tensor(maps).device.type == "cpu"
+    inputs = _checked(maps, regions, truth, empty, spacing, lungs, check_nan=not on_cpu)
+    values = _accelerated(inputs) if on_cpu else {}  # the kernel checks for NaN itself
     return {
         name: values[name] if name in values else METRICS[name].compute(inputs)
         for name in PIXEL_METRICS
@@ -259,13 +265,15 @@ def _checked(
     empty: str,
     spacing: Spacing | None,
     lungs: torch.Tensor | None = None,
+    check_nan: bool = True,
 ) -> MetricInputs:
     regions, truth = overlap.check_masks(regions, truth, empty)
     maps, _ = overlap.check_maps(maps, truth, empty)
     maps, regions, truth = torch.broadcast_tensors(maps, regions, truth)
-    has_nan = torch.isnan(maps).flatten(1).any(1)
-    if has_nan.any():
-        raise _nan_error(has_nan)
+    if check_nan:
+        has_nan = torch.isnan(maps).flatten(1).any(1)
+        if has_nan.any():
+            raise _nan_error(has_nan)
     if lungs is not None:
         lungs = torch.as_tensor(lungs, device=maps.device).bool()
         if lungs.shape[-2:] != maps.shape[-2:]:
@@ -280,24 +288,31 @@ def _checked(
 def _accelerated(inputs: MetricInputs) -> dict[str, torch.Tensor]:
     """The :data:`ACCELERATED` metrics from the fused CPU kernel, with the empty-mask
     convention applied as the references apply it."""
+    height, width = inputs.maps.shape[-2:]
+    lungs = inputs.lungs
     raw = cpu_kernels.run(
         cpu_kernels.pair_metrics,
         cpu_kernels.as_numpy(inputs.maps),
         cpu_kernels.as_numpy(inputs.regions),
         cpu_kernels.as_numpy(inputs.truth),
+        cpu_kernels.as_numpy(lungs) if lungs is not None else np.zeros((0, height, width), bool),
+        _border(height, width),
         *inputs.spacing,
     )
     columns = {
         name: torch.from_numpy(raw[:, i].astype(np.float32))
         for i, name in enumerate(cpu_kernels.FIELDS)
     }
+    has_nan = columns["map_has_nan"] > 0
+    if has_nan.any():
+        raise _nan_error(has_nan)
     out = overlap.scores_from_counts(
         columns["tp"], columns["n_pred"], columns["n_truth"], inputs.empty
     )
     truth_any = columns["n_truth"] > 0
     for name in ("hit", "relevance_mass", "relevance_rank"):
         out[name] = overlap.truth_score(columns[name], truth_any, inputs.empty)
-    for name in ("hausdorff", "hd95", "mean_distance"):
+    for name in ("hausdorff", "hd95", "mean_distance", "border_relevance", "lung_relevance"):
         out[name] = columns[name]
     return out
 

@@ -231,3 +231,31 @@ def test_bool_masks_stored_as_other_bytes_count_once():
     expected = localisation_metrics(maps, clean, truth)
     for name, values in localisation_metrics(maps, odd, truth).items():
         assert torch.equal(values.nan_to_num(-1), expected[name].nan_to_num(-1)), name
+
+
+@pytest.mark.parametrize("bytes_of_true", [1, 255])
+def test_lung_and_border_shares_equal_their_references(bytes_of_true):
+    """The kernel's lung and border shares against the torch references, with lung
+    fields per image and shared, True stored as 1 or as 255, and maps of no positive
+    relevance (NaN) among them."""
+    maps, regions, truth = random_batch(seed=5)
+    maps[2] = -maps[2].abs()  # no positive relevance: both shares NaN
+    rng = np.random.default_rng(4)
+    lungs = rng.random(maps.shape) > 0.5
+    lungs = torch.from_numpy((lungs.view(np.uint8) * bytes_of_true).view(np.bool_))
+    for given in (lungs, lungs[0]):  # per image, and one mask for the batch
+        got = localisation_metrics(maps, regions, truth, lungs=given)
+        expected = localisation_torch(maps, regions, truth, lungs=given.clone().bool())
+        for name in ("lung_relevance", "border_relevance"):
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, err_msg=name)
+            assert torch.isnan(got[name][2]), name
+    without = localisation_metrics(maps, regions, truth)
+    assert torch.isnan(without["lung_relevance"]).all()
+    assert not torch.isnan(without["border_relevance"][:2]).any()
+
+
+def test_a_nan_map_is_refused_by_the_kernel_path_too():
+    maps, regions, truth = random_batch(seed=6)
+    maps[3, 4, 5] = float("nan")
+    with pytest.raises(CxrxaiError, match=r"batch index \[3\] contain NaN"):
+        localisation_metrics(maps, regions, truth)
