@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from cxrxai.errors import CxrxaiError
+
+if TYPE_CHECKING:  # torch is imported where a device is picked: --help stays fast
+    import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV_VAR = "CXRXAI_DATA"
@@ -128,6 +130,8 @@ def data_root(override: str | os.PathLike[str] | None = None) -> Path:
 
 def pick_device(requested: str | None = None) -> torch.device:
     """``requested`` if given (``"cpu"``, ``"cuda"``, ``"cuda:1"``), else cuda when present."""
+    import torch
+
     if requested and requested != "auto":
         device = torch.device(requested)
         if device.type == "cuda" and not torch.cuda.is_available():

@@ -82,7 +82,7 @@ def test_precompute_demo_scores_the_demo_cases_for_the_cases_page(
 
 
 def test_method_lists_split_outside_parentheses_and_variants_only_where_allowed():
-    from cxrxai.cli import _methods
+    from cxrxai.cli.common import parse_methods as _methods
 
     text = "gradcam, gradcam(layer=blocks.6),shap(n_samples=100, masker=blur(8,8)),"
     assert _methods(text, variants=True) == [

@@ -1,0 +1,241 @@
+"""The trust study: admin password, creation, preparation, progress, analysis and export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cxrxai import settings
+from cxrxai.cli.common import (
+    add_data_root,
+    add_model_args,
+    cases_for,
+    load_bundle,
+    parse_methods,
+    parse_names,
+    starter_alive,
+)
+from cxrxai.errors import CxrxaiError
+from cxrxai.settings import data_root
+
+
+def add_study(commands: argparse._SubParsersAction) -> None:
+    study = commands.add_parser(
+        "study", help="trust study: admin password, creation, progress, analysis and export"
+    )
+    study.add_argument(
+        "action",
+        choices=("set-password", "create", "prepare", "progress", "analyse", "export"),
+        help="set-password: set or reset the admin password (prompted twice, or one line on stdin)",
+    )
+    study.add_argument("--code", help="the study code (all actions but create)")
+    study.add_argument("--name", default="Trust in explanations", help="create: study name")
+    study.add_argument(
+        "--dataset", default="covid-qu-ex", help="create: covid-qu-ex, nih, manifest"
+    )
+    study.add_argument("--split", default="Val", help="create: split name, folder or manifest")
+    study.add_argument("--classes", default=None, help="create: only these labels")
+    study.add_argument("--limit", type=int, default=None, help="create: first N cases per class")
+    study.add_argument(
+        "--methods",
+        default="gradcam,lime,lrp",
+        help="create: methods, variants too (gradcam,gradcam(layer=blocks.6))",
+    )
+    study.add_argument("--open", action="store_true", help="create: show method names")
+    study.add_argument(
+        "--explain",
+        choices=("prediction", "reference"),
+        default="prediction",
+        help="create: the panels explain the model's prediction (default) or the case's "
+        "reference label",
+    )
+    study.add_argument(
+        "--first-read",
+        action="store_true",
+        help="create: raters read each case without explanations first (decision changes)",
+    )
+    study.add_argument("--seed", type=int, default=0)
+    add_data_root(study)
+    study.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help="study database (default: $CXRXAI_STUDY_DB, else results/study.sqlite)",
+    )
+    study.add_argument("--out", type=Path, default=Path("results/study-export"))
+    study.add_argument("--real-names", action="store_true", help="export names, not pseudonyms")
+    study.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="evaluation database: relate trust to IoU (top 10 %%) per case x method",
+    )
+    study.add_argument(
+        "--parent-pid",
+        type=int,
+        help="prepare: stop (between maps) once the process with this id, which started "
+        "this one, has ended",
+    )
+    add_model_args(study)
+    study.set_defaults(run=cmd_study)
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from cxrxai.study import analysis, service
+    from cxrxai.study.db import connect
+
+    path = args.db or settings.study_path()
+    if args.action == "set-password":
+        db = connect(path)
+        replacing = service.admin_password_set(db)
+        service.set_admin_password(db, _new_password(), replace=True)
+        print(f"admin password {'reset' if replacing else 'set'} in {path}")
+        return 0
+    if args.action != "create" and not Path(path).is_file():
+        raise CxrxaiError(
+            f"Study database '{path}' not found; create a study on the Study admin page first."
+        )
+    db = connect(path)
+    if args.action == "create":
+        password = settings.admin_password_from_env()
+        if not password:
+            raise CxrxaiError("Set CXRXAI_ADMIN_PASSWORD to the study admin password.")
+        root = data_root(args.data_root)
+        wanted = parse_names(args.classes) if args.classes else []
+        refs = [
+            service.CaseRef(
+                c.case_id,
+                c.dataset,
+                c.split,
+                next((x for x in c.labels if x in wanted), c.labels[0]),
+            )
+            for c in cases_for(
+                args.dataset, args.split, root, args.limit, args.classes, args.manifest_anywhere
+            )
+            if c.labels
+        ]
+        code = service.create_study(
+            db,
+            password,
+            args.name,
+            refs,
+            parse_methods(args.methods, variants=True),
+            not args.open,
+            args.seed,
+            first_read=args.first_read,
+            explain=args.explain,
+        )
+        print(f"study {code} created with {len(refs)} cases; raters join with this code")
+        return 0
+    if not args.code:
+        raise CxrxaiError("Pass --code (the study code).")
+    study = service.study_by_code(db, args.code)
+    if args.action == "prepare":
+        from cxrxai.study.prepare import map_count, prepare_study
+
+        done = prepare_study(
+            db,
+            study["id"],
+            load_bundle(args),
+            data_root(args.data_root),
+            keep_going=lambda: starter_alive(args.parent_pid),
+        )
+        ready, total = map_count(db, study["id"])
+        print(f"{done} map(s) prepared now; {ready} of {total} ready")
+        return 0
+    if args.action == "progress":
+        for row in service.progress(db, study["id"]):
+            print(f"{row['rater']}: {row['done']}/{row['total']}")
+        return 0
+    if args.action == "export":
+        for written in analysis.export(db, study["id"], args.out, args.real_names):
+            print(written)
+        return 0
+    rows = analysis.ratings(db, study["id"])
+    print(f"{len(rows)} ratings in study {study['code']} ({study['mode']})")
+    for by in ("method", "target"):
+        for entry in analysis.summary(rows, by):
+            print(
+                f"{by} {entry[by]}: n={entry['n']} "
+                + ", ".join(
+                    f"{s} {entry[s + '_mean']:.2f} [{entry[s + '_ci'][0]:.2f}, "
+                    f"{entry[s + '_ci'][1]:.2f}] median {entry[s + '_median']:.1f}"
+                    for s in service.SCORES
+                )
+            )
+    print(f"Krippendorff's alpha (trust, ordinal): {analysis.krippendorff_alpha(rows):.3f}")
+    print(f"ICC(2,1) (trust): {analysis.icc_2_1(rows):.3f}")
+    changes = analysis.decision_changes(rows)
+    if changes["n"]:
+        print(
+            f"Decisions ({changes['n']} reads before and after the explanations): agree with "
+            f"the model {changes['agree_before']:.2f} -> {changes['agree_after']:.2f}; changed "
+            f"{changes['changed']:.2f} [{changes['changed_ci'][0]:.2f}, "
+            f"{changes['changed_ci'][1]:.2f}] ({changes['to_agree']} to agree, "
+            f"{changes['to_disagree']} to disagree)"
+        )
+    from cxrxai.study.mrmc import describe, reader_study
+    from cxrxai.study.sham import sham_comparison
+
+    mrmc = reader_study(rows)
+    if mrmc["n_reads"]:  # the study asked for confidences
+        print(describe(mrmc))
+        for entry in mrmc.get("left_out", []):
+            print(f"  left out: {entry['reader']} ({entry['read']})")
+    for entry in analysis.informative_plausibility(rows):
+        print(
+            f"G4 {entry['method']}: trust when the model is right {entry['trust right']:.2f} "
+            f"(n={entry['n right']}) vs wrong {entry['trust wrong']:.2f} "
+            f"(n={entry['n wrong']}), AUC {entry['trust AUC']:.3f}"
+        )
+    for entry in sham_comparison(rows):
+        print(
+            f"Sham {entry['method']}: trust real {entry['trust real']:.2f} vs sham "
+            f"{entry['trust sham']:.2f}, difference {entry['difference']:.2f} "
+            f"{entry['difference CI']}"
+        )
+    staged = analysis.staged_decisions(rows)
+    if staged:
+        stages = [
+            ("image alone", "matches_model_image_alone"),
+            ("with the model's label", "agrees_with_model_label_shown"),
+            ("with the explanations", "agrees_with_model_explanations_shown"),
+        ]
+        print(
+            "Staged reveal, share matching the model: "
+            + "; ".join(f"{name} {staged[key]['mean']:.2f}" for name, key in stages if staged[key])
+        )
+    marks = analysis.reader_marks(db, study["id"])
+    if marks:
+        located = analysis.marks_summary(rows, marks)
+        reference = located["iou_with_reference"]
+        print(
+            f"Reader marks: {located['marks']}; IoU with the reference "
+            + (f"{reference['mean']:.2f}" if reference else "n/a")
+            + "; with each panel's top-10 % region: "
+            + ", ".join(f"{m} {e['mean']:.2f}" for m, e in located["iou_with_panel_region"].items())
+        )
+    if args.results:
+        from cxrxai.evaluation.browse import unit_values
+        from cxrxai.evaluation.store import open_results
+
+        rho = analysis.trust_vs_metric(rows, unit_values(open_results(args.results)))
+        print(
+            f"Spearman(trust, IoU top 10 %): {rho['rho']:.3f} "
+            f"[{rho['low']:.3f}, {rho['high']:.3f}], n={rho['n']}"
+        )
+    return 0
+
+
+def _new_password() -> str:
+    """The new admin password: typed twice at a prompt (not echoed), or one line on
+    stdin for scripts (``... study set-password < file``)."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    from getpass import getpass
+
+    first = getpass("New admin password: ")
+    if getpass("Repeat it: ") != first:
+        raise CxrxaiError("The two passwords differ; nothing was changed.")
+    return first
