@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,66 @@ from cxrxai.datasets.nih import NIH_SPLITS, load_nih_bbox, nih_split
 from cxrxai.datasets.vindr import load_vindr
 from cxrxai.errors import DatasetError
 
-DATASETS = ("covid-qu-ex", "nih", "manifest", "chexlocalize", "vindr")
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """A dataset format the CLI and pages name (``--dataset NAME``): how a split of it is
+    read, and the ``Case.dataset`` its cases carry (results and studies store that one)."""
+
+    name: str
+    case_dataset: str
+    read: Callable[[str, Path, bool, Path | None], list[Case]]
+
+
+def _covid_qu_ex(split: str, root: Path, anywhere: bool, images: Path | None) -> list[Case]:
+    path = Path(split)
+    return load_covid_qu_ex(path if path.is_dir() else root / "covid-qu-ex" / split)
+
+
+def _nih(split: str, root: Path, anywhere: bool, images: Path | None) -> list[Case]:
+    path = Path(split)
+    cases = load_nih_bbox(path if path.is_dir() else root / "nih-bbox")
+    if split in NIH_SPLITS:  # cxrxai's patient-wise split; any other name: every case
+        cases = [c for c in cases if nih_split(c.case_id) == split]
+    return cases
+
+
+def _manifest(split: str, root: Path, anywhere: bool, images: Path | None) -> list[Case]:
+    return load_manifest(Path(split), root, anywhere)
+
+
+def _chexlocalize(split: str, root: Path, anywhere: bool, images: Path | None) -> list[Case]:
+    path = _file(split, root / "chexlocalize", (".json",), "CheXlocalize JSON")
+    return load_chexlocalize(path, images, split=path.stem)
+
+
+def _vindr(split: str, root: Path, anywhere: bool, images: Path | None) -> list[Case]:
+    path = _file(split, root / "vindr", (".csv", ".csv.gz"), "VinDr-CXR annotation CSV")
+    return load_vindr(path, images)
+
+
+FORMATS: dict[str, DatasetFormat] = {
+    f.name: f
+    for f in (
+        DatasetFormat("covid-qu-ex", "covid-qu-ex", _covid_qu_ex),
+        DatasetFormat("nih", "nih-bbox", _nih),
+        DatasetFormat("manifest", "manifest", _manifest),
+        DatasetFormat("chexlocalize", "chexlocalize", _chexlocalize),
+        DatasetFormat("vindr", "vindr-cxr", _vindr),
+    )
+}
+DATASETS = tuple(FORMATS)
+# a case's dataset field -> the format that reads it (the one home of the two spellings)
+_BY_CASE_DATASET = {f.case_dataset: f for f in FORMATS.values()}
+
+
+def dataset_format(name: str) -> DatasetFormat:
+    """The format named ``name``: as the CLI spells it (``nih``) or as its cases' ``dataset``
+    field does (``nih-bbox``)."""
+    found = FORMATS.get(name) or _BY_CASE_DATASET.get(name)
+    if found is None:
+        raise DatasetError(f"Unknown dataset '{name}'; choose one of {list(DATASETS)}")
+    return found
 
 
 def load_split_cases(
@@ -31,28 +92,11 @@ def load_split_cases(
 ) -> list[Case]:
     """``split`` is a split name under the dataset's folder in ``root``, or a path (for
     CheXlocalize its JSON file, for VinDr-CXR its annotation CSV; ``images``: where their
-    images are, by default beside the file). ``manifest_anywhere``: a manifest's paths may
+    images are, by default beside the file). ``dataset``: a format's name or its cases'
+    ``dataset`` field (:func:`dataset_format`). ``manifest_anywhere``: a manifest's paths may
     lead outside its folder and ``root``. ``limit_per_class`` keeps the first N per class,
     ``sample_per_class`` a random N per class (reproducible with ``seed``)."""
-    if dataset == "covid-qu-ex":
-        path = Path(split)
-        split_dir = path if path.is_dir() else root / "covid-qu-ex" / split
-        cases = load_covid_qu_ex(split_dir)
-    elif dataset == "nih":
-        path = Path(split)
-        cases = load_nih_bbox(path if path.is_dir() else root / "nih-bbox")
-        if split in NIH_SPLITS:  # cxrxai's patient-wise split; any other name: every case
-            cases = [c for c in cases if nih_split(c.case_id) == split]
-    elif dataset == "manifest":
-        cases = load_manifest(Path(split), root, manifest_anywhere)
-    elif dataset == "chexlocalize":
-        path = _file(split, root / "chexlocalize", (".json",), "CheXlocalize JSON")
-        cases = load_chexlocalize(path, images, split=path.stem)
-    elif dataset == "vindr":
-        path = _file(split, root / "vindr", (".csv", ".csv.gz"), "VinDr-CXR annotation CSV")
-        cases = load_vindr(path, images)
-    else:
-        raise DatasetError(f"Unknown dataset '{dataset}'; choose one of {list(DATASETS)}")
+    cases = dataset_format(dataset).read(split, root, manifest_anywhere, images)
     if sample_per_class:
         return sample_cases(cases, sample_per_class, seed)
     return limit_cases(cases, limit_per_class)
@@ -107,11 +151,10 @@ def limit_cases(cases: list[Case], limit_per_class: int | None) -> list[Case]:
 def find_case(dataset: str, split: str, case_id: str, root: Path) -> Case | None:
     """One case by id (the Cases page opening a result in the Review page); ``dataset``
     is a case's ``dataset`` field. None when it cannot be found under ``root``."""
-    key = {"nih-bbox": "nih"}.get(dataset, dataset)
-    if key not in DATASETS or key == "manifest":
-        return None
     try:
-        cases = load_split_cases(key, split, root)
+        if dataset_format(dataset).name == "manifest":  # its file is not known here
+            return None
+        cases = load_split_cases(dataset, split, root)
     except DatasetError:
         return None
     for case in cases:

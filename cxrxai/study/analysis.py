@@ -84,7 +84,7 @@ def case_images(db: sqlite_utils.Database, study_id: int) -> dict[str, str]:
     }
     for dataset, split in splits:
         try:
-            cases = load_split_cases({"nih-bbox": "nih"}.get(dataset, dataset), split, data_root())
+            cases = load_split_cases(dataset, split, data_root())  # a case's dataset field
         except DatasetError:
             continue
         found.update({case.case_id: str(case.image_path) for case in cases})

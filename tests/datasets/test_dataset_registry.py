@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from importlib.resources import files
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,32 @@ def test_shards_partition_the_cases():
     for bad in ("0/3", "4/3", "a/b", "3"):
         with pytest.raises(DatasetError, match="K/N"):
             shard_cases(cases, bad)
+
+
+def test_find_case_reopens_cases_by_their_dataset_field(tmp_path):
+    """Results and studies store ``Case.dataset`` ("vindr-cxr", "nih-bbox"), which is not
+    the CLI's name ("vindr", "nih"): a case must be found again by it (Review reopening a
+    Cases-page row, a study preparing its cases)."""
+    from cxrxai.datasets.registry import FORMATS, dataset_format, find_case
+
+    (tmp_path / "vindr").mkdir()
+    vindr_csv = files("torchxrayvision") / "data" / "vinbigdata-train.csv.gz"
+    (tmp_path / "vindr" / "train.csv.gz").symlink_to(Path(str(vindr_csv)))
+    square = [[[2, 3], [9, 3], [9, 7], [2, 7]]]
+    (tmp_path / "chexlocalize").mkdir()
+    (tmp_path / "chexlocalize" / "gt_val.json").write_text(
+        json.dumps({"patient1_study1_view1_frontal": {"img_size": [12, 16], "Edema": square}})
+    )
+    for name, split in (("vindr", "train"), ("chexlocalize", "gt_val")):
+        case = load_split_cases(name, split, tmp_path, limit_per_class=1)[-1]
+        assert case.dataset == FORMATS[name].case_dataset
+        found = find_case(case.dataset, case.split, case.case_id, tmp_path)
+        assert found is not None and found.case_id == case.case_id, name
+        kept = [(a.kind, a.label, a.author, a.box) for a in found.annotations]
+        assert kept == [(a.kind, a.label, a.author, a.box) for a in case.annotations]
+    assert dataset_format("nih-bbox") is FORMATS["nih"] is dataset_format("nih")
+    assert find_case("vindr-cxr", "train", "vindr-cxr/no-such-image", tmp_path) is None
+    assert find_case("manifest", "x.csv", "any", tmp_path) is None
+    assert find_case("no-such-dataset", "Val", "any", tmp_path) is None
+    with pytest.raises(DatasetError, match="Unknown dataset 'mnist'"):
+        load_split_cases("mnist", "Val", tmp_path)
