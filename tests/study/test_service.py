@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from cxrxai.errors import CxrxaiError
 from cxrxai.study import service
 from cxrxai.study.db import connect, migrations
 from cxrxai.study.protocol import rater_plan
@@ -72,7 +73,7 @@ def test_an_expired_setup_code_is_refused(tmp_path, monkeypatch):
     db = connect(tmp_path / "fresh.sqlite")
     code = service.new_setup_code(db)
     now = time.time()
-    monkeypatch.setattr(service.time, "time", lambda: now + 3601)
+    monkeypatch.setattr(time, "time", lambda: now + 3601)
     with pytest.raises(StudyError, match="expired"):
         service.set_admin_password_with_code(db, code, PASSWORD, "s1")
     assert service.new_setup_code(db) not in (None, code)  # a new one after expiry
@@ -274,7 +275,7 @@ def test_older_schema_is_migrated_in_place(tmp_path):
 def test_not_a_database_is_a_clear_error(tmp_path):
     path = tmp_path / "notes.sqlite"
     path.write_text("these are my notes, not a database " * 100)
-    with pytest.raises(service.CxrxaiError, match="could not be opened"):
+    with pytest.raises(CxrxaiError, match="could not be opened"):
         connect(path)
 
 
@@ -508,7 +509,7 @@ def test_crossover_with_washout_pairs_each_case_without_and_with(db, monkeypatch
     opens = service.session_opens(db, rater, task)
     assert opens is not None and opens > service.timestamp(time.time() + 13 * 86400)
     now = time.time()
-    monkeypatch.setattr(service.time, "time", lambda: now + 15 * 86400)  # after the washout
+    monkeypatch.setattr(time, "time", lambda: now + 15 * 86400)  # after the washout
     assert service.session_opens(db, rater, task) is None
     for _ in range(4):  # session two, the other condition
         task = service.next_assignment(db, rater)
