@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,21 @@ from sqlite_utils.migrations import Migrations
 from cxrxai.errors import CxrxaiError
 
 PRIVATE_MODE = 0o600
+
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # how every database of cxrxai stores a moment: UTC
+
+
+def timestamp(epoch_seconds: float | None = None) -> str:
+    """A moment (default: now) as the databases store it: UTC, to the second."""
+    return time.strftime(
+        TIMESTAMP_FORMAT, time.gmtime(time.time() if epoch_seconds is None else epoch_seconds)
+    )
+
+
+def epoch_seconds(stored: str) -> float:
+    """A stored :func:`timestamp` back to seconds since the epoch."""
+    return float(calendar.timegm(time.strptime(stored, TIMESTAMP_FORMAT)))
 
 
 def make_private(path: Path) -> None:

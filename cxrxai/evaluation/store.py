@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from sqlite_utils.migrations import Migrations
 from cxrxai.csvout import write_csv
 from cxrxai.errors import CxrxaiError
 from cxrxai.metrics.registry import METRICS
-from cxrxai.sqlitedb import check_version, repair_schema, write_transaction
+from cxrxai.sqlitedb import check_version, repair_schema, timestamp, write_transaction
 
 LOCALISATION = "localisation"
 FAITHFULNESS = "faithfulness"
@@ -205,7 +204,7 @@ def record_run(
     """One row in ``runs``: what an evaluation was started on, and when."""
     db[RUNS].insert(
         {
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "started": timestamp(),  # UTC, as the study database stores moments
             "checkpoint": str(checkpoint),
             "checkpoint_sha256": checkpoint_sha256,
             "data": str(data),

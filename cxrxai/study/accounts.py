@@ -4,7 +4,6 @@ limits) and the raters (sign-in with a profile, resuming by personal link).
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import hmac
 import json
@@ -16,8 +15,14 @@ from dataclasses import dataclass
 import sqlite_utils
 from confusable_homoglyphs import confusables as homoglyphs
 
-from cxrxai.sqlitedb import write_transaction
-from cxrxai.study.common import StudyError, audit, study_by_code, token_hash, utc_now
+from cxrxai.sqlitedb import epoch_seconds, timestamp, write_transaction
+from cxrxai.study.common import (
+    StudyError,
+    audit,
+    study_by_code,
+    token_hash,
+    utc_now,
+)
 from cxrxai.study.names import clean_name, name_key
 from cxrxai.study.protocol import rater_plan
 
@@ -124,7 +129,7 @@ def throttle(db: sqlite_utils.Database, session: str, action: str) -> None:
     """Refuse an attempt while this session has failed SIGN_IN_LIMIT times in the last
     minute, or every session together SIGN_IN_LIMIT_ALL times (a guesser opening new
     sessions); says how long to wait."""
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() - 60))
+    since = timestamp(time.time() - 60)
     recent = [
         (row["at"], json.loads(row["detail"]).get("session"))
         for row in db["audit"].rows_where("action = ? and at >= ?", [action, since])
@@ -132,7 +137,7 @@ def throttle(db: sqlite_utils.Database, session: str, action: str) -> None:
     mine = [at for at, who in recent if who == session]
     if len(mine) >= SIGN_IN_LIMIT or len(recent) >= SIGN_IN_LIMIT_ALL:
         oldest = min(mine if len(mine) >= SIGN_IN_LIMIT else [at for at, _ in recent])
-        wait = 60 - (time.time() - calendar.timegm(time.strptime(oldest, "%Y-%m-%d %H:%M:%S")))
+        wait = 60 - (time.time() - epoch_seconds(oldest))
         raise StudyError(f"Too many failed attempts; wait {max(1, round(wait))} s and try again.")
 
 

@@ -4,7 +4,6 @@ crossover's second session opens, and each rater's progress.
 
 from __future__ import annotations
 
-import calendar
 import json
 import time
 from dataclasses import dataclass
@@ -12,8 +11,9 @@ from typing import Any
 
 import sqlite_utils
 
+from cxrxai.sqlitedb import epoch_seconds, timestamp
 from cxrxai.study.accounts import Rater, resume
-from cxrxai.study.common import StudyError, timestamp
+from cxrxai.study.common import StudyError
 from cxrxai.study.protocol import shown_labels
 
 
@@ -110,7 +110,7 @@ def session_opens(db: sqlite_utils.Database, rater: Rater, assignment: Assignmen
     ).fetchone()
     if not row or not row[0]:
         return None
-    last = calendar.timegm(time.strptime(row[0], "%Y-%m-%d %H:%M:%S"))  # stored as UTC
+    last = epoch_seconds(row[0])  # stored as UTC
     opens = last + 86400 * int(study.get("washout_days") or 0)
     return None if time.time() >= opens else timestamp(opens)
 

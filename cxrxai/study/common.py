@@ -13,6 +13,7 @@ from typing import Any
 import sqlite_utils
 
 from cxrxai.errors import CxrxaiError
+from cxrxai.sqlitedb import timestamp
 
 MAX_COMMENT_CHARS = 5000
 
@@ -26,11 +27,6 @@ class StudyError(CxrxaiError):
 
 def utc_now() -> str:
     return timestamp(time.time())
-
-
-def timestamp(epoch_seconds: float) -> str:
-    """A moment as the study database stores it (UTC, seconds)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch_seconds))
 
 
 def audit(db: sqlite_utils.Database, actor: str, action: str, **detail: Any) -> None:
