@@ -6,6 +6,7 @@ leaves nothing computing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -17,10 +18,9 @@ def start_job(arguments: list[str], log: Path) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "cxrxai", *arguments, "--parent-pid", str(os.getpid())]
     with log.open("ab") as handle:
-        return subprocess.Popen(
-            command,
-            stdout=handle,
-            stderr=handle,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=lambda: os.nice(10),
-        )
+        job = subprocess.Popen(command, stdout=handle, stderr=handle, stdin=subprocess.DEVNULL)
+    # lowered from here, not by preexec_fn: Streamlit serves sessions from threads, and
+    # running Python between fork and exec in a threaded process can deadlock the child
+    with contextlib.suppress(OSError):  # already ended, or not permitted: keep it running
+        os.setpriority(os.PRIO_PROCESS, job.pid, min(os.getpriority(os.PRIO_PROCESS, 0) + 10, 19))
+    return job
