@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -493,7 +494,12 @@ def test_multilabel_model_shows_labels_above_their_thresholds(
     else:
         assert shown == "no finding above its operating threshold"
     (chart,) = [c for c in app.get("plotly_chart") if "operating threshold" in str(c.proto.spec)]
-    assert chart is not None
+    spec = json.loads(chart.proto.spec)
+    # one bar per label, and each label's own threshold marked on its bar
+    (bars,) = [trace for trace in spec["data"] if trace.get("type") == "bar"]
+    (ticks,) = [trace for trace in spec["data"] if trace.get("name") == "operating threshold"]
+    assert sorted(bars["y"]) == ["a", "b", "c"] and ticks["y"] == bars["y"]
+    assert dict(zip(ticks["y"], ticks["x"], strict=True)) == thresholds
 
 
 def test_the_address_holds_the_case_and_opens_it_again(monkeypatch, covid_root):

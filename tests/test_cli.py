@@ -36,9 +36,14 @@ def test_bad_checkpoint_is_one_clear_line(tmp_path, capsys):
     assert "Checkpoint" in capsys.readouterr().err
 
 
-def test_bad_dataset_is_one_clear_line(tmp_path, capsys):
-    code = main(["evaluate-model", "--checkpoint", str(tmp_path), "--dataset", "mnist"])
+def test_bad_dataset_is_one_clear_line(capsys):
+    """With a checkpoint that loads, so the error is the dataset's."""
+    from cxrxai.settings import DEMO_CHECKPOINT
+
+    code = main(["evaluate-model", "--checkpoint", str(DEMO_CHECKPOINT), "--dataset", "mnist"])
     assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Unknown dataset 'mnist'") and len(err.splitlines()) == 1
 
 
 def test_precompute_demo_fills_the_cache_once(monkeypatch, tmp_path, capsys):

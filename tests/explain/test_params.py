@@ -172,7 +172,11 @@ def test_sanity_check_uses_the_settings(checkpoint):
     rows = cascading_randomisation(
         bundle, image, ["gradcam"], 1, max_groups=1, params={"gradcam": {"layer": "layer3"}}
     )
-    assert len(rows) == 1
+    default = cascading_randomisation(bundle, image, ["gradcam"], 1, max_groups=1)
+    assert len(rows) == len(default) == 1
+    # the same randomisation compared at another layer: other maps, another similarity
+    assert rows[0].randomised_through == default[0].randomised_through
+    assert (rows[0].spearman, rows[0].ssim) != (default[0].spearman, default[0].ssim)
     with pytest.raises(CxrxaiError, match="Layer 'fc' has no"):  # the setting reached it
         cascading_randomisation(
             bundle, image, ["gradcam"], 1, max_groups=1, params={"gradcam": {"layer": "fc"}}
