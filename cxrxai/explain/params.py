@@ -15,8 +15,6 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.explain.base import OLD_NAMES, Setting
 from cxrxai.explain.registry import METHODS, check_method
 
-Parameter = Setting  # the name the pages and the CLI know them by
-
 
 def parameters(method: str) -> list[Setting]:
     """The settings of a registered method, in declaration order."""

@@ -73,10 +73,6 @@ class Metric:
         return "higher is better" if self.higher_is_better else "lower is better"
 
 
-# kept as the UI and reports name it
-MetricInfo = Metric
-
-
 def _share(maps: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     """Share of each map's positive relevance where ``where`` is true (NaN without any).
 
