@@ -290,7 +290,7 @@ if mrmc["n_reads"]:  # the study asked for confidences
         st.dataframe(mrmc["left_out"], hide_index=True)  # reader names shown as text
 plausibility = analysis.informative_plausibility(rows)
 if any(entry["n wrong"] and entry["n right"] for entry in plausibility):
-    st.subheader("Trust when the model is right vs wrong (G4)")
+    st.subheader("Trust when the model is right vs wrong (informative plausibility)")
     st.caption(
         "Per method: mean ratings on the model's right and wrong decisions, and the AUC of "
         "each rating for telling them apart (0.5: it does not)."

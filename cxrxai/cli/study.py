@@ -185,7 +185,8 @@ def cmd_study(args: argparse.Namespace) -> int:
             print(f"  left out: {entry['reader']} ({entry['read']})")
     for entry in analysis.informative_plausibility(rows):
         print(
-            f"G4 {entry['method']}: trust when the model is right {entry['trust right']:.2f} "
+            f"Informative plausibility, {entry['method']}: trust when the model is right "
+            f"{entry['trust right']:.2f} "
             f"(n={entry['n right']}) vs wrong {entry['trust wrong']:.2f} "
             f"(n={entry['n wrong']}), AUC {entry['trust AUC']:.3f}"
         )
