@@ -23,7 +23,7 @@ from cxrxai.study.common import (
     token_hash,
     utc_now,
 )
-from cxrxai.study.names import clean_name, name_key
+from cxrxai.study.names import clean_name, look_alike_key, name_key
 from cxrxai.study.protocol import rater_plan
 
 PBKDF2_ITERATIONS = 200_000
@@ -210,8 +210,9 @@ def join(
 
     A name already taken in the study is refused (nobody can rate as someone else),
     compared by :func:`name_key`; a name mixing alphabets with look-alike letters
-    ("Аlice" with a Cyrillic А) is refused: the owner resumes with :func:`resume`
-    and their token.
+    ("Аlice" with a Cyrillic А) is refused, and so is one written wholly in another
+    alphabet that looks like a rater's name already there ("ВОВ" next to "BOB",
+    :func:`look_alike_key`): the owner resumes with :func:`resume` and their token.
     """
     name = clean_name(name)
     if not name or len(name) > MAX_NAME_CHARS:
@@ -223,6 +224,13 @@ def join(
             "Cyrillic 'А' among Latin letters); type it in one alphabet."
         )
     study = study_by_code(db, code)
+    looks = look_alike_key(name)
+    for (other,) in db.execute("select name from raters where study_id = ?", [study["id"]]):
+        if name_key(other) != name_key(name) and look_alike_key(other) == looks:
+            raise StudyError(
+                "A rater whose name looks the same (in another alphabet) is already in this "
+                "study; add an initial so that the two can be told apart."
+            )
     token = secrets.token_urlsafe(16)
     try:
         with write_transaction(db):

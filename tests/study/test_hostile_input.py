@@ -52,6 +52,20 @@ def test_a_name_mixing_look_alike_alphabets_is_refused(db, code, name):
     assert db["raters"].count == 0
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("BOB", "\u0412\u041e\u0412"), ("\u0412\u041e\u0412", "bob"), ("TOM", "\u03a4\u039f\u039c")],
+    ids=["Cyrillic after Latin", "Latin after Cyrillic", "Greek after Latin"],
+)
+def test_a_name_in_another_alphabet_that_looks_the_same_is_refused(db, code, first, second):
+    """ "ВОВ" wholly in Cyrillic is not a mixed name, but next to "BOB" nobody reading the
+    progress table or an export could tell the two raters apart."""
+    service.join(db, code, first)
+    with pytest.raises(StudyError, match="looks the same"):
+        service.join(db, code, second)
+    assert db["raters"].count == 1
+
+
 def test_names_in_one_alphabet_are_welcome(db, code):
     for name in ("Анна Петрова", "Zoë O'Neill", "李小龍", "Alice"):
         service.join(db, code, name)
