@@ -539,4 +539,7 @@ def _compared_methods(path: str, versions: tuple[int, ...], filters, metric: str
     from cxrxai.evaluation import browse
     from cxrxai.evaluation.store import open_results
 
-    return browse.compared_methods(open_results(path), filters, metric)
+    # the rows through the rows' cache: with the IoU range left open (the first view),
+    # they are the rows the page read already (3 s for a whole split), not read again
+    rows = _filtered_rows(path, versions, browse.comparison_filters(filters))
+    return browse.compared_methods(open_results(path), filters, metric, rows)

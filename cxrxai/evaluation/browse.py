@@ -104,14 +104,24 @@ def filtered_rows(db: sqlite_utils.Database, filters: Filters) -> list[dict[str,
     return list(db[LOCALISATION].rows_where(" and ".join(where), params, order_by="case_id"))
 
 
+def comparison_filters(filters: Filters) -> Filters:
+    """The filters a paired comparison reads its rows with: the IoU range is not applied,
+    since a pair needs each case of both methods."""
+    return dataclasses.replace(filters, iou_min=0.0, iou_max=1.0, include_missing_iou=True)
+
+
 def compared_methods(
-    db: sqlite_utils.Database, filters: Filters, metric: str = "iou"
+    db: sqlite_utils.Database,
+    filters: Filters,
+    metric: str = "iou",
+    rows: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The Cases page's paired comparison of methods (:mod:`cxrxai.evaluation.compare`)
-    over the filtered classes, methods and correctness at the region setting; the IoU
-    range is not applied, since a pair needs each case of both methods."""
-    every = dataclasses.replace(filters, iou_min=0.0, iou_max=1.0, include_missing_iou=True)
-    return comparison_table(paired_comparisons(filtered_rows(db, every), metric))
+    over the filtered classes, methods and correctness at the region setting
+    (:func:`comparison_filters`); ``rows``: those rows when the caller has read them."""
+    if rows is None:
+        rows = filtered_rows(db, comparison_filters(filters))
+    return comparison_table(paired_comparisons(rows, metric))
 
 
 @dataclass

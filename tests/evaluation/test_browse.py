@@ -90,6 +90,10 @@ def test_compared_methods_pairs_every_case_whatever_the_iou_range(db):
     assert row["mean difference (iou)"] == pytest.approx(-0.2)
     only_lime = browse.Filters(methods=("lime",))
     assert browse.compared_methods(db, only_lime) == []  # one method: nothing to compare
+    # rows read once with the comparison's filters give the same table (the page's cache)
+    read = browse.filtered_rows(db, browse.comparison_filters(narrow))
+    assert browse.compared_methods(db, narrow, rows=read) == [row]
+    assert browse.comparison_filters(narrow) == browse.Filters()
 
 
 def test_a_sample_of_rows_is_reproducible_and_keeps_their_order():

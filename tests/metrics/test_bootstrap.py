@@ -30,3 +30,13 @@ def test_interval_width_matches_the_standard_error():
     se = values.std(ddof=1) / np.sqrt(values.size)
     assert est.high - est.low == pytest.approx(2 * 1.96 * se, rel=0.15)
     assert est.low < 10.0 < est.high
+
+
+def test_blocks_of_resamples_give_the_one_draw_interval_exactly():
+    """Resamples are drawn in blocks (no gigabyte of indices for a whole split); the
+    interval is the one a single (resamples x n) draw of the same seed gives, bit for bit."""
+    values = np.random.default_rng(5).random(10_000)  # 3 blocks of 419 resamples
+    estimate = bootstrap_mean(values, seed=7)
+    rng = np.random.default_rng(7)
+    means = values[rng.integers(0, values.size, size=(1000, values.size))].mean(axis=1)
+    assert (estimate.low, estimate.high) == tuple(np.quantile(means, [0.025, 0.975]))
