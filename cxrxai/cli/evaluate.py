@@ -226,6 +226,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     if args.csv:
         print(f"{export_csv(db, LOCALISATION, args.csv)} rows written to {args.csv}")
+    from cxrxai.evaluation.summaries import refresh
+
+    refresh(db)  # what the Cases page shows first, computed once here
     return 0
 
 
@@ -271,7 +274,11 @@ def cmd_merge_results(args: argparse.Namespace) -> int:
     missing = [str(path) for path in args.shards if not path.is_file()]
     if missing:
         raise CxrxaiError(f"Results database(s) not found: {', '.join(missing)}.")
-    added = merge_results(open_results(args.out), args.shards)
+    from cxrxai.evaluation.summaries import refresh
+
+    db = open_results(args.out)
+    added = merge_results(db, args.shards)
+    refresh(db)  # what the Cases page shows first, for the joined rows
     print(
         f"{added['localisation']} localisation, {added['faithfulness']} faithfulness and "
         f"{added['runs']} run row(s) added to {args.out} from {len(args.shards)} database(s)"

@@ -23,6 +23,8 @@ from cxrxai.sqlitedb import check_version, repair_schema, timestamp, write_trans
 LOCALISATION = "localisation"
 FAITHFULNESS = "faithfulness"
 RUNS = "runs"
+SUMMARIES = "summaries"
+META = "meta"
 UNIT_KEY = ("checkpoint_sha256", "case_id", "method", "target")
 LOCALISATION_KEY = (*UNIT_KEY, "mode", "value")
 
@@ -108,6 +110,31 @@ def _lungs_source(db: sqlite_utils.Database) -> None:
     db[LOCALISATION].add_column("lungs", str)
 
 
+@migrations(name="m004_summaries")
+def _summaries(db: sqlite_utils.Database) -> None:
+    """Summaries computed once per state of the rows (:mod:`cxrxai.evaluation.summaries`),
+    the count of writes that tells that state, and the index the Cases page reads a
+    region setting's rows in case order with."""
+    db[SUMMARIES].create({"key": str, "version": str, "value": str}, pk="key", if_not_exists=True)
+    db[META].create({"key": str, "value": int}, pk="key", if_not_exists=True)
+    db[LOCALISATION].create_index(["mode", "value", "case_id"], if_not_exists=True)
+
+
+def count_write(db: sqlite_utils.Database) -> None:
+    """One more write of rows (inside the writer's transaction): stored summaries of the
+    rows before it no longer hold."""
+    db.execute(
+        f"insert into {META} (key, value) values ('writes', 1) "
+        "on conflict(key) do update set value = value + 1"
+    )
+
+
+def writes(db: sqlite_utils.Database) -> int:
+    """How many times rows were written through this module (0 for a new database)."""
+    row = db.execute(f"select value from {META} where key = 'writes'").fetchone()
+    return int(row[0]) if row and isinstance(row[0], int) else 0
+
+
 def ensure_metric_columns(db: sqlite_utils.Database) -> None:
     """A column for every metric of the registry: a metric added after a database was
     made gets its column (NULL in older rows) instead of failing every write with
@@ -181,6 +208,7 @@ def write_unit(
             )
         if faithfulness:
             db[FAITHFULNESS].upsert_all([row | version for row in faithfulness], pk=UNIT_KEY)
+        count_write(db)
 
 
 def export_csv(db: sqlite_utils.Database, table: str, path: Path) -> int:
@@ -238,6 +266,7 @@ def merge_results(db: sqlite_utils.Database, shards: list[Path]) -> dict[str, in
             with write_transaction(db):
                 for table in added:
                     added[table] += _copy_table(db, table)
+                count_write(db)
         finally:
             db.execute("DETACH DATABASE shard")
     return added
