@@ -238,6 +238,14 @@ class ModelCard:
             i for i, label in enumerate(self.labels) if probabilities[i] >= self.threshold(label)
         ]
 
+    def explained_by_default(self, probabilities: Sequence[float]) -> int:
+        """The output a view explains unless told otherwise: the most probable label the
+        model calls positive, else (multi-label, none above its threshold) the most probable
+        label. Not always the arg-max: with per-label thresholds a label below its own can
+        be more probable than one above. The one rule of Review, the demo and studies."""
+        chosen = self.positives(probabilities) or range(len(self.labels))
+        return max(chosen, key=lambda i: probabilities[i])
+
     def diagnosis(self, probabilities: Sequence[float], with_p: bool = False) -> str:
         """What the model says, for people: the class, or the labels above their operating
         thresholds (most probable first), or that none is; ``with_p`` adds each one's p."""

@@ -87,7 +87,7 @@ def precompute_demo(
     before = sum(1 for _ in cache.directory.rglob("*.npz")) if cache.directory.exists() else 0
     for case in progress(scorable(demo_cases(root), bundle.labels)):
         pixels = case.load_image().pixels
-        target = int(bundle.predict_proba(pixels)[0].argmax())
+        target = bundle.card.explained_by_default(bundle.predict_proba(pixels)[0])
         for method in methods:
             if not keep_going():
                 return sum(1 for _ in cache.directory.rglob("*.npz")) - before

@@ -249,7 +249,7 @@ def background_status(bundle: ModelBundle, cases: list[Case]) -> str:
     for case in cases:
         pixels = get_image(str(case.image_path)).pixels
         probabilities = get_probabilities(bundle, bundle.weights_sha256, pixels)
-        target = max(range(len(probabilities)), key=probabilities.__getitem__)
+        target = bundle.card.explained_by_default(probabilities)
         sha = image_hash(pixels)
         if all(cache.has(get_explainer(m), bundle, sha, target) for m in BACKGROUND_METHODS):
             ready += 1

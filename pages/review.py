@@ -200,9 +200,7 @@ if lung_outline is not None and lung_outline.predicted:
     annotations = [a for a in annotations if not (a.role == "anatomy" and a.label == "lungs")]
     annotations.append(lung_outline)
 probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
-positives = bundle.card.positives(probabilities)
-# default: the most probable label the model calls positive (multi-label: may be none)
-predicted = max(positives or range(len(probabilities)), key=lambda i: probabilities[i])
+predicted = bundle.card.explained_by_default(probabilities)
 request = st.session_state.get("review_request") or {}  # a case opened from the Cases page
 requested = request.get("target") if request.get("case_id") == case_id and upload is None else None
 target_label = st.sidebar.selectbox(

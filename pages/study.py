@@ -115,9 +115,7 @@ bundle = require_bundle()
 image = get_image(str(case.image_path))
 probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
 diagnosis = bundle.card.diagnosis(probabilities, with_p=True)
-explained, why = service.explained_label(
-    study, task.target, bundle.labels, bundle.card.positives(probabilities), probabilities
-)
+explained, why = service.explained_label(study, task.target, bundle.card, probabilities)
 target = bundle.labels.index(explained) if explained in bundle.labels else 0
 if service.needs_image_read(db, task):  # staged reveal: the image alone, nothing of the model
     st.image(image.pixels, clamp=True, caption="The case", width=640)

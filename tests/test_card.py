@@ -140,3 +140,20 @@ def test_each_task_requires_its_own_fields(tmp_path):
         ModelCard.from_dict(
             _segmentation_dict(segmentation={"encoder": "x", "decoder_channels": [0]})
         )
+
+
+def test_the_label_explained_by_default_is_the_most_probable_positive():
+    """Review, the demo and studies explain this label: with per-label thresholds the
+    arg-max (Non-COVID, below its threshold) is not it."""
+    card = ModelCard(
+        "resnet18", ["COVID-19", "Non-COVID", "Normal"], "multilabel", (224, 224), 1,
+        {"mean": [0.5], "std": [0.5]}, thresholds={"COVID-19": 0.1, "Non-COVID": 0.6},
+    )  # fmt: skip
+    # positives: COVID-19 only (Normal's default threshold is 0.5)
+    assert card.positives([0.2, 0.5, 0.3]) == [0]
+    assert card.explained_by_default([0.2, 0.5, 0.3]) == 0
+    assert card.explained_by_default([0.05, 0.5, 0.3]) == 1  # none positive: the most probable
+    multiclass = ModelCard(
+        "resnet18", ["a", "b"], "multiclass", (224, 224), 1, {"mean": [0.5], "std": [0.5]}
+    )
+    assert multiclass.explained_by_default([0.3, 0.7]) == 1

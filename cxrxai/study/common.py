@@ -8,10 +8,12 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import sqlite_utils
 
+from cxrxai.card import ModelCard
 from cxrxai.errors import CxrxaiError
 from cxrxai.sqlitedb import timestamp
 
@@ -76,17 +78,11 @@ def study_by_code(db: sqlite_utils.Database, code: str) -> dict[str, Any]:
 
 
 def explained_label(
-    study: dict[str, Any],
-    reference: str,
-    labels: list[str],
-    positives: list[int],
-    probabilities: Any,
+    study: dict[str, Any], reference: str, card: ModelCard, probabilities: Sequence[float]
 ) -> tuple[str, str]:
-    """The label a case's panels explain, and why: the model's prediction (the most
-    probable label it calls positive, else its most probable label) for studies that
+    """The label a case's panels explain, and why: the model's prediction
+    (:meth:`ModelCard.explained_by_default`, the rule of the Review page) for studies that
     explain predictions, else the case's reference label."""
     if study.get("explain", "reference") == "prediction":
-        chosen = positives or range(len(labels))
-        best = max(chosen, key=lambda i: probabilities[i])
-        return labels[best], "the model's prediction"
+        return card.labels[card.explained_by_default(probabilities)], "the model's prediction"
     return reference, "the case's reference label"

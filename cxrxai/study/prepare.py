@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import sqlite_utils
 
 from cxrxai.datasets.registry import find_case
@@ -83,13 +82,7 @@ def prepare_study(
             )
         pixels = case.load_image().pixels
         probabilities = bundle.predict_proba(pixels)[0]
-        label, _ = explained_label(
-            study,
-            case_row["target"],
-            bundle.labels,
-            bundle.card.positives(probabilities),
-            np.asarray(probabilities),
-        )
+        label, _ = explained_label(study, case_row["target"], bundle.card, probabilities)
         target = bundle.labels.index(label) if label in bundle.labels else 0
         for method in missing:
             if not keep_going():

@@ -526,16 +526,25 @@ def test_crossover_with_washout_pairs_each_case_without_and_with(db, monkeypatch
 
 
 def test_the_label_the_panels_explain():
+    """One rule with the Review page (ModelCard.explained_by_default): the most probable
+    label the model calls positive - not the arg-max when per-label thresholds differ -,
+    else the most probable."""
+    from cxrxai.card import ModelCard
+
     labels, probabilities = ["COVID-19", "Non-COVID", "Normal"], [0.2, 0.5, 0.3]
+    card = ModelCard("resnet18", labels, "multilabel", (224, 224), 1, {"mean": [0.5], "std": [0.5]},
+                     thresholds={"COVID-19": 0.1, "Non-COVID": 0.6, "Normal": 0.25})  # fmt: skip
     prediction, reference = {"explain": "prediction"}, {"explain": "reference"}
-    assert service.explained_label(prediction, "Normal", labels, [1], probabilities) == (
-        "Non-COVID",
+    # Non-COVID is the most probable but below its threshold; Normal is the most probable
+    # of the positives (COVID-19 and Normal)
+    assert service.explained_label(prediction, "Normal", card, probabilities) == (
+        "Normal",
         "the model's prediction",
     )
-    assert service.explained_label(reference, "Normal", labels, [1], probabilities)[0] == "Normal"
-    assert service.explained_label(prediction, "Normal", labels, [], probabilities)[0] == (
-        "Non-COVID"  # nothing above its threshold (multi-label): the most probable
-    )
+    assert service.explained_label(reference, "COVID-19", card, probabilities)[0] == "COVID-19"
+    none_positive = [0.05, 0.5, 0.2]
+    assert card.positives(none_positive) == []
+    assert service.explained_label(prediction, "Normal", card, none_positive)[0] == "Non-COVID"
 
 
 def test_summary_table_is_rounded():
