@@ -9,12 +9,10 @@ import streamlit as st
 
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.drawing import boxes_from_selection, drawing_figure
-from cxrxai.explain.params import parse_variant
 from cxrxai.render import colour_legend, draw_annotations, overlay, plain
 from cxrxai.study import service
 from cxrxai.study.marks import box_tuples, score_marks
-from cxrxai.study.prepare import is_open
-from cxrxai.study.sham import sham_target, split_sham
+from cxrxai.study.prepare import is_open, panel_map
 from pages.common import (
     case_from_ref,
     explain_cached,
@@ -116,7 +114,6 @@ image = get_image(str(case.image_path))
 probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
 diagnosis = bundle.card.diagnosis(probabilities, with_p=True)
 explained, why = service.explained_label(study, task.target, bundle.card, probabilities)
-target = bundle.labels.index(explained) if explained in bundle.labels else 0
 if service.needs_image_read(db, task):  # staged reveal: the image alone, nothing of the model
     st.image(image.pixels, clamp=True, caption="The case", width=640)
     alone_shown = st.session_state.setdefault(f"alone-shown-{task.id}", time.time())
@@ -197,10 +194,10 @@ with st.form(f"rate-{task.id}"):
     for column, method, label in zip(columns, task.methods, task.shown_as, strict=True):
         with column:
             try:
-                base, is_sham = split_sham(method)  # a sham: the map of another class
-                name, params = parse_variant(base)  # gradcam(layer=blocks.6): its settings
-                index = sham_target(bundle.labels, probabilities, explained) if is_sham else target
-                heatmap = explain_cached(bundle, image.pixels, name, index, params)
+                shown = panel_map(method, bundle.labels, probabilities, explained)
+                heatmap = explain_cached(
+                    bundle, image.pixels, shown.method, shown.target, shown.params
+                )
             except CxrxaiError as exc:  # e.g. a layer the loaded model lacks
                 st.error(plain(f"Panel {label} cannot be shown: {exc} Tell the study admin."))
                 st.stop()

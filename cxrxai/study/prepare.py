@@ -11,8 +11,10 @@ study to raters when every map is ready, and Study admin shows the progress.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -25,6 +27,28 @@ from cxrxai.runner import ModelBundle
 from cxrxai.sqlitedb import write_transaction
 from cxrxai.study.service import explained_label
 from cxrxai.study.sham import sham_target, split_sham
+
+
+@dataclass(frozen=True)
+class PanelMap:
+    """The map a study panel shows: which explainer with which settings, for which output."""
+
+    method: str  # the explainer's name
+    params: dict[str, Any]
+    target: int  # the output explained: the case's explained label, or a sham's other class
+
+
+def panel_map(
+    method: str, labels: list[str], probabilities: Sequence[float], explained: str
+) -> PanelMap:
+    """What the panel of ``method`` (a name, a variant ``gradcam(layer=blocks.6)`` or a sham
+    ``sham:gradcam``) shows for a case whose panels explain ``explained``: the one rule of
+    the Study page and of this preparation, so that the page finds the prepared map."""
+    base, is_sham = split_sham(method)  # a sham: the map of another class
+    name, params = parse_variant(base)
+    if is_sham:
+        return PanelMap(name, params, sham_target(labels, probabilities, explained))
+    return PanelMap(name, params, labels.index(explained) if explained in labels else 0)
 
 
 def map_count(db: sqlite_utils.Database, study_id: int) -> tuple[int, int]:
@@ -83,15 +107,14 @@ def prepare_study(
         pixels = case.load_image().pixels
         probabilities = bundle.predict_proba(pixels)[0]
         label, _ = explained_label(study, case_row["target"], bundle.card, probabilities)
-        target = bundle.labels.index(label) if label in bundle.labels else 0
         for method in missing:
             if not keep_going():
                 return recorded
-            base, is_sham = split_sham(method)
-            name, params = parse_variant(base)
-            index = sham_target(bundle.labels, probabilities, label) if is_sham else target
+            shown = panel_map(method, bundle.labels, probabilities, label)
+            index = shown.target
             started = time.perf_counter()
-            (heatmap,) = cache.explain(get_explainer(name, **params), bundle, pixels, index)
+            explainer = get_explainer(shown.method, **shown.params)
+            (heatmap,) = cache.explain(explainer, bundle, pixels, index)
             with write_transaction(db):
                 db["study_maps"].insert(
                     {

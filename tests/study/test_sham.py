@@ -61,3 +61,16 @@ def test_no_sham_no_comparison():
     rows = [{"method": "gradcam", "trust": 4}, {"method": "lrp", "trust": 3}]
     assert sham_comparison(rows) == []
     assert json.dumps(sham_comparison(rows)) == "[]"
+
+
+def test_a_panel_shows_the_same_map_on_the_page_and_in_the_preparation():
+    """panel_map is the one rule: a real panel explains the case's explained label, a
+    variant keeps its settings, a sham explains another class."""
+    from cxrxai.study.prepare import panel_map
+
+    labels, probabilities = ["COVID-19", "Non-COVID", "Normal"], [0.7, 0.2, 0.1]
+    real = panel_map("gradcam(layer=blocks.6)", labels, probabilities, "COVID-19")
+    assert (real.method, real.params, real.target) == ("gradcam", {"layer": "blocks.6"}, 0)
+    sham = panel_map("sham:gradcam", labels, probabilities, "COVID-19")
+    assert sham.method == "gradcam" and sham.target != 0
+    assert panel_map("lrp", labels, probabilities, "not a label").target == 0
