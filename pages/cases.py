@@ -15,14 +15,9 @@ from cxrxai.evaluation.store import STALE_NOTE
 from cxrxai.metrics.registry import METRICS
 from cxrxai.render import plain
 from cxrxai.settings import RESULTS_ENV_VAR, data_root, results_path
-from pages.common import (
-    compared_methods,
-    filtered_rows,
-    iou_curves,
-    open_in_review,
-    results_overview,
-    through_the_router,
-)
+from dashboard.cases import compared_methods, filtered_rows, iou_curves, results_overview
+from dashboard.router import through_the_router
+from dashboard.shared import open_in_review
 
 through_the_router()
 

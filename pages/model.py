@@ -9,7 +9,9 @@ from cxrxai.checkpoint import available_checkpoints, load_checkpoint
 from cxrxai.errors import CxrxaiError
 from cxrxai.render import plain
 from cxrxai.settings import MODELS_ENV_VAR, model_folders
-from pages.common import cam_layers, checkpoint_path, require_bundle, through_the_router
+from dashboard.review import cam_layers
+from dashboard.router import through_the_router
+from dashboard.shared import checkpoint_path, require_bundle
 
 through_the_router()
 

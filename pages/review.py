@@ -35,19 +35,21 @@ from cxrxai.render import (
     png_bytes,
 )
 from cxrxai.settings import DATA_ENV_VAR, data_root
-from pages.common import (
-    apply_address,
+from dashboard.review import (
     background_status,
-    explain_cached,
-    get_demo_cases,
-    get_image,
-    get_probabilities,
     get_uploaded_image,
     lung_fields,
     method_settings,
     ood_warning,
+)
+from dashboard.router import through_the_router
+from dashboard.shared import (
+    apply_address,
+    explain_cached,
+    get_demo_cases,
+    get_image,
+    get_probabilities,
     require_bundle,
-    through_the_router,
     write_address,
 )
 

@@ -13,16 +13,16 @@ from cxrxai.render import colour_legend, draw_annotations, overlay, plain
 from cxrxai.study import service
 from cxrxai.study.marks import box_tuples, score_marks
 from cxrxai.study.prepare import is_open, panel_map
-from pages.common import (
-    case_from_ref,
+from dashboard.router import through_the_router
+from dashboard.shared import (
     explain_cached,
     get_image,
     get_probabilities,
     require_bundle,
     study_db,
     study_preparation,
-    through_the_router,
 )
+from dashboard.study import case_from_ref
 
 through_the_router()
 

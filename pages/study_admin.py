@@ -18,18 +18,9 @@ from cxrxai.study import analysis, service
 from cxrxai.study.mrmc import IMRMC_FILE, describe, imrmc_text
 from cxrxai.study.selection import largest_pick
 from cxrxai.study.sham import sham_comparison
-from pages.common import (
-    case_predictions,
-    evaluated_variants,
-    evaluation_picks,
-    get_demo_cases,
-    require_bundle,
-    server_url,
-    study_db,
-    study_mrmc,
-    study_preparation,
-    through_the_router,
-)
+from dashboard.router import through_the_router
+from dashboard.shared import get_demo_cases, require_bundle, server_url, study_db, study_preparation
+from dashboard.study import case_predictions, evaluated_variants, evaluation_picks, study_mrmc
 
 through_the_router()
 

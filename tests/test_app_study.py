@@ -100,7 +100,7 @@ def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path, c
     code = study["code"]
     # the invitation is built from the server in use (it said :8501 on any port) ...
     monkeypatch.setattr(
-        "pages.common.st.get_option", lambda name: 8600 if name == "server.port" else None
+        "dashboard.shared.st.get_option", lambda name: 8600 if name == "server.port" else None
     )
     app.run()
     assert app.code[0].value == f"http://localhost:8600/study?code={code}"

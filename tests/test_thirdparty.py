@@ -1,5 +1,5 @@
 """The private pieces of other libraries the project relies on (cxrxai/thirdparty/ and
-pages/streamlit_router.py) still exist and behave as assumed in the installed versions.
+dashboard/router.py) still exist and behave as assumed in the installed versions.
 A failure names the library, its version and the adapter module to fix."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_torch_tensor_versions_count_in_place_changes():
 def test_streamlit_pages_manager_flag():
     from streamlit.runtime.pages_manager import PagesManager
 
-    adapter = "pages/streamlit_router.py"
+    adapter = "dashboard/router.py"
     assert hasattr(PagesManager, "uses_pages_directory"), _fail(
         "streamlit", adapter, "PagesManager.uses_pages_directory"
     )

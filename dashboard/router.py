@@ -13,8 +13,8 @@ def through_the_router() -> None:
     Until some session has run ``st.navigation``, Streamlit serves a ``pages/`` folder in
     its legacy mode: the first visitor after a start who opens a page's own address (a
     rater's study link) got that page without app.py - a menu listing every file of
-    ``pages/`` (``common`` and ``app`` included), the default layout - and so did every
-    later visitor until someone opened the home page. Leaving that mode for the whole
+    ``pages/``, the default layout - and so did every later visitor until someone opened
+    the home page. Leaving that mode for the whole
     server is what ``st.navigation`` itself does on its first call; the page is then
     rerun through app.py, same address and query parameters (Streamlit has no public
     switch for this: ``pages/`` is where this project's pages live).

@@ -1,0 +1,82 @@
+"""The Cases page's reads of a results database, cached per database version.
+
+Only glue lives here: every computation is a ``cxrxai`` call.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+
+def _versions(path) -> tuple[int, ...]:
+    """Modification times of a database and its WAL: part of a cache key, so a cached
+    answer is recomputed once the database changes."""
+    return tuple(
+        p.stat().st_mtime_ns for p in (path, path.with_name(path.name + "-wal")) if p.exists()
+    )
+
+
+def compared_methods(path, filters, metric: str) -> list[dict]:
+    """The Cases page's paired comparison of methods, recomputed only when the results
+    database or the choice changes, not on every widget change elsewhere on the page:
+    SciPy's Wilcoxon is an exact permutation test for small samples with ties (2.4 s for
+    the 80 pairs of the NIH results on 2 cores)."""
+    return _compared_methods(str(path), _versions(path), filters, metric)
+
+
+def filtered_rows(path, filters) -> list[dict]:
+    """The Cases page's rows, read again only when the database or the filters change (a
+    whole split at one setting: 400,000 rows take 3 s). Shared, not copied: read-only."""
+    return _filtered_rows(str(path), _versions(path), filters)
+
+
+def results_overview(path) -> tuple[int, list, list[str], list[str]]:
+    """What the Cases page's sidebar lists - rows of an older metrics definition, region
+    settings, classes, methods - from the database's summaries (four full scans, 3 s on
+    3.6 million rows, once per state of the rows)."""
+    return _results_overview(str(path), _versions(path))
+
+
+@st.cache_data(max_entries=8)
+def _results_overview(path: str, versions: tuple[int, ...]) -> tuple[int, list, list, list]:
+    from cxrxai.evaluation import summaries
+    from cxrxai.evaluation.store import open_results
+
+    return summaries.overview(open_results(path))
+
+
+def iou_curves(path) -> dict:
+    """IoU versus p with bootstrap CIs, read from the database's summaries (computed there
+    once per state of the rows: 16 s for a 200,000-case x 2-method evaluation)."""
+    return _iou_curves(str(path), _versions(path))
+
+
+@st.cache_data(show_spinner="Bootstrapping IoU versus p…", max_entries=8)
+def _iou_curves(path: str, versions: tuple[int, ...]) -> dict:
+    from cxrxai.evaluation import summaries
+    from cxrxai.evaluation.store import open_results
+
+    return summaries.iou_curves(open_results(path))
+
+
+@st.cache_resource(show_spinner="Reading the results…", max_entries=4)
+def _filtered_rows(path: str, versions: tuple[int, ...], filters) -> list[dict]:
+    from cxrxai.evaluation import browse
+    from cxrxai.evaluation.store import open_results
+
+    return browse.filtered_rows(open_results(path), filters)
+
+
+@st.cache_data(show_spinner="Comparing the methods…", max_entries=32)
+def _compared_methods(path: str, versions: tuple[int, ...], filters, metric: str) -> list[dict]:
+    # ``versions`` (file modification times) is only part of the cache key
+    from cxrxai.evaluation import browse, summaries
+    from cxrxai.evaluation.store import open_results
+
+    # the rows through the rows' cache: with the IoU range left open (the first view),
+    # they are the rows the page read already (3 s for a whole split), not read again
+    rows = _filtered_rows(path, versions, browse.comparison_filters(filters))
+    db = open_results(path)
+    if summaries.is_unfiltered(filters):  # kept in the database once computed
+        return summaries.comparison(db, filters.mode, filters.value, metric, rows)
+    return browse.compared_methods(db, filters, metric, rows)

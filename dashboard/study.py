@@ -1,0 +1,78 @@
+"""The study pages' own resources: study cases by reference, the candidates' predictions, the
+MRMC analysis, the evaluation's picks and variants.
+
+Only glue lives here: every computation is a ``cxrxai`` call.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cxrxai.cases import Case
+from cxrxai.runner import ModelBundle
+from cxrxai.settings import (
+    data_root,
+    results_path,
+)
+from dashboard.shared import get_demo_cases, get_image
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def case_from_ref(dataset: str, split: str, case_id: str) -> Case | None:
+    """A case named by a study or an evaluation row, read from the data path (once: a
+    case outside the demo set means listing its whole split)."""
+    from cxrxai.datasets.registry import find_case
+
+    demo = next((c for c in get_demo_cases(str(data_root())) if c.case_id == case_id), None)
+    return demo or find_case(dataset, split, case_id, data_root())
+
+
+@st.cache_data(show_spinner="Predicting the candidate cases…", max_entries=8)
+def case_predictions(
+    _bundle: ModelBundle, weights_sha256: str, refs: tuple
+) -> list:  # -> list[CaseRef]
+    """The candidate study cases with the model's predictions (once per model and list)."""
+    from cxrxai.study.selection import with_predictions
+
+    def pixels_of(ref):
+        case = case_from_ref(ref.dataset, ref.split, ref.case_id)
+        return get_image(str(case.image_path)).pixels
+
+    known = [r for r in refs if case_from_ref(r.dataset, r.split, r.case_id) is not None]
+    return with_predictions(_bundle, known, pixels_of)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def study_mrmc(study_id: int, last_rating_id: int, _rows: list) -> dict:
+    """The reader study's MRMC analysis (iMRMC's U-statistics), once per study and set of
+    ratings, not on every widget change of Study admin."""
+    from cxrxai.study.mrmc import reader_study
+
+    return reader_study(_rows)
+
+
+def evaluation_picks():  # -> list[cxrxai.study.service.CaseRef]
+    """The batch evaluation's qualitative picks as study cases (none without results)."""
+    from cxrxai.evaluation import browse
+    from cxrxai.evaluation.store import open_results
+    from cxrxai.study.service import CaseRef
+
+    path = results_path()
+    if not path.is_file():
+        return []
+    rows = browse.filtered_rows(open_results(path), browse.Filters())
+    picks = browse.qualitative_picks(rows)
+    unique = {p.case_id: CaseRef(p.case_id, p.dataset, p.split, p.target) for p in picks}
+    return list(unique.values())
+
+
+def evaluated_variants() -> list[str]:
+    """Method variants with settings (``gradcam(layer=blocks.6)``) in the batch evaluation,
+    offered to a study beside the plain methods."""
+    from cxrxai.evaluation import browse
+    from cxrxai.evaluation.store import open_results
+
+    path = results_path()
+    if not path.is_file():
+        return []
+    return [m for m in browse.distinct(open_results(path), "method") if "(" in m]
