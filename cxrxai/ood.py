@@ -43,8 +43,9 @@ def lung_shape(mask: np.ndarray) -> LungShape:
 
 @dataclass(frozen=True)
 class OodStats:
-    """What a chest radiograph looks like to the lung model (fitted on Train, thresholds
-    on Val); ``provenance``: how it was made and what it measured (strings)."""
+    """What a chest radiograph looks like to the lung model (fitted on three quarters of
+    Train, thresholds on the fourth; :mod:`cxrxai.training.ood_fit`); ``provenance``: how
+    it was made and what it measured (strings), Val's false-alarm rate among them."""
 
     mean: np.ndarray  # (C,)
     precision: np.ndarray  # (C, C), the inverse of the shrunk covariance

@@ -92,7 +92,38 @@ def test_few_false_alarms_on_real_radiographs(shipped, covid_root, rg1_files):
     for start in range(0, len(cases), 8):
         images = [case.load_image().pixels for case in cases[start : start + 8]]
         alarms += sum(r.flagged for r in assess(segmenter, stats, images))
-    assert alarms <= 0.02 * len(cases)  # the calibration's budget, on all of Val
+    # Val is held out of the calibration (a quarter of Train chose the thresholds): its
+    # count is the one the statistics file reports, and what docs/lungs.md tells users
+    recorded = int(stats.provenance["val_false_alarms"].split()[0])
+    assert stats.provenance["val_images"] == str(len(cases))
+    assert abs(alarms - recorded) <= 2  # float rounding of another machine may flip one
+    assert alarms <= 0.04 * len(cases)
     for name in ("RG1_UNCR", "RG1_J2KI"):  # a CR chest DICOM from another hospital
         (report,) = assess(segmenter, stats, [read_image(rg1_files[name]).pixels])
         assert not report.flagged, report.message()
+
+
+def test_the_calibration_quarter_is_fixed_disjoint_and_about_a_quarter():
+    from cxrxai.cases import Case
+    from cxrxai.training.ood_fit import calibration_split
+
+    cases = [Case(f"covid-qu-ex/Train/Normal/{i}", "x.png", ["Normal"]) for i in range(2000)]
+    fit, calibration = calibration_split(cases)
+    assert len(fit) + len(calibration) == 2000
+    assert not {c.case_id for c in fit} & {c.case_id for c in calibration}
+    assert 0.22 < len(calibration) / 2000 < 0.28
+    again = calibration_split(list(reversed(cases)))[1]
+    assert {c.case_id for c in again} == {c.case_id for c in calibration}  # not by position
+
+
+def test_false_alarms_on_held_out_images_come_with_their_interval():
+    from cxrxai.training.ood_fit import false_alarms
+
+    rng = np.random.default_rng(1)
+    fit_part, calibration = rng.normal(size=(400, 8)), rng.normal(size=(200, 8))
+    shapes = [LungShape(float(a), 2) for a in rng.uniform(0.2, 0.4, 200)]
+    stats = fit_ood(fit_part, calibration, shapes, budget=0.02)
+    held_out = rng.normal(size=(300, 8))
+    held_shapes = [LungShape(float(a), 2) for a in rng.uniform(0.2, 0.4, 300)]
+    warned, (low, high) = false_alarms(stats, held_out, held_shapes)
+    assert 0 <= warned <= 300 and low <= warned / 300 <= high and 0 <= low < high <= 1
