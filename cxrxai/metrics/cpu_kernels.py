@@ -303,9 +303,21 @@ def _ordered(bits: np.int32) -> np.int32:
     return bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
 
 
+@numba.njit(cache=True, inline="always")
+def _span(flags: np.ndarray) -> tuple[int, int]:
+    """[first, last + 1) of the non-zero entries ((len, 0) when there is none)."""
+    first, end = flags.size, 0
+    for i in range(flags.size):
+        if flags[i]:
+            first, end = min(first, i), i + 1
+    return first, end
+
+
 @numba.njit(cache=True)
 def _mask_pass(pred: np.ndarray, true: np.ndarray) -> tuple:
-    """(TP, |pred|, |truth|) and the bounding box (r0, r1, c0, c1) of both masks."""
+    """(TP, |pred|, |truth|) and the bounding box (r0, r1, c0, c1) of both masks (for the
+    distances alone; :func:`_image_pass` does the same inside its one pass over map and
+    masks, which is why the loop is written twice)."""
     height, width = pred.shape
     tp = n_pred = n_truth = 0
     r0, r1 = height, 0
@@ -324,10 +336,7 @@ def _mask_pass(pred: np.ndarray, true: np.ndarray) -> tuple:
         n_truth += row_truth
         if row_pred + row_truth > 0:
             r0, r1 = min(r0, r), r + 1
-    c0, c1 = width, 0
-    for c in range(width):
-        if columns[c]:
-            c0, c1 = min(c0, c), c + 1
+    c0, c1 = _span(columns)
     return tp, n_pred, n_truth, (r0, r1, c0, c1)
 
 
@@ -374,10 +383,7 @@ def _image_pass(
         n_truth += row_truth
         if row_pred + row_truth > 0:
             r0, r1 = min(r0, r), r + 1
-    c0, c1 = width, 0
-    for c in range(width):
-        if columns[c]:
-            c0, c1 = min(c0, c), c + 1
+    c0, c1 = _span(columns)
     extremes = np.array([_ordered(best), _ordered(worst)], np.int32).view(np.float32)
     counts = (tp, n_pred, n_truth, (r0, r1, c0, c1))
     return counts, extremes[0], extremes[1], nan != 0, positive, inside, in_lungs, inner

@@ -61,9 +61,8 @@ def observations(rows: list[dict[str, Any]]) -> list[Observation]:
 def safe_ids(names: list[str]) -> dict[str, str]:
     """Ids iMRMC reads as given: letters, digits and ``._/-`` only (it deletes whitespace
     and splits at commas), first a letter or digit (so never ``-1``, its truth reader), and
-    distinct - a name that had
-    to change, or whose cleaned form is taken, gets ``_k`` (so "Ann Lee" and "AnnLee" stay
-    two readers)."""
+    distinct - a name that had to change, or whose cleaned form is taken, gets ``_k`` (so
+    "Ann Lee" and "AnnLee" stay two readers)."""
     out: dict[str, str] = {}
     taken: set[str] = set()
     for k, name in enumerate(names, start=1):
