@@ -54,26 +54,35 @@ if not service.admin_password_set(db):
             else:
                 try:
                     service.set_admin_password_with_code(db, setup_code, first, session)
+                    # signed in already; the session keeps a token, never the password
+                    token = service.sign_in_admin(db, first, session)
                 except service.StudyError as exc:
                     st.error(plain(str(exc)))
                 else:
-                    st.session_state["admin_password"] = first  # signed in already
+                    st.session_state["admin_token"] = token
                     st.rerun()
     st.stop()
 
-if not st.session_state.get("admin_password"):
+token = st.session_state.get("admin_token")
+if token is not None:
+    try:
+        service.check_admin_token(db, token)
+    except service.StudyError as exc:  # expired, or the password was changed
+        st.session_state.pop("admin_token", None)
+        st.warning(plain(str(exc)))
+        token = None
+if token is None:
     with st.form("admin-login"):
         password = st.text_input("Admin password", type="password")
         if st.form_submit_button("Sign in"):
             try:
-                service.check_admin(db, password, session)
+                token = service.sign_in_admin(db, password, session)
             except service.StudyError as exc:
                 st.error(plain(str(exc)))
             else:
-                st.session_state["admin_password"] = password
+                st.session_state["admin_token"] = token
                 st.rerun()
     st.stop()
-password = st.session_state["admin_password"]
 
 bundle = require_bundle()
 with st.expander("Create a study", expanded=db["studies"].count == 0):
@@ -195,7 +204,7 @@ with st.expander("Create a study", expanded=db["studies"].count == 0):
             try:
                 code = service.create_study(
                     db,
-                    password,
+                    token,
                     name,
                     [by_id[c] for c in chosen],
                     methods,

@@ -89,6 +89,11 @@ def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path, c
     widget(other.text_input, "Admin password").input(PASSWORD)
     other.button[0].click().run()
     assert not other.exception and not other.error
+    # a browser session keeps a sign-in token, never the password
+    for signed_in in (app, other):
+        kept = {key: signed_in.session_state[key] for key in signed_in.session_state}
+        assert "admin_password" not in kept and PASSWORD not in repr(kept)
+        assert isinstance(kept["admin_token"], service.AdminToken)
     widget(app.multiselect, "Methods").set_value(["gradcam", "lrp"])
     widget(app.toggle, "First read without explanations").set_value(True)
     widget(app.button, "Create").click().run()
@@ -128,6 +133,9 @@ def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path, c
         "iMRMC input file",
         "Ratings (JSON)",
     ]
+    service.set_admin_password(db, "a new admin password", replace=True)  # signs out all
+    app.run()
+    assert "sign in again" in app.warning[0].value and widget(app.text_input, "Admin password")
 
 
 def _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, count: int):

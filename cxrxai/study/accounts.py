@@ -61,6 +61,7 @@ def _store_password(db: sqlite_utils.Database, password: str, action: str) -> No
     stored = _hash_password(password, secrets.token_bytes(16))
     db["settings"].upsert({"key": "admin_password", "value": stored}, pk="key")
     db["settings"].delete_where("key = 'admin_setup_code'")
+    db["settings"].delete_where("key like 'admin_session:%'")  # signed out everywhere
     audit(db, "admin", action)
 
 
@@ -159,6 +160,56 @@ def check_admin(db: sqlite_utils.Database, password: str, session: str = "cli") 
         with write_transaction(db):
             audit(db, "anonymous", "admin_sign_in_failed", session=session)
         raise StudyError("Wrong admin password.")
+
+
+ADMIN_SESSION_SECONDS = 8 * 3600  # a signed-in admin page stays signed in for a work day
+
+
+@dataclass(frozen=True)
+class AdminToken:
+    """Proof of an admin sign-in, kept by the page instead of the password (a browser
+    session's state must not hold it); only its hash is stored, for
+    :data:`ADMIN_SESSION_SECONDS`, and a new password ends every token."""
+
+    value: str
+
+    def __repr__(self) -> str:  # never shown in a log or a traceback
+        return "AdminToken(...)"
+
+
+def sign_in_admin(db: sqlite_utils.Database, password: str, session: str = "cli") -> AdminToken:
+    """:func:`check_admin`, then a token that stands for the password until it expires."""
+    check_admin(db, password, session)
+    token = secrets.token_urlsafe(32)
+    with write_transaction(db):
+        db["settings"].delete_where(
+            "key like 'admin_session:%' and cast(value as integer) < ?", [int(time.time())]
+        )
+        db["settings"].insert(
+            {
+                "key": f"admin_session:{token_hash(token)}",
+                "value": str(int(time.time()) + ADMIN_SESSION_SECONDS),
+            }
+        )
+        audit(db, "admin", "admin_sign_in", session=session)
+    return AdminToken(token)
+
+
+def check_admin_token(db: sqlite_utils.Database, token: AdminToken) -> None:
+    """That ``token`` is a live admin sign-in (:func:`sign_in_admin`)."""
+    rows = list(
+        db["settings"].rows_where("key = ?", [f"admin_session:{token_hash(str(token.value))}"])
+    )
+    if not rows or not str(rows[0]["value"]).isdigit() or int(rows[0]["value"]) < time.time():
+        raise StudyError("The admin sign-in has expired; sign in again.")
+
+
+def require_admin(db: sqlite_utils.Database, admin: str | AdminToken) -> None:
+    """An admin's password (the CLI) or sign-in token (the page)."""
+    if isinstance(admin, AdminToken):
+        check_admin_token(db, admin)
+    else:
+        check_admin(db, admin)
 
 
 MAX_NAME_CHARS = 60

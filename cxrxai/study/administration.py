@@ -12,7 +12,7 @@ import sqlite_utils
 
 from cxrxai.errors import CxrxaiError
 from cxrxai.sqlitedb import write_transaction
-from cxrxai.study.accounts import check_admin
+from cxrxai.study.accounts import AdminToken, require_admin
 from cxrxai.study.common import MAX_COMMENT_CHARS, StudyError, audit, new_study_code, utc_now
 from cxrxai.study.sham import SHAM_PREFIX
 
@@ -43,7 +43,7 @@ class CaseRef:
 
 def create_study(
     db: sqlite_utils.Database,
-    admin_password: str,
+    admin_password: str | AdminToken,
     name: str,
     cases: list[CaseRef],
     methods: list[str],
@@ -75,7 +75,7 @@ def create_study(
     rated with them, so the analysis can tell how often the explanations changed the
     rater's decision. ``explain``: which label the panels explain, the model's prediction
     ("prediction", what a clinician sees in practice) or the case's reference label."""
-    check_admin(db, admin_password)
+    require_admin(db, admin_password)
     if explain not in EXPLAIN_CHOICES:
         raise StudyError(f"Panels explain one of {list(EXPLAIN_CHOICES)}, got '{explain}'.")
     if not cases:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from cxrxai import __version__
 from cxrxai.study.accounts import (
+    ADMIN_SESSION_SECONDS,
     AI_EXPERIENCE,
     MAX_NAME_CHARS,
     MAX_PASSWORD_CHARS,
@@ -21,15 +22,19 @@ from cxrxai.study.accounts import (
     SETUP_CODE_SECONDS,
     SIGN_IN_LIMIT,
     SIGN_IN_LIMIT_ALL,
+    AdminToken,
     Rater,
     ReaderProfile,
     admin_password_set,
     check_admin,
+    check_admin_token,
     join,
     new_setup_code,
+    require_admin,
     resume,
     set_admin_password,
     set_admin_password_with_code,
+    sign_in_admin,
 )
 from cxrxai.study.administration import (
     EXPLAIN_CHOICES,
@@ -72,6 +77,7 @@ from cxrxai.study.submission import (
 )
 
 __all__ = [
+    "ADMIN_SESSION_SECONDS",
     "AI_EXPERIENCE",
     "CODE_ALPHABET",
     "CODE_GROUPS",
@@ -91,6 +97,7 @@ __all__ = [
     "SETUP_CODE_SECONDS",
     "SIGN_IN_LIMIT",
     "SIGN_IN_LIMIT_ALL",
+    "AdminToken",
     "Assignment",
     "CaseRef",
     "MapRecord",
@@ -101,6 +108,7 @@ __all__ = [
     "__version__",
     "admin_password_set",
     "check_admin",
+    "check_admin_token",
     "checked_confidence",
     "create_study",
     "explained_label",
@@ -115,10 +123,12 @@ __all__ = [
     "progress",
     "record_first_read",
     "record_image_read",
+    "require_admin",
     "resume",
     "session_opens",
     "set_admin_password",
     "set_admin_password_with_code",
+    "sign_in_admin",
     "study_by_code",
     "submit",
     "timestamp",

@@ -556,3 +556,24 @@ def test_summary_table_is_rounded():
     (row,) = analysis.summary_table(rows)
     assert row["trust mean [95 % CI]"].startswith("2.33 [") and row["n"] == 3
     assert "2.3333" not in str(row)
+
+
+def test_an_admin_sign_in_token_stands_for_the_password_until_it_ends(db, monkeypatch):
+    token = service.sign_in_admin(db, PASSWORD, "browser-1")
+    assert PASSWORD not in repr(token) and token.value not in repr(token)
+    service.check_admin_token(db, token)
+    code = service.create_study(db, token, "by token", [CaseRef("c1", "d", "s", "COVID-19")],
+                                ["gradcam"])  # fmt: skip
+    assert service.study_by_code(db, code)["name"] == "by token"
+    stored = [r["key"] for r in db["settings"].rows if r["key"].startswith("admin_session:")]
+    assert len(stored) == 1 and token.value not in stored[0]  # only its hash is kept
+    with pytest.raises(StudyError, match="sign in again"):
+        service.check_admin_token(db, service.AdminToken("forged"))
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + service.ADMIN_SESSION_SECONDS + 1)
+    with pytest.raises(StudyError, match="expired"):
+        service.check_admin_token(db, token)
+    monkeypatch.setattr(time, "time", lambda: now)
+    service.set_admin_password(db, "another admin password", replace=True)
+    with pytest.raises(StudyError, match="sign in again"):  # a new password ends every token
+        service.create_study(db, token, "x", [CaseRef("c1", "d", "s", "COVID-19")], ["gradcam"])
