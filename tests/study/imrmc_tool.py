@@ -14,7 +14,20 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOL = Path(os.environ.get("CXRXAI_IMRMC", ROOT.parent / "shared" / "tools" / "imrmc"))
+
+
+def _tool() -> Path:
+    """$CXRXAI_IMRMC, else ``tools/imrmc`` of the shared folder: beside this checkout
+    (``../shared``), or beside the data root that $CXRXAI_DATA names (``shared/data``)."""
+    if os.environ.get("CXRXAI_IMRMC"):
+        return Path(os.environ["CXRXAI_IMRMC"])
+    beside = ROOT.parent / "shared" / "tools" / "imrmc"
+    if not beside.exists() and os.environ.get("CXRXAI_DATA"):
+        return Path(os.environ["CXRXAI_DATA"]).parent / "tools" / "imrmc"
+    return beside
+
+
+TOOL = _tool()
 
 
 def require_imrmc() -> Path:
