@@ -26,6 +26,7 @@ from cxrxai.evaluation import browse
 from cxrxai.evaluation.report import iou_versus_p
 from cxrxai.evaluation.store import LOCALISATION, METRICS_VERSION, SUMMARIES, stale_rows, writes
 from cxrxai.metrics.bootstrap import Estimate
+from cxrxai.sqlitedb import write_transaction
 
 FORMAT = 1  # bumped when a summary's computation or encoding changes
 DEFAULT_SETTING = ("top-percent", 10.0)  # the Cases page's first view
@@ -58,7 +59,7 @@ def _kept(
             pass
     value = compute()
     try:
-        with db.conn:
+        with write_transaction(db):
             db.execute(
                 f"insert or replace into {SUMMARIES} (key, version, value) values (?, ?, ?)",
                 [key, now, json.dumps(encode(value))],

@@ -21,7 +21,6 @@ from cxrxai.study.common import (
     audit,
     study_by_code,
     token_hash,
-    utc_now,
 )
 from cxrxai.study.names import clean_name, look_alike_key, name_key
 from cxrxai.study.protocol import rater_plan
@@ -297,7 +296,7 @@ def join(
                         "years_experience": profile.years_experience if profile else None,
                         "ai_experience": profile.ai_experience if profile else None,
                         "token_hash": token_hash(token),
-                        "created_at": utc_now(),
+                        "created_at": timestamp(),
                         "pseudonym": f"R{index + 1:02d}",
                     }
                 )

@@ -11,9 +11,9 @@ from urllib.parse import quote
 import sqlite_utils
 
 from cxrxai.errors import CxrxaiError
-from cxrxai.sqlitedb import write_transaction
+from cxrxai.sqlitedb import timestamp, write_transaction
 from cxrxai.study.accounts import AdminToken, require_admin
-from cxrxai.study.common import MAX_COMMENT_CHARS, StudyError, audit, new_study_code, utc_now
+from cxrxai.study.common import MAX_COMMENT_CHARS, StudyError, audit, new_study_code
 from cxrxai.study.sham import SHAM_PREFIX
 
 EXPLAIN_CHOICES = ("prediction", "reference")
@@ -116,7 +116,7 @@ def create_study(
                     "methods": json.dumps([*methods, *(SHAM_PREFIX + m for m in shams)]),
                     "seed": int(seed),
                     "instructions": instructions[:MAX_COMMENT_CHARS],
-                    "created_at": utc_now(),
+                    "created_at": timestamp(),
                     "first_read": int(bool(first_read or staged)),
                     "staged": int(bool(staged)),
                     "washout_days": washout_days,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,13 +26,9 @@ class StudyError(CxrxaiError):
     """A request the study refuses (bad input, wrong code, forged id, no permission)."""
 
 
-def utc_now() -> str:
-    return timestamp(time.time())
-
-
 def audit(db: sqlite_utils.Database, actor: str, action: str, **detail: Any) -> None:
     db["audit"].insert(
-        {"at": utc_now(), "actor": actor, "action": action, "detail": json.dumps(detail)}
+        {"at": timestamp(), "actor": actor, "action": action, "detail": json.dumps(detail)}
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import sqlite_utils
 
 from cxrxai import __version__
-from cxrxai.sqlitedb import write_transaction
+from cxrxai.sqlitedb import timestamp, write_transaction
 from cxrxai.study.accounts import Rater
 from cxrxai.study.assignment import own_assignment
 from cxrxai.study.common import (
@@ -21,7 +21,6 @@ from cxrxai.study.common import (
     MAX_DISPLAY_CHARS,
     StudyError,
     audit,
-    utc_now,
 )
 from cxrxai.study.protocol import shown_labels
 
@@ -86,7 +85,7 @@ def record_image_read(
         "label": label,
         "confidence": checked_confidence(confidence, required=True),
         "seconds": checked_seconds(seconds, "Time on the image alone"),
-        "at": utc_now(),
+        "at": timestamp(),
     }
     return _store_once(db, "image_reads", rater, assignment, read, "image_read")
 
@@ -113,7 +112,7 @@ def record_first_read(
         raise StudyError("Give your reading of the image alone first.")
     read = {
         "agrees_with_model": int(agrees_with_model),
-        "at": utc_now(),
+        "at": timestamp(),
         "seconds": checked_seconds(seconds, "Time on the first read"),
         "confidence": checked_confidence(confidence, require_confidence),
     }
@@ -266,8 +265,8 @@ def submit(
                 "seconds_on_case": seconds_on_case,
                 "wait_seconds": wait_seconds,
                 "explained_label": explained_label or assignment["target"],
-                "started_at": started_at or utc_now(),
-                "submitted_at": utc_now(),
+                "started_at": started_at or timestamp(),
+                "submitted_at": timestamp(),
                 "app_version": __version__,
                 "checkpoint_sha256": checkpoint_sha256,
                 **(shown_map.columns() if shown_map is not None else {}),
@@ -292,7 +291,7 @@ def submit(
                         "target": explained_label or assignment["target"],
                         **dict(zip(("x_min", "y_min", "x_max", "y_max"), box, strict=True)),
                         "iou_reference": marks.iou_reference,
-                        "at": utc_now(),
+                        "at": timestamp(),
                     }
                     for box in marks.boxes
                 )

@@ -72,32 +72,32 @@ def false_alarms(
 
 
 def fit_ood(
-    train_features: np.ndarray,
-    val_features: np.ndarray,
-    val_shapes: Sequence[LungShape],
+    fit_features: np.ndarray,
+    calibration_features: np.ndarray,
+    calibration_shapes: Sequence[LungShape],
     budget: float = FALSE_ALARM_BUDGET,
 ) -> OodStats:
-    """Mean and Ledoit-Wolf precision from ``train_features`` (the fit part); the
-    lung-area range from the calibration images' (``val_*``) :data:`AREA_TAIL` quantiles;
+    """Mean and Ledoit-Wolf precision from ``fit_features``; the lung-area range from the
+    calibration images' :data:`AREA_TAIL` quantiles;
     the distance threshold the smallest that keeps their false alarms (either check)
     within ``budget``. Report the rate on images neither part holds
     (:func:`false_alarms`)."""
     from sklearn.covariance import LedoitWolf
 
-    if len(train_features) < 2 * train_features.shape[1] // 4 or len(val_features) < 50:
+    if len(fit_features) < 2 * fit_features.shape[1] // 4 or len(calibration_features) < 50:
         raise CxrxaiError(
-            f"{len(train_features)} training and {len(val_features)} validation images are "
-            "too few to calibrate the check."
+            f"{len(fit_features)} images to fit and {len(calibration_features)} to calibrate "
+            "on are too few for the check."
         )
-    shrunk = LedoitWolf().fit(train_features)
-    areas = np.array([s.area for s in val_shapes])
+    shrunk = LedoitWolf().fit(fit_features)
+    areas = np.array([s.area for s in calibration_shapes])
     area_range = (
         float(np.quantile(areas, AREA_TAIL)),
         float(np.quantile(areas, 1 - AREA_TAIL)),
     )
     base = OodStats(shrunk.location_, shrunk.precision_, np.inf, area_range, PARTS_RANGE)
-    distances = base.distances(val_features)
-    shape_alarm = np.array([judge(base, 0.0, s).flagged for s in val_shapes])
+    distances = base.distances(calibration_features)
+    shape_alarm = np.array([judge(base, 0.0, s).flagged for s in calibration_shapes])
     # the smallest threshold whose union with the shape alarms stays within the budget
     allowed = int(np.floor(budget * len(distances)))
     threshold = float(distances.max())
@@ -113,8 +113,8 @@ def fit_ood(
         area_range,
         PARTS_RANGE,
         {
-            "fit_images": str(len(train_features)),
-            "calibration_images": str(len(val_features)),
+            "fit_images": str(len(fit_features)),
+            "calibration_images": str(len(calibration_features)),
             "calibration_false_alarms": f"{int(alarms.sum())} ({alarms.mean():.2%})",
             "calibration_shape_alarms": str(int(shape_alarm.sum())),
             "shrinkage": f"{shrunk.shrinkage_:.4f}",
