@@ -282,7 +282,9 @@ if mrmc["reason"] is None:
     st.metric(
         "Reader-averaged AUC of confidence: with - without explanations",
         f"{mrmc['difference']:+.3f}",
-        help=f"95 % CI [{low:+.3f}, {high:+.3f}] (BDG df), p = {change['p_bdg']:.3g}",
+        help=f"95 % CI [{low:+.3f}, {high:+.3f}] (BDG df), p = {change['p_bdg']:.3g}"
+        if low == low  # NaN: the U-statistic variance is not positive
+        else "no CI: the U-statistic variance is not positive (too few readers or cases)",
     )
 if mrmc["n_reads"]:  # the study asked for confidences
     st.caption(describe(mrmc))
