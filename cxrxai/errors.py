@@ -26,3 +26,8 @@ class DatasetError(CxrxaiError):
 
 class CheckpointError(CxrxaiError):
     """A checkpoint or its model card is missing, invalid or does not fit the weights."""
+
+
+class PacsError(CxrxaiError):
+    """A PACS could not be reached, refused a request, or answered something unusable.
+    The message names the PACS by its address without credentials."""

@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("images and cases", ("cxrxai.dicom", "cxrxai.imageio", "cxrxai.cases", "cxrxai.datasets",
-                          "cxrxai.render")),
+                          "cxrxai.render", "cxrxai.pacs")),
     ("models", ("cxrxai.fold", "cxrxai.runner", "cxrxai.checkpoint", "cxrxai.training",
                 "cxrxai.lungs", "cxrxai.ood")),
     ("explanations", ("cxrxai.explain",)),

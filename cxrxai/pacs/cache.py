@@ -1,0 +1,93 @@
+"""Instances fetched from a PACS, kept on disk by their UIDs so that a rerun (or the
+Review page opening a case again) does not fetch them again.
+
+Each is checked before it is kept, like an upload: its header's size against
+$CXRXAI_MAX_IMAGE_SIDE before it is fetched (from the PACS's search answer), its bytes
+against the largest such file while it is fetched, then read whole (pixels decoded) and
+its SOP Instance UID matched to the one asked for. Files are private to this user: they
+hold patient identifiers, which never leave them (the results database keys a case by
+its UIDs only).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import pydicom
+
+from cxrxai.errors import CxrxaiError, PacsError
+from cxrxai.imageio import read_image
+from cxrxai.pacs.source import RADIOGRAPH_MODALITIES, InstanceRef, PacsSource
+from cxrxai.settings import cache_dir, max_image_side
+from cxrxai.xray import check_size, max_file_bytes
+
+
+class InstanceCache:
+    """A folder of fetched instances: ``<root>/<study UID>/<SOP instance UID>.dcm``."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else cache_dir() / "pacs"
+
+    def path(self, ref: InstanceRef) -> Path:
+        # UIDs are digits and dots (checked in InstanceRef's making): safe as names.
+        return self.root / ref.study_uid / f"{ref.sop_uid}.dcm"
+
+    def get(self, source: PacsSource, ref: InstanceRef) -> Path:
+        """The instance's file, fetched from ``source`` when it is not here yet."""
+        path = self.path(ref)
+        if path.is_file() and _sop_uid(path.read_bytes()) == ref.sop_uid:
+            return path
+        label = f"{source.address} instance {ref.sop_uid}"
+        check_radiograph(ref, label)
+        limit = max_image_side()
+        data = source.fetch(ref, max_file_bytes(limit))
+        if _sop_uid(data) != ref.sop_uid:
+            raise PacsError(f"{source.address} sent another instance than {ref.sop_uid}.")
+        read_image(data, name=label, max_side=limit)  # refuses what cannot be read
+        _write_private(path, data)
+        return path
+
+
+def check_radiograph(ref: InstanceRef, label: str) -> None:
+    """Refuse, from the PACS's answer alone, what cxrxai cannot explain: another modality
+    (CT, MR...), a multi-frame instance, a declared size over the limit."""
+    if ref.modality not in RADIOGRAPH_MODALITIES:
+        raise CxrxaiError(
+            f"{label} is {ref.modality or 'of no modality'}; cxrxai explains projection chest "
+            f"radiographs ({', '.join(RADIOGRAPH_MODALITIES)}) only."
+        )
+    if ref.frames > 1:
+        raise CxrxaiError(
+            f"{label} is a multi-frame instance ({ref.frames} frames); a single 2-D "
+            "radiograph is expected."
+        )
+    if ref.rows is not None and ref.columns is not None:
+        check_size(label, ref.columns, ref.rows, max_image_side(), "PACS's search answer")
+
+
+def _sop_uid(data: bytes) -> str | None:
+    try:
+        header = pydicom.dcmread(
+            io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPInstanceUID"]
+        )
+    except Exception:  # a damaged file: the caller fetches it again or says so
+        return None
+    value = header.get("SOPInstanceUID")
+    return str(value) if value else None
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Written whole or not at all (a temp file renamed), readable by this user only."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle, temp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temp, 0o600)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,74 @@
+"""A PACS search as cxrxai cases: what ``--dataset pacs`` and the dashboard's PACS
+source hand to evaluate, explain, predict and study creation."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from cxrxai.cases import Case
+from cxrxai.errors import CxrxaiError, PacsError
+from cxrxai.pacs.cache import InstanceCache, check_radiograph
+from cxrxai.pacs.source import MAX_FOUND, InstanceRef, PacsSource, Query
+
+DATASET = "pacs"
+# objects a study holds beside its images (reports, regions, presentation states)
+NOT_IMAGES = ("SR", "SEG", "PR", "KO")
+
+
+def case_id(ref: InstanceRef) -> str:
+    """A PACS case's id: its SOP Instance UID (no patient identifier)."""
+    return ref.sop_uid
+
+
+def pacs_cases(
+    source: PacsSource,
+    query: Query,
+    cache: InstanceCache | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[Case]:
+    """The radiographs ``query`` finds on ``source``, fetched into ``cache``. Instances
+    that are not single-frame CR/DX radiographs, or that cannot be read, are left out
+    with a warning (``warn``, default stderr); none left is an error."""
+    cache = cache or InstanceCache()
+    warn = warn or (lambda text: print(f"warning: {text}", file=sys.stderr))
+    wanted = query
+    if query.study_uid is not None or query.accession is not None:
+        # everything on the study, so that what is left out can be named
+        query = Query(query.study_uid, query.accession, modalities=(), limit=MAX_FOUND)
+    found = source.find(query)
+    cases: list[Case] = []
+    skipped = 0
+    for ref in sorted(
+        found, key=lambda r: (r.study_uid, r.series_number or 0, r.instance_number or 0)
+    ):
+        if ref.modality not in wanted.modalities:
+            if ref.modality not in NOT_IMAGES:
+                skipped += 1
+                warn(f"instance {ref.sop_uid} is {ref.modality}: not a chest radiograph, left out")
+            continue
+        label = f"{source.address} instance {ref.sop_uid}"
+        try:
+            check_radiograph(ref, label)
+            path = cache.get(source, ref)
+        except PacsError:
+            raise  # the PACS itself failed: stop rather than run on part of the study
+        except CxrxaiError as exc:
+            skipped += 1
+            warn(str(exc))
+            continue
+        cases.append(
+            Case(case_id=case_id(ref), image_path=path, dataset=DATASET, split=ref.study_uid)
+        )
+        if len(cases) >= wanted.limit:
+            break
+    if not cases:
+        raise CxrxaiError(
+            f"{source.address} holds no readable {'/'.join(wanted.modalities)} radiograph for "
+            f"this search{f' ({skipped} other instance(s) left out)' if skipped else ''}."
+        )
+    return cases
+
+
+def _order(ref: InstanceRef) -> tuple[str, int, int, str]:
+    return (ref.study_uid, ref.series_number or 0, ref.instance_number or 0, ref.sop_uid)

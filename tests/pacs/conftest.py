@@ -1,0 +1,111 @@
+"""A real PACS for the tests: Debian's Orthanc (installed by the test command) started by
+scripts/orthanc_loopback.py in a network namespace of its own, so only loopback reaches
+it, with its storage in a temp folder; stopped by its pid.
+
+Without Orthanc or the PACS extra the tests FAIL when CI=true and skip otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCHER = ROOT / "scripts" / "orthanc_loopback.py"
+
+
+def _missing(message: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@dataclass
+class Orthanc:
+    http: int
+    dicom: int
+    pid: int
+    storage: Path
+
+    @property
+    def dicomweb(self) -> str:
+        return f"http://127.0.0.1:{self.http}/dicom-web"
+
+    @property
+    def dimse(self) -> str:
+        return f"dicom://ORTHANC@127.0.0.1:{self.dicom}"
+
+
+def start_orthanc(storage: Path, user: str | None = None) -> tuple[Orthanc, subprocess.Popen]:
+    try:
+        import dicomweb_client  # noqa: F401
+        import highdicom  # noqa: F401
+        import pynetdicom  # noqa: F401
+    except ImportError as exc:
+        _missing(
+            f"{exc.name} missing: pip install -r requirements-pacs.txt (the test command does)"
+        )
+    if shutil.which("Orthanc") is None and not Path("/usr/sbin/Orthanc").exists():
+        _missing(
+            "Orthanc missing: apt-get install orthanc orthanc-dicomweb (the test command does)"
+        )
+    command = [sys.executable, str(LAUNCHER), "--storage", str(storage), "--until-stdin-closes"]
+    if user:
+        command += ["--user", user]
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    line = process.stdout.readline() if process.stdout else ""
+    if not line:
+        process.kill()
+        err = process.stderr.read() if process.stderr else ""
+        pytest.fail(f"Orthanc did not start: {err.strip()[-500:]}")
+    ports = json.loads(line)
+    return Orthanc(ports["http"], ports["dicom"], process.pid, storage), process
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
+    server, process = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+    yield server
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def orthanc_with_auth(tmp_path_factory) -> Iterator[Orthanc]:
+    server, process = start_orthanc(tmp_path_factory.mktemp("orthanc-auth"), "reader:s3cret-pw")
+    yield server
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def stored_rg1(orthanc, rg1_files) -> dict[str, str]:
+    """The pydicom-data CR (uncompressed and JPEG 2000 lossless) stored on the Orthanc by
+    STOW-RS; their SOP Instance UIDs by name."""
+    import pydicom
+    from dicomweb_client.api import DICOMwebClient
+
+    client = DICOMwebClient(orthanc.dicomweb)
+    uids = {}
+    for name in ("RG1_UNCR", "RG1_J2KR"):
+        dataset = pydicom.dcmread(rg1_files[name])
+        client.store_instances([dataset])
+        uids[name] = str(dataset.SOPInstanceUID)
+    return uids

@@ -1,0 +1,109 @@
+"""A hostile or broken DICOMweb service: every malformed answer is one clear PacsError
+naming the PACS, never a traceback, never a file in the cache."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from cxrxai.errors import PacsError
+from cxrxai.pacs.address import parse_address
+from cxrxai.pacs.cache import InstanceCache
+from cxrxai.pacs.connect import open_source
+from cxrxai.pacs.source import InstanceRef, Query
+
+STUDY, SERIES, SOP, CR = "1.2.3", "1.2.3.4", "1.2.3.4.5", "1.2.840.10008.5.1.4.1.1.1"
+
+
+def _record(**overrides: object) -> dict:
+    values = {
+        "0020000D": ["UI", STUDY],
+        "0020000E": ["UI", SERIES],
+        "00080018": ["UI", SOP],
+        "00080016": ["UI", CR],
+        "00080060": ["CS", "CR"],
+        "00280010": ["US", 64],
+        "00280011": ["US", 64],
+        **overrides,
+    }
+    return {tag: {"vr": vr, "Value": [value]} for tag, (vr, value) in values.items()}
+
+
+class _Answer(BaseHTTPRequestHandler):
+    answer: tuple[int, dict[str, str], bytes] = (200, {}, b"[]")
+
+    def do_GET(self) -> None:
+        status, headers, body = type(self).answer
+        self.send_response(status)
+        for key, value in {"Content-Length": str(len(body)), **headers}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hostile() -> Iterator[type[_Answer]]:
+    class Handler(_Answer):
+        pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Handler.url = f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
+    yield Handler
+    server.shutdown()
+
+
+def _json(value: object) -> tuple[int, dict[str, str], bytes]:
+    return 200, {"Content-Type": "application/dicom+json"}, json.dumps(value).encode()
+
+
+@pytest.mark.parametrize(
+    ("answer", "match"),
+    [
+        ((200, {"Content-Type": "application/dicom+json"}, b"{not json"), "cannot be read"),
+        (_json({"results": []}), "no list of results|malformed record"),
+        (_json(["a string"]), "malformed record"),
+        (_json([_record(**{"00080018": ["UI", "../../etc/passwd"]})]), "is not a DICOM UID"),
+        (_json([_record(**{"0020000D": ["UI", "1." * 40 + "1"]})]), "is not a DICOM UID"),
+        (_json([_record(**{"00080060": ["CS", "C R<script>"]})]), "malformed Modality"),
+        ((500, {}, b"boom"), "answered HTTP 500"),
+        ((401, {}, b""), "HTTP 401 .*check the credentials"),
+    ],
+)
+def test_malformed_search_answers(hostile, answer, match):
+    hostile.answer = answer
+    source = open_source(parse_address(hostile.url), attempts=1, timeout=5)
+    with pytest.raises(PacsError, match=match) as raised:
+        source.find(Query(study_uid=STUDY))
+    assert hostile.url in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("answer", "match"),
+    [
+        (
+            (200, {"Content-Type": 'multipart/related; type="application/dicom"'}, b"junk"),
+            "cannot be read",
+        ),
+        ((200, {"Content-Type": "application/dicom"}, b"\0" * 200), "cannot be read"),
+        ((200, {"Content-Length": str(10**12)}, b""), "would send 953674 MB"),
+    ],
+)
+def test_malformed_or_huge_instances_leave_nothing_in_the_cache(hostile, tmp_path, answer, match):
+    hostile.answer = answer
+    source = open_source(parse_address(hostile.url), attempts=1, timeout=5)
+    ref = InstanceRef(STUDY, SERIES, SOP, CR, "CR", 64, 64)
+    cache = InstanceCache(tmp_path)
+    with pytest.raises(PacsError, match=match):
+        cache.get(source, ref)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
