@@ -1,0 +1,172 @@
+"""The DICOM objects cxrxai writes for one radiograph (the pydicom-data CR): each passes
+dciodvfy with 0 errors, and each read back holds what went in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from cxrxai.errors import CxrxaiError
+from cxrxai.imageio import read_image
+from cxrxai.pacs.objects import result_objects
+from cxrxai.pacs.objects.common import prepared_source
+from cxrxai.pacs.results import Algorithm, CaseResult, MapResult, TruthBox
+
+# Warnings dciodvfy gives that are accepted (docs/dicom.md says why):
+ACCEPTED = (
+    # the source's Referring Physician's Name "ward" (one component), copied as sent
+    "Retired Person Name form",
+    # cxrxai's local coding scheme (declared in CodingSchemeIdentificationSequence)
+    "Unrecognized defined term <99CXRXAI>",
+)
+ALGORITHM = Algorithm("effnet-lite0 covid", "format 1", "ab" * 32, "0.1.0")
+
+
+def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
+    tool = shutil.which("dciodvfy")
+    if tool is None:
+        message = "dciodvfy missing: apt-get install dicom3tools (the test command does)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    out = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
+    lines = (out.stdout + out.stderr).splitlines()
+    errors = [line for line in lines if line.startswith("Error")]
+    warnings = [line for line in lines if line.startswith("Warning")]
+    return errors, [w for w in warnings if not any(a in w for a in ACCEPTED)]
+
+
+def case_result(rows: int, columns: int) -> CaseResult:
+    values = np.zeros((rows, columns), np.float32)
+    values[500:900, 400:800] = 1.0
+    values[1000:1100, 1200:1300] = 0.37
+    values[0:10, 0:10] = -2.0  # a signed method's negative evidence: not in the SEG
+    grad = MapResult(
+        "gradcam",
+        "COVID-19",
+        values,
+        {"layer": "blocks.6"},
+        "top-percent 5",
+        ((400, 500, 800, 900), (1200, 1000, 1300, 1100)),
+        {"lung_relevance": 0.8125, "border_relevance": 0.0625, "iou": float("nan")},
+    )
+    lrp = MapResult("lrp", "COVID-19", values * 3.0, {}, "top-percent 5", (), {"dice": 0.5})
+    truth = (TruthBox("COVID-19", "rad1", (390, 480, 820, 910)),)
+    return CaseResult({"COVID-19": 0.75, "Normal": 0.25}, ("COVID-19",), (grad, lrp), truth)
+
+
+@pytest.fixture(scope="module")
+def written(rg1_files, tmp_path_factory):
+    source = pydicom.dcmread(rg1_files["RG1_UNCR"])
+    result = case_result(int(source.Rows), int(source.Columns))
+    pixels = read_image(rg1_files["RG1_UNCR"]).pixels
+    folder = tmp_path_factory.mktemp("objects")
+    paths = {}
+    for number, obj in enumerate(result_objects(source, result, ALGORITHM, pixels)):
+        path = folder / f"{obj.Modality}-{number}.dcm"
+        obj.save_as(path, enforce_file_format=True)
+        paths[path.stem] = path
+    return source, result, paths
+
+
+def test_every_object_passes_dciodvfy(written):
+    _, _, paths = written
+    assert sorted(p.split("-")[0] for p in paths) == ["OT", "OT", "PR", "SEG", "SR"]
+    for name, path in paths.items():
+        errors, warnings = dciodvfy(path)
+        assert errors == [], f"{name}: {errors}"
+        assert warnings == [], f"{name}: {warnings}"
+
+
+def test_objects_reference_the_source_in_new_series_naming_the_algorithm(written):
+    source, _, paths = written
+    series = set()
+    for path in paths.values():
+        obj = pydicom.dcmread(path)
+        assert obj.StudyInstanceUID == source.StudyInstanceUID
+        assert obj.PatientID == source.PatientID  # identifiers stay in what goes back
+        assert obj.SeriesInstanceUID != source.SeriesInstanceUID
+        series.add(obj.SeriesInstanceUID)
+        assert source.SOPInstanceUID in str(obj)
+    assert len(series) == 4  # SR, SEG, PR, the captures
+    seg = pydicom.dcmread(paths["SEG-1"])
+    parameters = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert parameters.AlgorithmName == "cxrxai gradcam"
+    assert "ab" * 32 in parameters.AlgorithmParameters
+    assert "gradcam.layer=blocks.6" in parameters.AlgorithmParameters
+
+
+def test_seg_values_equal_the_maps_to_8_bit(written):
+    _, result, paths = written
+    seg = hd.seg.segread(paths["SEG-1"])
+    assert seg.segmentation_type.value == "FRACTIONAL"
+    labels = [seg.get_segment_description(n).SegmentLabel for n in seg.segment_numbers]
+    assert labels == ["gradcam COVID-19", "lrp COVID-19"]
+    stored = seg.pixel_array  # frames of 0..255, one per segment
+    for frame, m in zip(stored, result.maps, strict=True):
+        expected = np.clip(m.values, 0, None) / np.clip(m.values, 0, None).max()
+        np.testing.assert_allclose(frame / 255.0, expected, atol=0.5 / 255 + 1e-7)
+
+
+def test_sr_measurements_equal_the_results(written):
+    _, _, paths = written
+    sr = hd.sr.srread(paths["SR-0"])
+    groups = sr.content.get_image_measurement_groups()
+    by_id = {g.tracking_identifier: g for g in groups}
+    probabilities = {m.name.meaning: m.value for m in by_id["classification"].get_measurements()}
+    assert probabilities == {"Probability of COVID-19": 0.75, "Probability of Normal": 0.25}
+    grad = {m.name.meaning: m.value for m in by_id["gradcam COVID-19"].get_measurements()}
+    assert grad == {"border_relevance": 0.0625, "lung_relevance": 0.8125}  # NaN left out
+    rois = {g.tracking_identifier: g for g in sr.content.get_planar_roi_measurement_groups()}
+    assert set(rois) == {
+        "gradcam COVID-19 region box 1",
+        "gradcam COVID-19 region box 2",
+        "truth box 1 COVID-19 (rad1)",
+    }
+    polyline = rois["gradcam COVID-19 region box 1"].roi.value
+    np.testing.assert_array_equal(polyline[[0, 2]], [[400, 500], [800, 900]])
+
+
+def test_gsps_boxes_equal_the_region_and_truth_boxes(written):
+    _, _, paths = written
+    pr = pydicom.dcmread(paths["PR-2"])
+    drawn = {}
+    for annotation in pr.GraphicAnnotationSequence:
+        boxes = [
+            tuple(np.asarray(o.GraphicData, float).reshape(-1, 2)[[0, 2]].ravel())
+            for o in annotation.GraphicObjectSequence
+        ]
+        drawn[annotation.TextObjectSequence[0].UnformattedTextValue] = boxes
+    assert drawn == {
+        "gradcam COVID-19": [(400, 500, 800, 900), (1200, 1000, 1300, 1100)],
+        "truth COVID-19 (rad1)": [(390, 480, 820, 910)],
+    }
+    assert pr.SoftcopyVOILUTSequence[0].WindowWidth > 0
+
+
+def test_captures_are_labelled_not_for_diagnosis(written):
+    _, _, paths = written
+    for name in ("OT-3", "OT-4"):
+        sc = pydicom.dcmread(paths[name])
+        assert sc.BurnedInAnnotation == "YES" and "NOT FOR DIAGNOSIS" in sc.ImageComments
+        assert "NOT FOR DIAGNOSIS" in sc.SeriesDescription
+        assert sc.pixel_array.shape == (sc.Rows, sc.Columns, 3)
+
+
+def test_the_source_is_fixed_in_one_place_and_maps_must_fit_it(rg1_files):
+    source = pydicom.dcmread(rg1_files["RG1_UNCR"])
+    assert [float(v) for v in source.PixelSpacing] == [0.0, 0.0]
+    fixed = prepared_source(source)
+    assert "PixelSpacing" not in fixed and "PixelSpacing" in source  # a copy is fixed
+    small = CaseResult(
+        {"COVID-19": 0.5}, (), (MapResult("gradcam", "COVID-19", np.ones((224, 224))),)
+    )
+    with pytest.raises(CxrxaiError, match="resample them to the source"):
+        result_objects(source, small, ALGORITHM)
