@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cxrxai.cli import demo, evaluate, explain, model, study, training
+from cxrxai.cli import demo, evaluate, explain, model, pacs, study, training
 from cxrxai.errors import CxrxaiError
 
 # Each group module declares its commands' arguments next to their handlers; this is the
@@ -34,6 +34,7 @@ COMMANDS = (
     evaluate.add_merge_results,
     model.add_import_xrv,
     model.add_info,
+    pacs.add_pacs_find,
 )
 
 

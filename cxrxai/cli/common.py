@@ -128,12 +128,22 @@ def cases_for(
     images: Path | None = None,
     sample: int | None = None,
     seed: int = 0,
+    pacs: argparse.Namespace | None = None,
 ):
     """Cases of a split (first ``limit``, or a random ``sample``, per class), only those
-    with one of the comma-separated ``classes`` among their labels when given."""
-    from cxrxai.datasets.registry import load_split_cases
+    with one of the comma-separated ``classes`` among their labels when given.
+    ``--dataset pacs --url ...`` (``pacs``: the command's arguments) fetches them first."""
+    from cxrxai.datasets.registry import limit_cases, load_split_cases, sample_cases
 
-    cases = load_split_cases(dataset, split, root, limit, manifest_anywhere, images, sample, seed)
+    if dataset == "pacs" and pacs is not None and pacs.url:
+        from cxrxai.cli.pacs import pacs_cases_for
+
+        fetched = pacs_cases_for(pacs)
+        cases = sample_cases(fetched, sample, seed) if sample else limit_cases(fetched, limit)
+    else:
+        cases = load_split_cases(
+            dataset, split, root, limit, manifest_anywhere, images, sample, seed
+        )
     if classes:
         wanted = set(parse_names(classes))
         cases = [c for c in cases if wanted & set(c.labels)]

@@ -18,6 +18,7 @@ from cxrxai.cli.common import (
     lung_model,
     parse_methods,
 )
+from cxrxai.cli.pacs import add_pacs_source
 from cxrxai.errors import CxrxaiError
 from cxrxai.settings import data_root
 
@@ -29,8 +30,9 @@ def add_evaluate(commands: argparse._SubParsersAction) -> None:
     batch.add_argument(
         "--dataset",
         default="covid-qu-ex",
-        help="covid-qu-ex, nih, manifest, chexlocalize (--split: its JSON) or vindr "
-        "(--split: its annotation CSV)",
+        help="covid-qu-ex, nih, manifest, chexlocalize (--split: its JSON), vindr "
+        "(--split: its annotation CSV) or pacs (a search of --url; --split STUDY_UID "
+        "alone: that study as cached)",
     )
     batch.add_argument(
         "--split", default="Val", help="split name, folder, manifest, JSON or CSV file"
@@ -115,6 +117,7 @@ def add_evaluate(commands: argparse._SubParsersAction) -> None:
     add_params(batch)
     add_data_root(batch)
     add_model_args(batch)
+    add_pacs_source(batch, dataset=False)
     batch.set_defaults(run=cmd_evaluate)
 
 
@@ -154,6 +157,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.images,
         args.sample,
         args.seed,
+        pacs=args,
     )
     cases = shard_cases(cases, args.shard)
     if engine is not None:

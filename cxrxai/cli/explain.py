@@ -18,6 +18,12 @@ from cxrxai.cli.common import (
     parse_target,
     warn_if_out_of_distribution,
 )
+from cxrxai.cli.pacs import (
+    ResultSender,
+    add_pacs_source,
+    add_to_pacs,
+    image_paths,
+)
 from cxrxai.csvout import write_csv
 from cxrxai.errors import CxrxaiError
 
@@ -26,7 +32,9 @@ def add_explain(commands: argparse._SubParsersAction) -> None:
     explain = commands.add_parser(
         "explain", help="explanation maps and overlays of images (files or folders)"
     )
-    explain.add_argument("image", type=Path, nargs="+", help="image files, or folders of them")
+    explain.add_argument(
+        "image", type=Path, nargs="*", help="image files, or folders of them (or --dataset pacs)"
+    )
     explain.add_argument(
         "--methods", default="gradcam", help="comma-separated; see 'python -m cxrxai methods'"
     )
@@ -41,6 +49,8 @@ def add_explain(commands: argparse._SubParsersAction) -> None:
     add_lung_model(explain)
     add_params(explain)
     add_model_args(explain)
+    add_pacs_source(explain)
+    add_to_pacs(explain)
     explain.set_defaults(run=cmd_explain)
 
 
@@ -57,7 +67,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     methods = parse_methods(args.methods)
     settings = parse_param_specs(args.param, methods)  # before loading anything
-    paths = image_files(args.image)
+    paths = image_paths(args, image_files)
     stems = [path.stem for path in paths]
     twice = sorted({stem for stem in stems if stems.count(stem) > 1})
     if twice:
@@ -69,6 +79,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     target = parse_target(args.target)
     cache = None if args.no_cache else HeatmapCache()
     segmenter = lung_model(args, bundle)
+    sender = ResultSender(args, bundle) if args.to_pacs else None
     failed = []
     for path in tqdm(paths, desc="images", unit="image", disable=len(paths) == 1):
         try:
@@ -79,6 +90,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             failed.append(path)
             print(f"skipped: {exc}", file=sys.stderr)
             continue
+        lungs = segmenter.annotation(image.pixels) if segmenter is not None else None
         written = explain_image(
             bundle,
             image.pixels,
@@ -89,9 +101,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
             cache=cache,
             stem=path.stem,
             params=settings,
-            lungs=segmenter.annotation(image.pixels) if segmenter is not None else None,
+            lungs=lungs,
         )
         warn_if_out_of_distribution(segmenter, image.pixels, path)
+        if sender is not None:
+            mask = lungs.to_mask(image.pixels.shape) if lungs is not None else None
+            count = sender.send(path, image, [h for h, _, _ in written], lungs=mask)
+            print(f"sent {count} DICOM objects for {path.stem} to {sender.source.address}")
         for heatmap, npz, png in written:
             lungs = np.load(npz)["lungs"] if segmenter is not None else None
             shares = relevance_shares(
@@ -103,6 +119,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 + ("  POSSIBLE SHORTCUT" if shortcut(shares["lung_relevance"]) else "")
                 + f"\n{'':>24s}{npz}  {png}"
             )
+    if sender is not None:
+        sender.close()
     if failed:
         print(
             f"error: {len(failed)} of {len(paths)} image(s) could not be read (above); the "

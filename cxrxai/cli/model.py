@@ -19,6 +19,7 @@ from cxrxai.cli.common import (
     parse_names,
     warn_if_out_of_distribution,
 )
+from cxrxai.cli.pacs import add_pacs_source, image_paths
 from cxrxai.errors import CxrxaiError
 from cxrxai.settings import data_root
 
@@ -61,22 +62,28 @@ def cmd_evaluate_model(args: argparse.Namespace) -> int:
 
 
 def add_predict(commands: argparse._SubParsersAction) -> None:
-    predict = commands.add_parser("predict", help="probabilities of one image")
-    predict.add_argument("image", type=Path)
+    predict = commands.add_parser("predict", help="probabilities of an image (or a PACS's)")
+    predict.add_argument("image", type=Path, nargs="?", help="an image file (or --dataset pacs)")
     add_lung_model(predict)
     add_model_args(predict)
+    add_pacs_source(predict)
     predict.set_defaults(run=cmd_predict)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cxrxai.imageio import read_image
 
+    paths = image_paths(args, lambda image: [image])
     bundle = load_bundle(args)
-    pixels = read_image(args.image).pixels
-    probs = bundle.predict_proba(pixels)[0]
-    for label, p in sorted(zip(bundle.labels, probs, strict=False), key=lambda item: -item[1]):
-        print(f"{label:>24s}  {p:.4f}")
-    warn_if_out_of_distribution(lung_model(args, bundle), pixels, args.image)
+    segmenter = lung_model(args, bundle)
+    for path in paths:
+        pixels = read_image(path).pixels
+        probs = bundle.predict_proba(pixels)[0]
+        if len(paths) > 1:
+            print(path.stem)
+        for label, p in sorted(zip(bundle.labels, probs, strict=False), key=lambda item: -item[1]):
+            print(f"{label:>24s}  {p:.4f}")
+        warn_if_out_of_distribution(segmenter, pixels, path)
     return 0
 
 

@@ -16,6 +16,7 @@ from cxrxai.cli.common import (
     parse_names,
     starter_alive,
 )
+from cxrxai.cli.pacs import add_pacs_source
 from cxrxai.errors import CxrxaiError
 from cxrxai.settings import data_root
 
@@ -32,7 +33,10 @@ def add_study(commands: argparse._SubParsersAction) -> None:
     study.add_argument("--code", help="the study code (all actions but create)")
     study.add_argument("--name", default="Trust in explanations", help="create: study name")
     study.add_argument(
-        "--dataset", default="covid-qu-ex", help="create: covid-qu-ex, nih, manifest"
+        "--dataset",
+        default="covid-qu-ex",
+        help="create: covid-qu-ex, nih, manifest, or pacs (with --url: cases whose study holds "
+        "a reading, a SEG or SR, as their truth)",
     )
     study.add_argument("--split", default="Val", help="create: split name, folder or manifest")
     study.add_argument("--classes", default=None, help="create: only these labels")
@@ -78,6 +82,7 @@ def add_study(commands: argparse._SubParsersAction) -> None:
         "this one, has ended",
     )
     add_model_args(study)
+    add_pacs_source(study, dataset=False)
     study.set_defaults(run=cmd_study)
 
 
@@ -111,7 +116,13 @@ def cmd_study(args: argparse.Namespace) -> int:
                 next((x for x in c.labels if x in wanted), c.labels[0]),
             )
             for c in cases_for(
-                args.dataset, args.split, root, args.limit, args.classes, args.manifest_anywhere
+                args.dataset,
+                args.split,
+                root,
+                args.limit,
+                args.classes,
+                args.manifest_anywhere,
+                pacs=args,
             )
             if c.labels
         ]

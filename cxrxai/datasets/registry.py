@@ -17,6 +17,7 @@ from cxrxai.datasets.manifest import load_manifest
 from cxrxai.datasets.nih import NIH_SPLITS, load_nih_bbox, nih_split
 from cxrxai.datasets.vindr import load_vindr
 from cxrxai.errors import DatasetError
+from cxrxai.pacs.cases import cached_cases
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ def _vindr(split: str, root: Path, anywhere: bool, images: Path | None) -> list[
     return load_vindr(path, images)
 
 
+def _pacs(split: str, root: Path, anywhere: bool, images: Path | None) -> list[Case]:
+    return cached_cases(split)  # the study's instances fetched before (no network)
+
+
 FORMATS: dict[str, DatasetFormat] = {
     f.name: f
     for f in (
@@ -64,6 +69,7 @@ FORMATS: dict[str, DatasetFormat] = {
         DatasetFormat("manifest", "manifest", _manifest),
         DatasetFormat("chexlocalize", "chexlocalize", _chexlocalize),
         DatasetFormat("vindr", "vindr-cxr", _vindr),
+        DatasetFormat("pacs", "pacs", _pacs),
     )
 }
 DATASETS = tuple(FORMATS)

@@ -7,9 +7,9 @@ import sys
 from collections.abc import Callable
 
 from cxrxai.cases import Case
-from cxrxai.errors import CxrxaiError, PacsError
+from cxrxai.errors import CxrxaiError, DatasetError, PacsError
 from cxrxai.pacs.cache import InstanceCache, check_radiograph
-from cxrxai.pacs.source import MAX_FOUND, InstanceRef, PacsSource, Query
+from cxrxai.pacs.source import MAX_FOUND, InstanceRef, PacsSource, Query, check_uid
 
 DATASET = "pacs"
 # objects a study holds beside its images (reports, regions, presentation states)
@@ -68,6 +68,25 @@ def pacs_cases(
             f"this search{f' ({skipped} other instance(s) left out)' if skipped else ''}."
         )
     return cases
+
+
+def cached_cases(study_uid: str, cache: InstanceCache | None = None) -> list[Case]:
+    """The instances of ``study_uid`` fetched before, as cases (the Cases page reopening
+    a PACS case, ``--dataset pacs --split STUDY_UID`` without ``--url``)."""
+    try:
+        check_uid(study_uid, "The study (--split)")
+    except PacsError as exc:
+        raise DatasetError(str(exc)) from None
+    folder = (cache or InstanceCache()).root / study_uid
+    if not folder.is_dir():
+        raise DatasetError(
+            f"Study {study_uid} is not in the PACS cache ('{folder}'): fetch it first with "
+            "--dataset pacs --url URL --study UID."
+        )
+    return [
+        Case(case_id=path.stem, image_path=path, dataset=DATASET, split=study_uid)
+        for path in sorted(folder.glob("*.dcm"))
+    ]
 
 
 def _order(ref: InstanceRef) -> tuple[str, int, int, str]:
