@@ -24,6 +24,8 @@ from cxrxai.pacs.source import RADIOGRAPH_MODALITIES, InstanceRef, PacsSource
 from cxrxai.settings import cache_dir, max_image_side
 from cxrxai.xray import check_size, max_file_bytes
 
+OBJECTS = "objects"  # a study's readings (SEG, SR) beside its images
+
 
 class InstanceCache:
     """A folder of fetched instances: ``<root>/<study UID>/<SOP instance UID>.dcm``."""
@@ -47,6 +49,19 @@ class InstanceCache:
         if _sop_uid(data) != ref.sop_uid:
             raise PacsError(f"{source.address} sent another instance than {ref.sop_uid}.")
         read_image(data, name=label, max_side=limit)  # refuses what cannot be read
+        _write_private(path, data)
+        return path
+
+    def get_object(self, source: PacsSource, ref: InstanceRef) -> Path:
+        """A SEG or SR of the study (a reading), fetched when it is not here yet: kept in
+        ``<study>/objects/``, size-checked and its UID matched like an image, but not
+        decoded as one."""
+        path = self.root / ref.study_uid / OBJECTS / f"{ref.sop_uid}.dcm"
+        if path.is_file() and _sop_uid(path.read_bytes()) == ref.sop_uid:
+            return path
+        data = source.fetch(ref, max_file_bytes(max_image_side()))
+        if _sop_uid(data) != ref.sop_uid:
+            raise PacsError(f"{source.address} sent another instance than {ref.sop_uid}.")
         _write_private(path, data)
         return path
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from cxrxai.cases import Case
 from cxrxai.errors import CxrxaiError, DatasetError, PacsError
-from cxrxai.pacs.cache import InstanceCache, check_radiograph
+from cxrxai.pacs.cache import OBJECTS, InstanceCache, check_radiograph
 from cxrxai.pacs.source import MAX_FOUND, InstanceRef, PacsSource, Query, check_uid
 
 DATASET = "pacs"
 # objects a study holds beside its images (reports, regions, presentation states)
 NOT_IMAGES = ("SR", "SEG", "PR", "KO")
+# those that may hold a reading: the case's truth (cxrxai.pacs.truth)
+READINGS = ("SEG", "SR")
 
 
 def case_id(ref: InstanceRef) -> str:
@@ -39,9 +42,7 @@ def pacs_cases(
     found = source.find(query)
     cases: list[Case] = []
     skipped = 0
-    for ref in sorted(
-        found, key=lambda r: (r.study_uid, r.series_number or 0, r.instance_number or 0)
-    ):
+    for ref in sorted(found, key=_order):
         if ref.modality not in wanted.modalities:
             if ref.modality not in NOT_IMAGES:
                 skipped += 1
@@ -62,6 +63,17 @@ def pacs_cases(
         )
         if len(cases) >= wanted.limit:
             break
+    readings = [r for r in found if r.modality in READINGS]
+    if cases and readings:
+        paths = []
+        for ref in readings:
+            try:
+                paths.append(cache.get_object(source, ref))
+            except PacsError:
+                raise
+            except CxrxaiError as exc:
+                warn(str(exc))
+        _attach_readings(cases, paths, warn)
     if not cases:
         raise CxrxaiError(
             f"{source.address} holds no readable {'/'.join(wanted.modalities)} radiograph for "
@@ -83,10 +95,30 @@ def cached_cases(study_uid: str, cache: InstanceCache | None = None) -> list[Cas
             f"Study {study_uid} is not in the PACS cache ('{folder}'): fetch it first with "
             "--dataset pacs --url URL --study UID."
         )
-    return [
+    cases = [
         Case(case_id=path.stem, image_path=path, dataset=DATASET, split=study_uid)
         for path in sorted(folder.glob("*.dcm"))
     ]
+    readings = sorted((folder / OBJECTS).glob("*.dcm"))
+    if readings:
+        _attach_readings(cases, readings, lambda text: print(f"warning: {text}", file=sys.stderr))
+    return cases
+
+
+def _attach_readings(cases: list[Case], paths: list[Path], warn: Callable[[str], None]) -> None:
+    """The readings' annotations onto the cases they reference; their finding labels
+    become the cases' labels."""
+    import pydicom
+
+    from cxrxai.pacs import require
+
+    require()
+    from cxrxai.pacs.truth import readings
+
+    found = readings((pydicom.dcmread(path) for path in paths), warn)
+    for case in cases:
+        case.annotations = [*case.annotations, *found.get(case.case_id, [])]
+        case.labels = sorted({a.label for a in case.annotations if a.role == "finding"})
 
 
 def _order(ref: InstanceRef) -> tuple[str, int, int, str]:

@@ -10,9 +10,13 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (
+    Comprehensive3DSRStorage,
+    ComprehensiveSRStorage,
     ComputedRadiographyImageStorage,
     DigitalXRayImageStorageForPresentation,
     DigitalXRayImageStorageForProcessing,
+    EnhancedSRStorage,
+    SegmentationStorage,
 )
 from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind as FIND_MODEL,
@@ -30,6 +34,13 @@ RADIOGRAPH_STORAGE = (
     ComputedRadiographyImageStorage,
     DigitalXRayImageStorageForPresentation,
     DigitalXRayImageStorageForProcessing,
+)
+# readings a study may hold (cxrxai.pacs.truth), in the uncompressed syntaxes they come in
+READING_STORAGE = (
+    SegmentationStorage,
+    Comprehensive3DSRStorage,
+    ComprehensiveSRStorage,
+    EnhancedSRStorage,
 )
 # What a C-GET may bring: the stored form of a radiograph, compressed ones included.
 _SYNTAXES = (
@@ -103,7 +114,8 @@ class DimseSource:
         contexts += [
             build_context(sop, syntax) for sop in RADIOGRAPH_STORAGE for syntax in _SYNTAXES
         ]
-        roles = [build_role(sop, scp_role=True) for sop in RADIOGRAPH_STORAGE]
+        contexts += [build_context(sop, list(_SYNTAXES[:2])) for sop in READING_STORAGE]
+        roles = [build_role(sop, scp_role=True) for sop in (*RADIOGRAPH_STORAGE, *READING_STORAGE)]
         with self._association(contexts, roles, [(evt.EVT_C_STORE, _on_store)]) as assoc:
             statuses = [status for status, _ in assoc.send_c_get(identifier, GET_MODEL)]
         if refused:
