@@ -18,7 +18,7 @@ from cxrxai.cli.common import (
     lung_model,
     parse_methods,
 )
-from cxrxai.cli.pacs import add_pacs_source
+from cxrxai.cli.pacs import ResultSender, add_pacs_source, add_to_pacs, check_to_pacs
 from cxrxai.errors import CxrxaiError
 from cxrxai.settings import data_root
 
@@ -118,6 +118,7 @@ def add_evaluate(commands: argparse._SubParsersAction) -> None:
     add_data_root(batch)
     add_model_args(batch)
     add_pacs_source(batch, dataset=False)
+    add_to_pacs(batch)
     batch.set_defaults(run=cmd_evaluate)
 
 
@@ -130,6 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cxrxai.explain.params import parse_param_specs, variant
     from cxrxai.explain.registry import get_explainer
 
+    check_to_pacs(args)
     external = None
     if args.heatmaps is not None or args.method_name:
         from cxrxai.explain.external import ExternalMaps
@@ -233,6 +235,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cxrxai.evaluation.summaries import refresh
 
     refresh(db)  # what the Cases page shows first, computed once here
+    if args.to_pacs:
+        sender = ResultSender(args, bundle)
+        try:
+            count = sender.send_evaluated(evaluator, cases)
+        finally:
+            sender.close()
+        print(f"sent {count} DICOM objects to {sender.source.address}")
     return 0
 
 

@@ -22,6 +22,7 @@ from cxrxai.cli.pacs import (
     ResultSender,
     add_pacs_source,
     add_to_pacs,
+    check_to_pacs,
     image_paths,
 )
 from cxrxai.csvout import write_csv
@@ -67,6 +68,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     methods = parse_methods(args.methods)
     settings = parse_param_specs(args.param, methods)  # before loading anything
+    check_to_pacs(args)
     paths = image_paths(args, image_files)
     stems = [path.stem for path in paths]
     twice = sorted({stem for stem in stems if stems.count(stem) > 1})

@@ -135,6 +135,17 @@ def parse_region(text: str) -> tuple[str, float]:
         raise CxrxaiError(f"--region '{text[:30]}': the value after ':' is a number.") from None
 
 
+def check_to_pacs(args: argparse.Namespace) -> None:
+    """``--to-pacs`` and ``--region`` checked before any work (the sending comes last)."""
+    if getattr(args, "to_pacs", None):
+        from cxrxai.pacs.address import parse_address
+
+        parse_address(args.to_pacs, calling_aet=args.calling_aet)
+        parse_region(args.region)
+        if getattr(args, "heatmaps", None):
+            raise CxrxaiError("--to-pacs sends cxrxai's own maps; it does not go with --heatmaps.")
+
+
 class ResultSender:
     """Sends one DICOM case's results to ``--to-pacs`` (one connection for the run)."""
 
@@ -148,22 +159,31 @@ class ResultSender:
         self.bundle = bundle
         self.sent = 0
 
-    def send(self, path: Path, image, heatmaps, annotations=(), lungs=None, within=False) -> int:
-        """The objects for ``path`` (a DICOM file), stored; how many were sent."""
-        import pydicom
-
+    def send(self, path: Path, image, heatmaps, lungs=None) -> int:
+        """The objects for ``path`` (a DICOM file) explained by ``heatmaps``, stored; how
+        many were sent (explain)."""
         from cxrxai.evaluation.dicom_results import explained_result
+
+        source = _dicom(path)
+        result = explained_result(self.bundle, image, heatmaps, (), lungs, self.region)
+        return self._store(source, image, result)
+
+    def send_evaluated(self, evaluator, cases) -> int:
+        """Each DICOM case of an evaluation that had a target, as ``evaluator`` scored it
+        (evaluate); how many objects were sent."""
+        from cxrxai.evaluation.dicom_results import evaluated_result
+
+        sent = 0
+        for case in cases:
+            source = _dicom(Path(case.image_path))
+            explained = evaluated_result(evaluator, case, self.region)
+            if explained is not None:
+                sent += self._store(source, *explained)
+        return sent
+
+    def _store(self, source, image, result) -> int:
         from cxrxai.pacs.objects import result_objects
 
-        try:
-            source = pydicom.dcmread(path)
-        except Exception as exc:  # not DICOM: nothing to file the results with
-            raise CxrxaiError(
-                f"--to-pacs: '{path}' is no DICOM file; results go back on DICOM images only."
-            ) from exc
-        result = explained_result(
-            self.bundle, image, heatmaps, annotations, lungs, self.region, within
-        )
         objects = result_objects(
             source, result, self.algorithm, image.pixels if self.overlays else None
         )
@@ -173,6 +193,17 @@ class ResultSender:
 
     def close(self) -> None:
         self.source.close()
+
+
+def _dicom(path: Path):
+    import pydicom
+
+    try:
+        return pydicom.dcmread(path)
+    except Exception as exc:  # not DICOM: nothing to file the results with
+        raise CxrxaiError(
+            f"--to-pacs: '{path}' is no DICOM file; results go back on DICOM images only."
+        ) from exc
 
 
 def add_pacs_find(commands: argparse._SubParsersAction) -> None:

@@ -11,9 +11,11 @@ from collections.abc import Iterable
 import numpy as np
 
 from cxrxai import __version__
-from cxrxai.cases import Annotation
-from cxrxai.evaluation.evaluate import RegionSetting, region_setting_metrics
+from cxrxai.cases import Annotation, Case
+from cxrxai.errors import CxrxaiError
+from cxrxai.evaluation.evaluate import Evaluator, RegionSetting, region_setting_metrics
 from cxrxai.explain.base import Heatmap
+from cxrxai.lungs import lung_annotation
 from cxrxai.pacs.results import Algorithm, CaseResult, MapResult, TruthBox
 from cxrxai.runner import ModelBundle
 from cxrxai.xray import XRayImage
@@ -40,6 +42,7 @@ def explained_result(
     lungs: np.ndarray | None = None,
     region: RegionSetting = EXPORT_REGION,
     within_lungs: bool = False,
+    empty: str = "nan",
 ) -> CaseResult:
     """``heatmaps`` at the image's size; ``annotations``: the case's truth (its boxes go
     back too, and the region metrics are scored against them)."""
@@ -54,7 +57,7 @@ def explained_result(
             heatmap.target_label,
             mode,
             value,
-            "nan",
+            empty,
             lungs,
             image.meta.pixel_spacing_mm,
             within_lungs and lungs is not None,
@@ -86,3 +89,38 @@ def explained_result(
         maps=tuple(maps),
         truth=truth,
     )
+
+
+def evaluated_result(
+    evaluator: Evaluator, case: Case, region: RegionSetting = EXPORT_REGION
+) -> tuple[XRayImage, CaseResult] | None:
+    """``case`` explained as ``evaluator`` explained it (its targets, settings, lung
+    fields and cache: the maps come from the cache after the run) and scored at
+    ``region``: the numbers equal the case's results rows at that setting. None for a
+    case the evaluation left out (no target)."""
+    if evaluator.external is not None:
+        raise CxrxaiError("--to-pacs sends cxrxai's own maps; it does not go with --heatmaps.")
+    image = case.load_image()
+    probs = evaluator.bundle.predict_proba(image.pixels)[0]
+    lungs_annotation = lung_annotation(case, image.pixels, evaluator.segmenter)
+    lungs = lungs_annotation.to_mask(image.pixels.shape) if lungs_annotation else None
+    targets = evaluator.targets(case, probs)
+    if not targets:
+        return None
+    heatmaps = [
+        evaluator.heatmap(method, image.pixels, label)
+        for method in evaluator.methods
+        for label in targets
+    ]
+    settings = evaluator.settings
+    result = explained_result(
+        evaluator.bundle,
+        image,
+        heatmaps,
+        case.annotations,
+        lungs,
+        region,
+        settings.within_lungs,
+        settings.empty,
+    )
+    return image, result

@@ -228,6 +228,20 @@ class Evaluator:
         """The case's labels that the model outputs."""
         return [label for label in case.labels if label in self.bundle.labels]
 
+    def targets(self, case: Case, probs: np.ndarray) -> list[str]:
+        """The labels explained for ``case``: its labels the model outputs, or with
+        ``targets="predicted"`` the labels the model predicts (possibly none)."""
+        if self.settings.targets == "predicted":
+            return [self.bundle.labels[i] for i in self.bundle.card.positives(probs)]
+        return self.label_targets(case)
+
+    def heatmap(self, method: str, image: np.ndarray, label: str) -> Heatmap:
+        """``method``'s map of ``image`` for ``label`` (through the cache when there is one)."""
+        index = self.bundle.labels.index(label)
+        return _explain(
+            self.explainers[method], self.bundle, image, index, self.settings, self.cache
+        )
+
     def plan(
         self, cases: Iterable[Case], db: sqlite_utils.Database, summary: Summary
     ) -> Iterable[Work]:
@@ -263,12 +277,10 @@ class Evaluator:
             raise CxrxaiError(f"Case '{case.case_id}': {exc}") from exc
         image = xray.pixels
         probs = bundle.predict_proba(image)[0]
-        targets = self.label_targets(case)
-        if settings.targets == "predicted":
-            targets = [bundle.labels[i] for i in bundle.card.positives(probs)]
-            if not targets:  # multi-label, nothing above its threshold
-                result.without_target = True
-                return
+        targets = self.targets(case, probs)
+        if settings.targets == "predicted" and not targets:  # multi-label, none above threshold
+            result.without_target = True
+            return
         lungs_annotation = lung_annotation(case, image, self.segmenter)
         lungs = lungs_annotation.to_mask(image.shape) if lungs_annotation else None
         if settings.within_lungs and lungs is None:
@@ -294,9 +306,7 @@ class Evaluator:
                         continue
                     heatmap = found
                 else:
-                    heatmap = _explain(
-                        self.explainers[method], bundle, image, index, settings, self.cache
-                    )
+                    heatmap = self.heatmap(method, image, label)
                 truth, boxes = truth_for(case.annotations, label, image.shape)
                 base = _unit_row(bundle, case, name, label, probs, index)
                 try:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from cxrxai.cli import main
-from tests.pacs.test_objects import dciodvfy
 
 STUDY = "1.3.6.1.4.1.5962.1.2.9.20040826185059.5457"
 IDENTIFIERS = ("CompressedSamples", "9RG1", "19400305")  # patient name, ID, birth date
@@ -64,7 +63,7 @@ def sent(orthanc, stored_rg1, tmp_path_factory, rg1_files):
     return out, objects
 
 
-def test_explain_from_the_pacs_sends_each_object_back(sent, stored_rg1, tmp_path):
+def test_explain_from_the_pacs_sends_each_object_back(sent, stored_rg1, tmp_path, dciodvfy):
     _, objects = sent
     assert {m: len(v) for m, v in objects.items()} == {"SR": 2, "SEG": 2, "PR": 2, "OT": 2}
     for modality, found in objects.items():

@@ -143,3 +143,43 @@ def test_a_reader_study_made_from_pacs_cases_end_to_end(
     service.submit(db, rater, task.id, scores, True)
     assert main(["study", "analyse", "--code", study["code"], "--db", str(db_path)]) == 0
     assert "1 ratings" in capsys.readouterr().out
+
+
+def test_evaluate_from_the_pacs_sends_the_results_rows_back(
+    read_study, orthanc, stored_rg1, tmp_path, monkeypatch, capsys
+):
+    """The SR's numbers of each map equal the case's results rows at the region setting
+    sent (top-percent 10): one computation fills both."""
+    from dicomweb_client.api import DICOMwebClient
+
+    from cxrxai.cli import main
+    from cxrxai.evaluation.store import LOCALISATION, open_results
+
+    monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "cache"))
+    db_path = tmp_path / "results.sqlite"
+    args = ["evaluate", "--dataset", "pacs", "--url", orthanc.dimse, "--study", STUDY]
+    args += ["--methods", "gradcam", "--no-lung-model", "--db", str(db_path)]
+    args += ["--to-pacs", orthanc.dicomweb]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "1 case x method units computed" in out and "sent 3 DICOM objects to" in out
+    row = next(
+        open_results(db_path)[LOCALISATION].rows_where(
+            "mode = 'top-percent' and value = 10 and case_id = ?", [stored_rg1["RG1_UNCR"]]
+        )
+    )
+    client = DICOMwebClient(orthanc.dicomweb)
+    reports = [
+        hd.sr.Comprehensive3DSR.from_dataset(ds)
+        for series in client.search_for_series(STUDY, search_filters={"Modality": "SR"})
+        for ds in client.retrieve_series(STUDY, series["0020000E"]["Value"][0])
+        if ds.Manufacturer == "cxrxai" and ds.ContentDate and "gradcam COVID-19" in str(ds)
+    ]
+    assert reports, "no SR of the evaluation on the PACS"
+    groups = {g.tracking_identifier: g for g in reports[-1].content.get_image_measurement_groups()}
+    sent = {m.name.meaning: m.value for m in groups["gradcam COVID-19"].get_measurements()}
+    stored = {k: v for k, v in row.items() if k in sent}
+    assert stored and sent.keys() <= {*row.keys()}
+    for name, value in sent.items():
+        assert value == pytest.approx(row[name], rel=1e-9, abs=1e-12), name
+    assert {"iou", "dice", "hit", "lung_relevance"} & set(sent) >= {"iou", "dice"}
