@@ -12,6 +12,7 @@ navigation = st.navigation(
         st.Page("pages/review.py", title="Review", icon=":material/radiology:", default=True),
         st.Page("pages/cases.py", title="Cases", icon=":material/table_view:"),
         st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
+        st.Page("pages/pacs.py", title="PACS", icon=":material/cloud_sync:"),
         st.Page("pages/study.py", title="Study", icon=":material/how_to_vote:"),
         st.Page(
             "pages/study_admin.py", title="Study admin", icon=":material/admin_panel_settings:"

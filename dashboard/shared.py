@@ -236,11 +236,16 @@ def write_address(
         st.session_state["address_written"] = written
 
 
-def open_in_review(case: Case, target: str | None = None, method: str | None = None) -> None:
+def open_in_review(
+    case: Case,
+    target: str | None = None,
+    method: str | None = None,
+    beside: list[Case] | None = None,
+) -> None:
     """Switch to the Review page on ``case``, explaining ``target`` with ``method`` (a
     results row's name: a variant such as ``gradcam(layer=blocks.6)`` opens with its
-    settings)."""
-    st.session_state["extra_cases"] = [case]
+    settings); ``beside``: more cases offered with it (a PACS study's other images)."""
+    st.session_state["extra_cases"] = [case, *(c for c in beside or [] if c is not case)]
     st.session_state["class_filter"] = "all"
     st.session_state["case_id"] = case.case_id
     if target is not None:

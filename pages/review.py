@@ -35,6 +35,7 @@ from cxrxai.render import (
     png_bytes,
 )
 from cxrxai.settings import DATA_ENV_VAR, data_root
+from dashboard.pacs import send_to_pacs
 from dashboard.review import (
     background_status,
     get_uploaded_image,
@@ -304,6 +305,7 @@ spacing = image.meta.pixel_spacing_mm
 unit = "mm" if spacing else "px"
 has_truth = any(a.role == "finding" and a.label == target_label for a in annotations)
 shown_maps: dict[str, np.ndarray] = {}
+shown_heatmaps: dict = {}  # method -> Heatmap, for "Send to PACS"
 shown_regions: dict[str, np.ndarray] = {}
 case_metrics: list[dict] = []  # every panel's metrics, for one CSV
 if methods:
@@ -330,6 +332,7 @@ if methods:
                 continue
             values = heatmap.numpy()
             shown_maps[method], shown_regions[method] = values, region
+            shown_heatmaps[method] = heatmap
             shown = overlay(shown_pixels, values, opacity, colormap=colormap)
             if show_region:
                 shown = draw_region(shown, region, boxes)
@@ -396,6 +399,39 @@ if case_metrics:
         mime="text/csv",
         key="metrics-csv",
     )
+if shown_heatmaps and upload is None and image.meta.file_format == "DICOM":
+    with st.expander("Send to PACS"):
+        st.caption(
+            "Files these maps on the image's study as new series: a TID 1500 SR "
+            "(probabilities, each map's shares and metrics at the current region setting, "
+            "a ROI per box), a FRACTIONAL SEG of the maps and a GSPS of the boxes "
+            "(docs/dicom.md). Credentials come from the server's environment."
+        )
+        pacs_address = st.text_input(
+            "PACS address", value=st.session_state.get("pacs_address", ""), key="send-pacs-url"
+        )
+        overlays = st.checkbox("Also Secondary Capture overlays (NOT FOR DIAGNOSIS)")
+        if st.button("Send to PACS", disabled=not pacs_address, key="send-pacs"):
+            try:
+                with st.spinner("Writing and sending the DICOM objects…"):
+                    count = send_to_pacs(
+                        pacs_address,
+                        case.image_path,
+                        bundle,
+                        image,
+                        list(shown_heatmaps.values()),
+                        annotations,
+                        lungs,
+                        (mode, value),
+                        within_lungs and lungs is not None,
+                        "zero" if zero_empty else "nan",
+                        overlays,
+                    )
+            except CxrxaiError as exc:
+                st.error(plain(str(exc)))
+            else:
+                st.session_state["pacs_address"] = pacs_address
+                st.success(f"Sent {count} DICOM objects to {plain(pacs_address)}.")
 if len(shown_maps) >= 2:
     st.subheader("Agreement between the maps")
     st.dataframe(map_agreement(shown_maps, shown_regions), hide_index=True)

@@ -13,7 +13,7 @@ recipe can all start Orthanc the same way.
 Usage::
 
     python scripts/orthanc_loopback.py --storage DIR [--http-port 8042] [--dicom-port 4242]
-        [--user NAME:PASSWORD] [--aet ORTHANC]
+        [--user NAME:PASSWORD] [--aet ORTHANC] [--web-viewer]
 
 It prints one JSON line ``{"http": PORT, "dicom": PORT}`` when Orthanc answers, and stops
 Orthanc when it gets SIGTERM / SIGINT or its stdin closes (``--until-stdin-closes``).
@@ -112,7 +112,7 @@ def _relay(listener: socket.socket, inner_port: int) -> None:
             threading.Thread(target=_pump, args=(a, b), daemon=True).start()
 
 
-def _config(storage: Path, aet: str, user: str | None) -> dict:
+def _config(storage: Path, aet: str, user: str | None, web_viewer: bool = False) -> dict:
     config: dict = {
         "Name": "cxrxai-loopback",
         "StorageDirectory": str(storage / "db"),
@@ -130,7 +130,8 @@ def _config(storage: Path, aet: str, user: str | None) -> dict:
         "StableAge": 1,
         "ConcurrentJobs": 1,
         "HttpThreadsCount": 8,
-        "Plugins": [str(PLUGINS / "libOrthancDicomWeb.so")],
+        "Plugins": [str(PLUGINS / "libOrthancDicomWeb.so")]
+        + ([str(PLUGINS / "libOrthancWebViewer.so")] if web_viewer else []),
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True},
     }
     if user:
@@ -163,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aet", default="ORTHANC")
     parser.add_argument("--user", default=None, help="NAME:PASSWORD for HTTP basic auth")
     parser.add_argument("--until-stdin-closes", action="store_true")
+    parser.add_argument(
+        "--web-viewer", action="store_true", help="load orthanc-webviewer's plugin too"
+    )
     args = parser.parse_args(argv)
     orthanc = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
     if not os.access(orthanc, os.X_OK):
@@ -173,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     _loopback_up()
     args.storage.mkdir(parents=True, exist_ok=True)
     config = args.storage / "orthanc.json"
-    config.write_text(json.dumps(_config(args.storage, args.aet, args.user), indent=1))
+    settings = _config(args.storage, args.aet, args.user, args.web_viewer)
+    config.write_text(json.dumps(settings, indent=1))
     log = (args.storage / "orthanc.log").open("ab")
     server = subprocess.Popen([orthanc, str(config)], stdout=log, stderr=log)
 

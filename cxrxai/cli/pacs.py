@@ -164,9 +164,8 @@ class ResultSender:
         many were sent (explain)."""
         from cxrxai.evaluation.dicom_results import explained_result
 
-        source = _dicom(path)
         result = explained_result(self.bundle, image, heatmaps, (), lungs, self.region)
-        return self._store(source, image, result)
+        return self._send(path, image, result)
 
     def send_evaluated(self, evaluator, cases) -> int:
         """Each DICOM case of an evaluation that had a target, as ``evaluator`` scored it
@@ -175,35 +174,21 @@ class ResultSender:
 
         sent = 0
         for case in cases:
-            source = _dicom(Path(case.image_path))
             explained = evaluated_result(evaluator, case, self.region)
             if explained is not None:
-                sent += self._store(source, *explained)
+                sent += self._send(Path(case.image_path), *explained)
         return sent
 
-    def _store(self, source, image, result) -> int:
-        from cxrxai.pacs.objects import result_objects
+    def _send(self, path: Path, image, result) -> int:
+        from cxrxai.pacs.objects import send_results
 
-        objects = result_objects(
-            source, result, self.algorithm, image.pixels if self.overlays else None
-        )
-        self.source.store(objects)
-        self.sent += len(objects)
-        return len(objects)
+        pixels = image.pixels if self.overlays else None
+        count = send_results(self.source, path, result, self.algorithm, pixels)
+        self.sent += count
+        return count
 
     def close(self) -> None:
         self.source.close()
-
-
-def _dicom(path: Path):
-    import pydicom
-
-    try:
-        return pydicom.dcmread(path)
-    except Exception as exc:  # not DICOM: nothing to file the results with
-        raise CxrxaiError(
-            f"--to-pacs: '{path}' is no DICOM file; results go back on DICOM images only."
-        ) from exc
 
 
 def add_pacs_find(commands: argparse._SubParsersAction) -> None:

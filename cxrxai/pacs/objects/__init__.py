@@ -4,15 +4,19 @@ boxes and, optionally, one Secondary Capture overlay per map. See docs/dicom.md.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pydicom
 
+from cxrxai.errors import CxrxaiError
 from cxrxai.pacs.objects.capture import overlay_capture
 from cxrxai.pacs.objects.common import new_series, prepared_source
 from cxrxai.pacs.objects.gsps import box_presentation
 from cxrxai.pacs.objects.seg import heatmap_segmentation
 from cxrxai.pacs.objects.sr import measurement_report
 from cxrxai.pacs.results import Algorithm, CaseResult
+from cxrxai.pacs.source import PacsSource
 
 SERIES_NUMBERS = {"SR": 9001, "SEG": 9002, "PR": 9003, "OT": 9004}
 
@@ -43,3 +47,27 @@ def result_objects(
         for number, m in enumerate(result.maps, start=1):
             objects.append(overlay_capture(fixed, pixels, m, series, number))
     return objects
+
+
+def read_source(path: Path) -> pydicom.Dataset:
+    """The DICOM image results are filed with, read whole (the objects copy from it)."""
+    try:
+        return pydicom.dcmread(path)
+    except Exception as exc:  # not DICOM: nothing to file the results with
+        raise CxrxaiError(
+            f"'{path}' is no DICOM file: results go back to a PACS on DICOM images only."
+        ) from exc
+
+
+def send_results(
+    pacs: PacsSource,
+    path: Path,
+    result: CaseResult,
+    algorithm: Algorithm,
+    pixels: np.ndarray | None = None,
+) -> int:
+    """The objects of ``result`` for the DICOM image at ``path``, stored on ``pacs``
+    (overlays too when ``pixels`` is given); how many were sent."""
+    objects = result_objects(read_source(path), result, algorithm, pixels)
+    pacs.store(objects)
+    return len(objects)
