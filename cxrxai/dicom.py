@@ -36,7 +36,7 @@ def read_dicom_bytes(
     data is decoded; a deflated file is inflated only up to what such an image needs.
     """
     limit = max_side or max_image_side()
-    _check_deflated_size(data, label, max_file_bytes(limit))
+    check_deflated_size(data, label, max_file_bytes(limit))
     ds = _parse(data, label)
     if "PixelData" not in ds:
         raise ImageReadError(label, "the DICOM file has no pixel data (is it a report or SR?)")
@@ -94,7 +94,7 @@ def _header_int(ds: pydicom.Dataset, keyword: str, default: int = 0) -> int:
 _GROUP_LENGTH_TAG = b"\x02\x00\x00\x00UL\x04\x00"
 
 
-def _check_deflated_size(data: bytes, label: str, max_bytes: int) -> None:
+def check_deflated_size(data: bytes, label: str, max_bytes: int) -> None:
     """A Deflated Explicit VR Little Endian file is inflated whole by pydicom before its
     header can be read (a 382 KB file held a 14,000 x 14,000 image: 3.4 GB); inflate it
     here first, at most ``max_bytes``, and refuse one that holds more. Written here

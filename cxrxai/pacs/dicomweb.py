@@ -14,6 +14,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from dicomweb_client.session_utils import add_certs_to_session
 
+from cxrxai.dicom import check_deflated_size
 from cxrxai.errors import PacsError
 from cxrxai.pacs.address import Credentials, PacsAddress, redact
 from cxrxai.pacs.source import FOUND_KEYWORDS, InstanceRef, Query, instance_ref
@@ -127,16 +128,35 @@ class DicomWebSource:
         return f"PACS {self.address}"
 
     def _check_length(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        """Refuse an answer that declares more bytes than the instance may hold, before
-        its body is read (requests runs response hooks before it reads the content)."""
+        """While an instance is fetched, bound its answer before dicomweb-client parses it
+        (pydicom would inflate a deflated data set whole: a small answer could hold
+        gigabytes). requests runs response hooks before it reads the body, so this reads
+        it here, at most the limit, and checks each Part 10 object's inflated size.
+        Written by hand: dicomweb-client offers no bound on what it retrieves."""
+        if self._limit is None:
+            return
+        limit = self._limit
         declared = response.headers.get("Content-Length", "")
-        if self._limit is not None and declared.isdigit() and int(declared) > self._limit:
+        if declared.isdigit() and int(declared) > limit:
             response.close()
             raise PacsError(
                 f"{self._shown} would send {int(declared) / 2**20:.0f} MB for one instance; "
-                f"the largest accepted is {self._limit / 2**20:.0f} MB "
-                "(see $CXRXAI_MAX_IMAGE_SIDE)."
+                f"the largest accepted is {limit / 2**20:.0f} MB (see $CXRXAI_MAX_IMAGE_SIDE)."
             )
+        body = response.raw.read(limit + 1, decode_content=True) or b""
+        if len(body) > limit:
+            response.close()
+            raise PacsError(
+                f"{self._shown} sent more than {limit / 2**20:.0f} MB for one instance; "
+                "the largest accepted (see $CXRXAI_MAX_IMAGE_SIDE)."
+            )
+        start = body.find(b"DICM")
+        while start >= 128:
+            check_deflated_size(body[start - 128 :], f"{self._shown}'s instance", limit)
+            start = body.find(b"DICM", start + 4)
+        # the body, already read, handed back as requests keeps it (its content cache)
+        response._content = body
+        response._content_consumed = True
 
     def _records(self, found: object) -> list[dict[str, Any]]:
         if not isinstance(found, list):

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pydicom
 import pytest
+from hostile_files import HOSTILE
+from pydicom.data import get_testdata_file
 
-from cxrxai.errors import PacsError
+from cxrxai.errors import CxrxaiError, PacsError
 from cxrxai.pacs.address import parse_address
 from cxrxai.pacs.cache import InstanceCache
 from cxrxai.pacs.connect import open_source
@@ -106,4 +110,39 @@ def test_malformed_or_huge_instances_leave_nothing_in_the_cache(hostile, tmp_pat
     cache = InstanceCache(tmp_path)
     with pytest.raises(PacsError, match=match):
         cache.get(source, ref)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def _multipart(data: bytes) -> tuple[int, dict[str, str], bytes]:
+    boundary = "cxrxai-hostile"
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    kind = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    return 200, {"Content-Type": kind}, body
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_the_hostile_image_catalogue_served_by_a_pacs(hostile, tmp_path, name):
+    """Each file of the uploads' catalogue, as a WADO-RS answer: refused with a clear
+    error, nothing near its declared size allocated, nothing cached."""
+    make, reason = HOSTILE[name]
+    hostile.answer = _multipart(make())
+    source = open_source(parse_address(hostile.url), attempts=1, timeout=5)
+    # the search said 64 x 64, and the UID the catalogue's DICOM files carry
+    sop = str(pydicom.dcmread(get_testdata_file("CT_small.dcm")).SOPInstanceUID)
+    ref = InstanceRef(STUDY, SERIES, sop, CR, "CR", 64, 64)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CxrxaiError) as raised:
+            InstanceCache(tmp_path).get(source, ref)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "Traceback" not in str(raised.value)
+    if "dicom" in name:  # the DICOM ones for the same reason as an upload (a deflated one
+        assert reason in str(raised.value)  # before dicomweb-client's pydicom inflates it)
+    assert peak < 200 << 20
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
