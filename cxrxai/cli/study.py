@@ -83,6 +83,12 @@ def add_study(commands: argparse._SubParsersAction) -> None:
     )
     add_model_args(study)
     add_pacs_source(study, dataset=False)
+    study.add_argument(
+        "--to-pacs",
+        default=None,
+        metavar="URL",
+        help="export: also file the readers' marks on PACS cases' studies (SR and GSPS)",
+    )
     study.set_defaults(run=cmd_study)
 
 
@@ -162,6 +168,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.action == "export":
         for written in analysis.export(db, study["id"], args.out, args.real_names):
             print(written)
+        if args.to_pacs:
+            print(_marks_to_pacs(args, db, study))
         return 0
     rows = analysis.ratings(db, study["id"])
     print(f"{len(rows)} ratings in study {study['code']} ({study['mode']})")
@@ -251,3 +259,25 @@ def _new_password() -> str:
     if getpass("Repeat it: ") != first:
         raise CxrxaiError("The two passwords differ; nothing was changed.")
     return first
+
+
+def _marks_to_pacs(args: argparse.Namespace, db, study) -> str:
+    """Readers' marks of the study's DICOM cases as an SR and a GSPS each, on their studies."""
+    from cxrxai import __version__
+    from cxrxai.cli.pacs import open_pacs
+    from cxrxai.pacs.objects import send_results
+    from cxrxai.pacs.results import Algorithm
+    from cxrxai.study import analysis
+    from cxrxai.study.marks import marks_results
+
+    results = marks_results(
+        analysis.reader_marks(db, study["id"], args.real_names),
+        analysis.case_images(db, study["id"]),
+    )
+    recorder = Algorithm(f"cxrxai reader study {study['code']}", "-", "", f"cxrxai {__version__}")
+    source = open_pacs(args, args.to_pacs)
+    try:
+        sent = sum(send_results(source, Path(path), result, recorder) for path, result in results)
+    finally:
+        source.close()
+    return f"sent {sent} DICOM objects of readers' marks on {len(results)} case(s)"

@@ -13,6 +13,7 @@ from cxrxai.cases import Annotation
 from cxrxai.evaluation.evaluate import truth_for
 from cxrxai.explain.base import Heatmap
 from cxrxai.metrics.regions import region
+from cxrxai.pacs.results import CaseResult, TruthBox
 
 Box = tuple[float, float, float, float]
 MARK_REGION = ("top-percent", 10.0)  # each panel's region the marks are compared with
@@ -81,3 +82,22 @@ def manifest_rows(marks: list[dict[str, Any]], images: Mapping[str, str]) -> lis
 def box_tuples(boxes: list[Annotation]) -> list[Box]:
     """Boxes of drawn annotations as plain tuples (what the service stores)."""
     return [tuple(float(v) for v in a.box) for a in boxes if a.box is not None]  # type: ignore[misc]
+
+
+def marks_results(
+    marks: list[dict[str, Any]], images: Mapping[str, str]
+) -> list[tuple[str, CaseResult]]:
+    """Readers' marks as results to file on a PACS (``study export --to-pacs``): per case
+    with an image, its marks as boxes authored by the rater (pseudonym unless real names
+    were asked); no probabilities or maps - those are the model's, these the readers'."""
+    by_case: dict[str, list[TruthBox]] = {}
+    for mark in marks:
+        box = tuple(float(mark[k]) for k in ("x_min", "y_min", "x_max", "y_max"))
+        by_case.setdefault(mark["case_id"], []).append(
+            TruthBox(mark["target"], str(mark["rater"]), box)
+        )
+    return [
+        (images[case_id], CaseResult({}, (), (), tuple(boxes)))
+        for case_id, boxes in by_case.items()
+        if images.get(case_id)
+    ]

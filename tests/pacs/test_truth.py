@@ -140,9 +140,30 @@ def test_a_reader_study_made_from_pacs_cases_end_to_end(
     rater = service.join(db, study["code"], "R1")
     task = service.next_assignment(db, rater)
     scores = {label: {s: 4 for s in service.SCORES} for label in task.shown_as}
-    service.submit(db, rater, task.id, scores, True)
+    mark = (320.0, 410.0, 880.0, 1190.0)
+    service.submit(db, rater, task.id, scores, True, marks=service.Marks([mark]))
     assert main(["study", "analyse", "--code", study["code"], "--db", str(db_path)]) == 0
     assert "1 ratings" in capsys.readouterr().out
+    # the readers' marks go back to the PACS as an SR and a GSPS on the image's study
+    export = ["study", "export", "--code", study["code"], "--db", str(db_path)]
+    export += ["--out", str(tmp_path / "export"), "--to-pacs", orthanc.dimse]
+    assert main(export) == 0
+    assert "sent 2 DICOM objects of readers' marks on 1 case(s)" in capsys.readouterr().out
+    from dicomweb_client.api import DICOMwebClient
+
+    client = DICOMwebClient(orthanc.dicomweb)
+    reports = [
+        ds
+        for series in client.search_for_series(STUDY, search_filters={"Modality": "SR"})
+        for ds in client.retrieve_series(STUDY, series["0020000E"]["Value"][0])
+        if ds.Manufacturer == "cxrxai" and _mentions(ds, "reader study")
+    ]
+    assert reports
+    sr = hd.sr.Comprehensive3DSR.from_dataset(reports[-1])
+    (roi,) = sr.content.get_planar_roi_measurement_groups()
+    assert roi.tracking_identifier == f"truth box 1 {LABEL} (R01)"
+    points = np.asarray(roi.roi.value).reshape(-1, 2)
+    assert (*points.min(axis=0), *points.max(axis=0)) == mark
 
 
 def test_evaluate_from_the_pacs_sends_the_results_rows_back(
@@ -183,3 +204,8 @@ def test_evaluate_from_the_pacs_sends_the_results_rows_back(
     for name, value in sent.items():
         assert value == pytest.approx(row[name], rel=1e-9, abs=1e-12), name
     assert {"iou", "dice", "hit", "lung_relevance"} & set(sent) >= {"iou", "dice"}
+
+
+def _mentions(ds: pydicom.Dataset, text: str) -> bool:
+    """Whether any text value in ``ds`` (its content tree included) holds ``text``."""
+    return any(text in str(e.value) for e in ds.iterall() if e.VR not in ("SQ", "OB", "OW"))

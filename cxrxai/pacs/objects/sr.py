@@ -50,28 +50,9 @@ def measurement_report(
     the image library is left out too (highdicom's needs ImagerPixelSpacing, which CR
     often lacks) - every group names its source image instead."""
     model = AlgorithmIdentification(name=algorithm.model_name[:64], version=algorithm.version[:64])
-    groups: list = [
-        MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier="classification"),
-            algorithm_id=model,
-            measurements=[
-                Measurement(
-                    name=local(f"p:{label}", f"Probability of {label}"),
-                    value=float(p),
-                    unit=NO_UNITS,
-                    algorithm_id=model,
-                )
-                for label, p in result.probabilities.items()
-                if math.isfinite(p)
-            ],
-            qualitative_evaluations=[
-                QualitativeEvaluation(name=PREDICTED, value=local(label))
-                for label in result.predicted
-            ]
-            or None,
-            source_images=[SourceImageForMeasurementGroup.from_source_image(source)],
-        )
-    ]
+    groups: list = []
+    if result.probabilities:
+        groups.append(_classification(source, result, model))
     for m in result.maps:
         method = AlgorithmIdentification(
             name=f"cxrxai {m.method}"[:64],
@@ -144,4 +125,29 @@ def _roi(
         finding_type=local(label),
         finding_category=FINDING,
         algorithm_id=method,
+    )
+
+
+def _classification(
+    source: pydicom.Dataset, result: CaseResult, model: AlgorithmIdentification
+) -> MeasurementsAndQualitativeEvaluations:
+    """The model's probability of every label and its predicted labels."""
+    return MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier="classification"),
+        algorithm_id=model,
+        measurements=[
+            Measurement(
+                name=local(f"p:{label}", f"Probability of {label}"),
+                value=float(p),
+                unit=NO_UNITS,
+                algorithm_id=model,
+            )
+            for label, p in result.probabilities.items()
+            if math.isfinite(p)
+        ],
+        qualitative_evaluations=[
+            QualitativeEvaluation(name=PREDICTED, value=local(label)) for label in result.predicted
+        ]
+        or None,
+        source_images=[SourceImageForMeasurementGroup.from_source_image(source)],
     )
