@@ -146,3 +146,34 @@ def test_the_hostile_image_catalogue_served_by_a_pacs(hostile, tmp_path, name):
         assert reason in str(raised.value)  # before dicomweb-client's pydicom inflates it)
     assert peak < 200 << 20
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_a_slow_pacs_is_named_after_the_timeout(hostile):
+    """A PACS that accepts the connection but does not answer within --pacs-timeout."""
+    import time
+
+    class Slow(hostile):
+        def do_GET(self) -> None:
+            time.sleep(3)
+            super().do_GET()
+
+    hostile.do_GET = Slow.do_GET
+    source = open_source(parse_address(hostile.url), attempts=1, timeout=1)
+    started = time.monotonic()
+    with pytest.raises(PacsError, match=r"cannot be reached .*Timeout") as raised:
+        source.find(Query(study_uid=STUDY))
+    assert hostile.url in str(raised.value) and time.monotonic() - started < 3
+
+
+def test_without_the_pacs_extra_the_options_say_how_to_install_it(monkeypatch, capsys):
+    import importlib.util
+
+    from cxrxai.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "highdicom" else real(name)
+    )
+    assert main(["pacs-find", "--url", "http://127.0.0.1:9/dicom-web", "--study", STUDY]) == 2
+    err = capsys.readouterr().err
+    assert "pip install -r requirements-pacs.txt" in err and "Traceback" not in err
