@@ -152,12 +152,11 @@ def test_a_slow_pacs_is_named_after_the_timeout(hostile):
     """A PACS that accepts the connection but does not answer within --pacs-timeout."""
     import time
 
-    class Slow(hostile):
-        def do_GET(self) -> None:
-            time.sleep(3)
-            super().do_GET()
+    def slow(handler: _Answer) -> None:
+        time.sleep(3)
+        _Answer.do_GET(handler)
 
-    hostile.do_GET = Slow.do_GET
+    hostile.do_GET = slow
     source = open_source(parse_address(hostile.url), attempts=1, timeout=1)
     started = time.monotonic()
     with pytest.raises(PacsError, match=r"cannot be reached .*Timeout") as raised:
