@@ -113,7 +113,7 @@ def load_credentials(
                 'write {"user": ..., "password": ...} or {"token": ...}.'
             ) from exc
         if not isinstance(loaded, dict) or not all(
-            isinstance(v, str) for k, v in loaded.items() if k in ("user", "password", "token")
+            isinstance(v, str) for k, v in loaded.items() if k in ("user", "password", "token", "ca")
         ):
             raise PacsError(
                 f"Credentials file '{path}' must hold an object with string values "

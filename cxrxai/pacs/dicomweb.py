@@ -13,6 +13,7 @@ import pydicom
 import requests
 from dicomweb_client.api import DICOMwebClient
 from dicomweb_client.session_utils import add_certs_to_session
+from requests.adapters import HTTPAdapter
 
 from cxrxai.dicom import check_deflated_size
 from cxrxai.errors import PacsError
@@ -23,6 +24,21 @@ T = TypeVar("T")
 # PS3.18 8.7.3.5: "*" asks for the instance in the transfer syntax it is stored in, so
 # a compressed radiograph comes as the modality sent it (Orthanc would transcode it).
 AS_STORED = (("application/dicom", "*"),)
+
+
+class _PinnedCA(HTTPAdapter):
+    """HTTPS verified against the CA named for the PACS. requests lets
+    $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE override a session's ``verify``
+    (psf/requests#3829, #4726: open since 2015), so a private CA set on the session
+    would be ignored on machines that set those; the adapter applies it per request."""
+
+    def __init__(self, ca_bundle: str) -> None:
+        super().__init__()
+        self._ca_bundle = ca_bundle
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        kwargs["verify"] = self._ca_bundle
+        return super().send(request, **kwargs)
 
 
 class DicomWebSource:
@@ -39,6 +55,7 @@ class DicomWebSource:
             session.auth = (credentials.user, credentials.password or "")
         if credentials.ca_bundle is not None:
             session = add_certs_to_session(session, str(credentials.ca_bundle))
+            session.mount("https://", _PinnedCA(str(credentials.ca_bundle)))
         self._session = session
         session.hooks["response"].append(self._check_length)
         headers = {"Authorization": f"Bearer {credentials.token}"} if credentials.token else None
@@ -189,6 +206,12 @@ class DicomWebSource:
             status = exc.response.status_code if exc.response is not None else "?"
             hint = " (check the credentials)" if status in (401, 403) else ""
             raise PacsError(f"{self._shown} answered HTTP {status} to '{what}'{hint}.") from None
+        except requests.exceptions.SSLError:
+            raise PacsError(
+                f"{self._shown} cannot be reached to {what} (SSLError): its certificate is "
+                "not trusted here; name its CA with $CXRXAI_PACS_CA_BUNDLE (or the "
+                'credentials file\'s "ca").'
+            ) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise PacsError(
                 f"{self._shown} cannot be reached to {what} "

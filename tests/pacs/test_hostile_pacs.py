@@ -176,3 +176,51 @@ def test_without_the_pacs_extra_the_options_say_how_to_install_it(monkeypatch, c
     assert main(["pacs-find", "--url", "http://127.0.0.1:9/dicom-web", "--study", STUDY]) == 2
     err = capsys.readouterr().err
     assert "pip install -r requirements-pacs.txt" in err and "Traceback" not in err
+
+
+def test_tls_with_a_private_ca_and_a_bearer_token(hostile, tmp_path, monkeypatch):
+    """HTTPS to a PACS whose certificate a private CA signed ($CXRXAI_PACS_CA_BUNDLE), the
+    token from $CXRXAI_PACS_TOKEN sent as a bearer; without the CA the certificate is
+    refused, and the token is in no message."""
+    import shutil
+    import ssl
+    import subprocess
+
+    from cxrxai.pacs.address import load_credentials
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl missing: it makes the test's certificate")
+    cert, key = tmp_path / "pacs.pem", tmp_path / "pacs.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    seen: list[str | None] = []
+
+    def record(handler: _Answer) -> None:
+        seen.append(handler.headers.get("Authorization"))
+        _Answer.do_GET(handler)
+
+    hostile.do_GET = record
+    hostile.answer = _json([_record()])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), hostile)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/dicom-web"
+    try:
+        env = {"CXRXAI_PACS_TOKEN": "tok-SECRET-42"}
+        with pytest.raises(PacsError, match="cannot be reached") as raised:
+            open_source(parse_address(url), load_credentials(environ=env), attempts=1).find(
+                Query(study_uid=STUDY)
+            )
+        assert "CXRXAI_PACS_CA_BUNDLE" in str(raised.value)
+        assert "tok-SECRET-42" not in str(raised.value)
+        trusted = load_credentials(environ={**env, "CXRXAI_PACS_CA_BUNDLE": str(cert)})
+        (found,) = open_source(parse_address(url), trusted, attempts=1).find(Query(study_uid=STUDY))
+        assert found.sop_uid == SOP and seen[-1] == "Bearer tok-SECRET-42"
+    finally:
+        server.shutdown()
