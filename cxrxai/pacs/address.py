@@ -31,6 +31,7 @@ USER_ENV, PASSWORD_ENV, TOKEN_ENV, CA_ENV = (
 CALLING_AET = "CXRXAI"
 _AET = re.compile(r"^[A-Za-z0-9_ .-]{1,16}$")
 MAX_CREDENTIALS_FILE = 64 << 10
+FILE_KEYS = ("user", "password", "token", "ca")  # what a credentials file may hold
 
 
 @dataclass(frozen=True)
@@ -113,13 +114,13 @@ def load_credentials(
                 'write {"user": ..., "password": ...} or {"token": ...}.'
             ) from exc
         if not isinstance(loaded, dict) or not all(
-            isinstance(v, str) for k, v in loaded.items() if k in ("user", "password", "token", "ca")
+            isinstance(v, str) for k, v in loaded.items() if k in FILE_KEYS
         ):
             raise PacsError(
                 f"Credentials file '{path}' must hold an object with string values "
                 '"user"/"password" or "token".'
             )
-        values = {k: v for k, v in loaded.items() if k in ("user", "password", "token", "ca")}
+        values = {k: v for k, v in loaded.items() if k in FILE_KEYS}
     else:
         for key, name in (("user", USER_ENV), ("password", PASSWORD_ENV), ("token", TOKEN_ENV)):
             if env.get(name):
