@@ -12,7 +12,7 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import browse
 from cxrxai.evaluation.report import iou_curve_figure
 from cxrxai.evaluation.store import STALE_NOTE
-from cxrxai.metrics.registry import METRICS
+from cxrxai.metrics.registry import COMPARED, METRICS
 from cxrxai.render import plain
 from cxrxai.settings import RESULTS_ENV_VAR, data_root, results_path
 from dashboard.cases import compared_methods, filtered_rows, iou_curves, results_overview
@@ -22,7 +22,6 @@ from dashboard.shared import open_in_review
 through_the_router()
 
 st.title("Cases")
-COMPARED = ("iou", "dice", "mean_distance", "hd95", "hit")
 EVALUATE = "`python -m cxrxai evaluate --split Val --methods gradcam,gradcam++,lrp`"
 path, is_demo = browse.results_to_browse()
 if path is None:

@@ -24,9 +24,9 @@ from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.compare import paired_comparisons
 from cxrxai.evaluation.store import LOCALISATION, STALE_NOTE, stale_rows
 from cxrxai.metrics.bootstrap import Estimate, bootstrap_mean
-from cxrxai.metrics.registry import METRICS, SHORTCUT_LUNG_SHARE
+from cxrxai.metrics.registry import METRICS, REPORTED, SHORTCUT_LUNG_SHARE
 
-TABLE_METRICS = ("iou", "dice", "mean_distance", "hd95", "hausdorff", "hit", "relevance_mass")
+TABLE_METRICS = REPORTED  # the registry marks them (Metric.in_report)
 
 
 @dataclass

@@ -26,11 +26,12 @@ from cxrxai.evaluation import browse
 from cxrxai.evaluation.report import iou_versus_p
 from cxrxai.evaluation.store import LOCALISATION, METRICS_VERSION, SUMMARIES, stale_rows, writes
 from cxrxai.metrics.bootstrap import Estimate
+from cxrxai.metrics.registry import COMPARED
 from cxrxai.sqlitedb import write_transaction
 
 FORMAT = 1  # bumped when a summary's computation or encoding changes
 DEFAULT_SETTING = ("top-percent", 10.0)  # the Cases page's first view
-DEFAULT_METRIC = "iou"
+DEFAULT_METRIC = COMPARED[0]  # the first the page offers (iou)
 
 Overview = tuple[int, list[tuple[str, float]], list[str], list[str]]
 Curves = dict[tuple[str, str], list[tuple[float, Estimate]]]

@@ -67,6 +67,8 @@ class Metric:
     unit: str = ""  # "px" for distances (or "mm" when the pixel spacing is known)
     compute: Compute | None = field(default=None, compare=False)  # pixel metrics
     computed_in: str = "cxrxai.metrics.registry"  # where a metric without compute is
+    in_report: bool = False  # a column of `report`'s summary table
+    compared: bool = False  # offered for the Cases page's paired comparisons
 
     @property
     def direction(self) -> str:
@@ -149,8 +151,16 @@ def shortcut_caption(values: dict[str, float | None]) -> str:
     return "Positive relevance: " + (" · ".join(parts) if parts else "none")
 
 
-def _pixel(name: str, label: str, higher: bool, compute: Compute, unit: str = "") -> Metric:
-    return Metric(name, label, higher, unit, compute)
+def _pixel(
+    name: str,
+    label: str,
+    higher: bool,
+    compute: Compute,
+    unit: str = "",
+    in_report: bool = False,
+    compared: bool = False,
+) -> Metric:
+    return Metric(name, label, higher, unit, compute, in_report=in_report, compared=compared)
 
 
 def _from(group: str, key: str) -> Compute:
@@ -158,30 +168,50 @@ def _from(group: str, key: str) -> Compute:
 
 
 _PIXEL = (
-    _pixel("iou", "IoU", True, _from("counts", "iou")),
-    _pixel("dice", "Dice", True, _from("counts", "dice")),
+    _pixel("iou", "IoU", True, _from("counts", "iou"), in_report=True, compared=True),
+    _pixel("dice", "Dice", True, _from("counts", "dice"), in_report=True, compared=True),
     _pixel("precision", "pixel precision", True, _from("counts", "precision")),
     _pixel("recall", "pixel recall", True, _from("counts", "recall")),
-    _pixel("hausdorff", "Hausdorff distance (max)", False, _from("distances", "hausdorff"), "px"),
-    _pixel("hd95", "Hausdorff distance, 95th percentile", False, _from("distances", "hd95"), "px"),
+    _pixel(
+        "hausdorff",
+        "Hausdorff distance (max)",
+        False,
+        _from("distances", "hausdorff"),
+        "px",
+        in_report=True,
+    ),
+    _pixel(
+        "hd95",
+        "Hausdorff distance, 95th percentile",
+        False,
+        _from("distances", "hd95"),
+        "px",
+        in_report=True,
+        compared=True,
+    ),
     _pixel(
         "mean_distance",
         "mean distance predicted -> truth (the LIME vs Grad-CAM study's 'Hausdorff')",
         False,
         _from("distances", "mean_distance"),
         "px",
+        in_report=True,
+        compared=True,
     ),
     _pixel(
         "hit",
         "hit (pointing game)",
         True,
         lambda x: overlap.hit(x.maps, x.truth, x.empty),
+        in_report=True,
+        compared=True,
     ),
     _pixel(
         "relevance_mass",
         "relevance mass accuracy",
         True,
         lambda x: overlap.relevance_mass(x.maps, x.truth, x.empty),
+        in_report=True,
     ),
     _pixel(
         "relevance_rank",
@@ -209,6 +239,8 @@ FAITHFULNESS_METRICS = {
 # The localisation metrics: one column each in the results database.
 METRICS: dict[str, Metric] = {m.name: m for m in (*_PIXEL, *_ELSEWHERE)}
 PIXEL_METRICS = tuple(m.name for m in _PIXEL)
+REPORTED = tuple(m.name for m in METRICS.values() if m.in_report)  # `report`'s table
+COMPARED = tuple(m.name for m in METRICS.values() if m.compared)  # the Cases page's
 # Pixel metrics the fused CPU kernel computes (cxrxai.metrics.cpu_kernels.pair_metrics).
 ACCELERATED = (
     "iou", "dice", "precision", "recall", "hausdorff", "hd95", "mean_distance", "hit",

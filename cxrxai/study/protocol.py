@@ -41,10 +41,9 @@ def rater_plan(
     rng = np.random.default_rng((seed, rater_index))
     case_order = rng.permutation(n_cases).tolist()
     rows = williams_rows(len(methods))
-    method_perm = list(methods)  # rows index into the study's method list
     offset = rater_index % len(rows)
-    return [
-        (case, [method_perm[j] for j in rows[(offset + i) % len(rows)]])
+    return [  # each Williams row orders indices into the study's method list
+        (case, [methods[j] for j in rows[(offset + i) % len(rows)]])
         for i, case in enumerate(case_order)
     ]
 
