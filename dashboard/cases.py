@@ -24,10 +24,11 @@ def compared_methods(path, filters, metric: str) -> list[dict]:
     return _compared_methods(str(path), _versions(path), filters, metric)
 
 
-def filtered_rows(path, filters) -> list[dict]:
-    """The Cases page's rows, read again only when the database or the filters change (a
-    whole split at one setting: 400,000 rows take 3 s). Shared, not copied: read-only."""
-    return _filtered_rows(str(path), _versions(path), filters)
+def filtered_frame(path, filters):  # -> browse.Frame
+    """The Cases page's rows: the region setting's rows, read once per database version
+    (a whole split: 400,000 rows), narrowed by the filters on arrays. Shared, not copied:
+    read-only."""
+    return _filtered_frame(str(path), _versions(path), filters)
 
 
 def results_overview(path) -> tuple[int, list, list[str], list[str]]:
@@ -60,11 +61,18 @@ def _iou_curves(path: str, versions: tuple[int, ...]) -> dict:
 
 
 @st.cache_resource(show_spinner="Reading the results…", max_entries=4)
-def _filtered_rows(path: str, versions: tuple[int, ...], filters) -> list[dict]:
+def _setting_frame(path: str, versions: tuple[int, ...], mode: str, value: float):
     from cxrxai.evaluation import browse
     from cxrxai.evaluation.store import open_results
 
-    return browse.filtered_rows(open_results(path), filters)
+    return browse.setting_frame(open_results(path), mode, value)
+
+
+@st.cache_resource(max_entries=16)
+def _filtered_frame(path: str, versions: tuple[int, ...], filters):
+    from cxrxai.evaluation import browse
+
+    return browse.filter_frame(_setting_frame(path, versions, filters.mode, filters.value), filters)
 
 
 @st.cache_data(show_spinner="Comparing the methods…", max_entries=32)
@@ -73,10 +81,9 @@ def _compared_methods(path: str, versions: tuple[int, ...], filters, metric: str
     from cxrxai.evaluation import browse, summaries
     from cxrxai.evaluation.store import open_results
 
-    # the rows through the rows' cache: with the IoU range left open (the first view),
-    # they are the rows the page read already (3 s for a whole split), not read again
-    rows = _filtered_rows(path, versions, browse.comparison_filters(filters))
+    # the setting's rows the page read already, not read again
+    frame = _setting_frame(path, versions, filters.mode, filters.value)
     db = open_results(path)
     if summaries.is_unfiltered(filters):  # kept in the database once computed
-        return summaries.comparison(db, filters.mode, filters.value, metric, rows)
-    return browse.compared_methods(db, filters, metric, rows)
+        return summaries.comparison(db, filters.mode, filters.value, metric, frame)
+    return browse.compared_methods(db, filters, metric, frame)

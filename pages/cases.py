@@ -3,6 +3,7 @@ with the qualitative picks one click away from the Review page."""
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.express as px
 import streamlit as st
 
@@ -15,13 +16,29 @@ from cxrxai.evaluation.store import STALE_NOTE
 from cxrxai.metrics.registry import COMPARED, METRICS
 from cxrxai.render import plain
 from cxrxai.settings import RESULTS_ENV_VAR, data_root, results_path
-from dashboard.cases import compared_methods, filtered_rows, iou_curves, results_overview
+from dashboard.cases import compared_methods, filtered_frame, iou_curves, results_overview
 from dashboard.router import through_the_router
 from dashboard.shared import open_in_review
 
 through_the_router()
 
 st.title("Cases")
+COLUMNS = (
+    "case_id",
+    "target",
+    "method",
+    "correct",
+    "probability",
+    "iou",
+    "dice",
+    "mean_distance",
+    "hd95",
+    "hit",
+    "box_iou_mean",
+    "lung_relevance",
+    "border_relevance",
+    "lungs",
+)  # the table's and the CSV's
 EVALUATE = "`python -m cxrxai evaluate --split Val --methods gradcam,gradcam++,lrp`"
 path, is_demo = browse.results_to_browse()
 if path is None:
@@ -71,8 +88,8 @@ filters = browse.Filters(
     missing,
     {"all": None, "flagged": True, "not flagged": False}[flag],
 )
-rows = filtered_rows(path, filters)
-shown = rows[: browse.TABLE_ROWS]
+rows = filtered_frame(path, filters)
+shown = rows.records(COLUMNS, browse.TABLE_ROWS)
 st.caption(
     f"{len(rows):,} rows · {plain(path)}"
     + (
@@ -82,25 +99,8 @@ st.caption(
         else ""
     )
 )
-columns = [
-    "case_id",
-    "target",
-    "method",
-    "correct",
-    "probability",
-    "iou",
-    "dice",
-    "mean_distance",
-    "hd95",
-    "hit",
-    "box_iou_mean",
-    "lung_relevance",
-    "border_relevance",
-    "lungs",
-]
-table = [{c: r.get(c) for c in columns} for r in shown]
 selection = st.dataframe(
-    table,
+    shown,
     hide_index=True,
     width="stretch",
     on_select="rerun",
@@ -110,7 +110,7 @@ selection = st.dataframe(
 # a selection kept from before a filter change may point past the shorter table
 chosen = [i for i in (selection.selection.rows if selection else []) if i < len(shown)]
 if chosen:
-    row = shown[chosen[0]]
+    row = rows.row(chosen[0])
     label = f"Open {row['case_id']} in Review ({row['method']} for {row['target']})"
     if st.button(label, key="open-selected"):
         case = find_case(row["dataset"], row["split"], row["case_id"], data_root())
@@ -125,20 +125,21 @@ else:
     st.caption("Select a row to open that case in Review with its method and label.")
 st.download_button(
     f"Download the filtered table (CSV, {len(rows):,} rows)",
-    lambda: csv_text(({c: r.get(c) for c in columns} for r in rows), columns),  # on click
+    lambda: csv_text(rows.records(COLUMNS), COLUMNS),  # encoded on click
     file_name="cases.csv",
     mime="text/csv",
 )
 
-scored = [r for r in rows if r["iou"] is not None]
-if scored:
+scored = rows.take(~np.isnan(rows.numbers("iou")))
+if len(scored):
     st.subheader(f"IoU per class and method ({mode} {value:g})")
-    drawn = browse.sample_rows(scored, browse.PLOT_POINTS)
-    figure = px.box(drawn, x="target", y="iou", color="method", points="outliers")
+    drawn = browse.sample_frame(scored, browse.PLOT_POINTS)
+    plotted = {c: drawn.column(c).tolist() for c in ("target", "iou", "method")}
+    figure = px.box(plotted, x="target", y="iou", color="method", points="outliers")
     st.plotly_chart(figure, width="stretch")
     if len(drawn) < len(scored):
         st.caption(f"Drawn from a random {len(drawn):,} of the {len(scored):,} rows with an IoU.")
-if len({r["method"] for r in rows}) >= 2:
+if len(set(rows.column("method"))) >= 2:
     st.subheader("Methods compared on the same cases")
     metric = st.selectbox(
         "Compare on", COMPARED, format_func=lambda m: METRICS[m].label, key="compare-metric"

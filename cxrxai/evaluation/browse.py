@@ -14,22 +14,14 @@ import sqlite_utils
 
 from cxrxai import settings
 from cxrxai.errors import CxrxaiError
-from cxrxai.evaluation.compare import comparison_table, paired_comparisons
+from cxrxai.evaluation.compare import comparison_table, paired_from_entries
 from cxrxai.evaluation.store import LOCALISATION
-from cxrxai.metrics.registry import METRICS, SHORTCUT_LUNG_SHARE
+from cxrxai.metrics.registry import COMPARED, METRICS, SHORTCUT_LUNG_SHARE
 
 # What the Cases page draws at once: a whole split's rows (hundreds of thousands) stay
 # in the CSV download; the table shows the first TABLE_ROWS, the box plot a seeded sample.
 TABLE_ROWS = 5_000
 PLOT_POINTS = 20_000
-
-
-def sample_rows(rows: list[dict[str, Any]], limit: int, seed: int = 0) -> list[dict[str, Any]]:
-    """At most ``limit`` of ``rows``, chosen at random (reproducibly) and kept in order."""
-    if len(rows) <= limit:
-        return rows
-    chosen = np.sort(np.random.default_rng(seed).choice(len(rows), limit, replace=False))
-    return [rows[i] for i in chosen]
 
 
 def unit_values(
@@ -81,27 +73,121 @@ def distinct(db: sqlite_utils.Database, column: str) -> list[str]:
     return [r[0] for r in rows.fetchall()]
 
 
-def filtered_rows(db: sqlite_utils.Database, filters: Filters) -> list[dict[str, Any]]:
-    """Rows at one region setting, filtered; parameters are bound, never pasted into SQL."""
-    where = ["mode = ?", "value = ?"]
-    params: list[Any] = [filters.mode, filters.value]
-    if filters.classes:
-        where.append(f"target in ({', '.join('?' * len(filters.classes))})")
-        params += list(filters.classes)
-    if filters.methods:
-        where.append(f"method in ({', '.join('?' * len(filters.methods))})")
-        params += list(filters.methods)
+class Frame:
+    """Result rows of one region setting as a table of columns (a NumPy object array of
+    the values SQLite gave, None for NULL), in case order: the Cases page filters, samples
+    and picks on arrays instead of looping over hundreds of thousands of dicts."""
+
+    def __init__(self, names: tuple[str, ...], table: np.ndarray) -> None:
+        self.names = names
+        self.table = table  # rows x names
+        self._index = {n: i for i, n in enumerate(names)}
+        self._numbers: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]]) -> Frame:
+        names = tuple(rows[0]) if rows else ()
+        table = np.empty((len(rows), len(names)), dtype=object)
+        if rows:
+            table[:] = [tuple(r.get(n) for n in names) for r in rows]
+        return cls(names, table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.table[:, self._index[name]]
+
+    def numbers(self, name: str) -> np.ndarray:
+        """A numeric column as float64, NaN where NULL."""
+        if name not in self._numbers:
+            values = self.column(name).copy()
+            values[values == None] = np.nan  # noqa: E711 - elementwise, not identity
+            self._numbers[name] = values.astype(np.float64)
+        return self._numbers[name]
+
+    def take(self, index: np.ndarray) -> Frame:
+        """The rows at ``index`` (a boolean mask or positions), in that order."""
+        taken = Frame(self.names, self.table[index])
+        taken._numbers = {n: c[index] for n, c in self._numbers.items()}
+        return taken
+
+    def row(self, index: int) -> dict[str, Any]:
+        return dict(zip(self.names, self.table[index], strict=True))
+
+    def records(
+        self, names: tuple[str, ...] | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The rows as dicts (of ``names``, default every column), the first ``limit``."""
+        names = names or self.names
+        picked = self.table[:limit, [self._index[n] for n in names]]
+        return [dict(zip(names, values, strict=True)) for values in picked.tolist()]
+
+
+# What the Cases page reads of each row: its table, filters, picks and comparisons.
+PAGE_COLUMNS = (
+    "checkpoint_sha256", "case_id", "dataset", "split", "case_labels", "mode", "value",
+    "target", "method", "correct", "probability", *COMPARED, "hausdorff", "box_iou_mean",
+    "lung_relevance", "border_relevance", "lungs",
+)  # fmt: skip
+
+
+def setting_frame(
+    db: sqlite_utils.Database,
+    mode: str,
+    value: float,
+    names: tuple[str, ...] | None = PAGE_COLUMNS,
+) -> Frame:
+    """The rows at one region setting, in case order, read in one query as tuples (a
+    whole split: 400,000 rows; SQLite's fetching them is most of the 3 s) - what the
+    page's filters then narrow without SQL. ``names``: the columns (None: all)."""
+    present = set(db[LOCALISATION].columns_dict)
+    chosen = "*" if names is None else ", ".join(n for n in dict.fromkeys(names) if n in present)
+    cursor = db.execute(
+        f"select {chosen} from {LOCALISATION} where mode = ? and value = ? order by case_id",
+        [mode, value],
+    )  # column names from the schema or the constant above, never from a user
+    names = tuple(d[0] for d in cursor.description)
+    data = cursor.fetchall()
+    table = np.empty((len(data), len(names)), dtype=object)
+    if data:
+        table[:] = data  # one pass in C
+    return Frame(names, table)
+
+
+def filter_frame(frame: Frame, filters: Filters) -> Frame:
+    """The rows of ``frame`` (one region setting) that ``filters`` keep, in order. As SQL
+    would: a NULL matches no comparison."""
+    keep = np.ones(len(frame), dtype=bool)
+    for name, chosen in (("target", filters.classes), ("method", filters.methods)):
+        if chosen:
+            column = frame.column(name)
+            keep &= np.logical_or.reduce([column == c for c in chosen])
     if filters.correct is not None:
-        where.append("correct = ?")
-        params.append(int(filters.correct))
+        keep &= frame.numbers("correct") == int(filters.correct)
     if filters.shortcut is not None:
         # flagged: less than half of the positive relevance inside the lungs
-        where.append("lung_relevance < ?" if filters.shortcut else "lung_relevance >= ?")
-        params.append(SHORTCUT_LUNG_SHARE)
-    iou = "(iou between ? and ?)"
-    where.append(f"({iou} or iou is null)" if filters.include_missing_iou else iou)
-    params += [filters.iou_min, filters.iou_max]
-    return list(db[LOCALISATION].rows_where(" and ".join(where), params, order_by="case_id"))
+        lungs = frame.numbers("lung_relevance")
+        keep &= (
+            (lungs < SHORTCUT_LUNG_SHARE) if filters.shortcut else (lungs >= SHORTCUT_LUNG_SHARE)
+        )
+    iou = frame.numbers("iou")
+    within = (iou >= filters.iou_min) & (iou <= filters.iou_max)
+    keep &= (within | np.isnan(iou)) if filters.include_missing_iou else within
+    return frame.take(keep)
+
+
+def filtered_rows(db: sqlite_utils.Database, filters: Filters) -> list[dict[str, Any]]:
+    """Rows at one region setting, filtered (:func:`filter_frame`), as dicts."""
+    frame = setting_frame(db, filters.mode, filters.value, names=None)
+    return filter_frame(frame, filters).records()
+
+
+def sample_frame(frame: Frame, limit: int, seed: int = 0) -> Frame:
+    """At most ``limit`` rows of ``frame``, chosen at random (reproducibly), in order."""
+    if len(frame) <= limit:
+        return frame
+    return frame.take(np.sort(np.random.default_rng(seed).choice(len(frame), limit, replace=False)))
 
 
 def comparison_filters(filters: Filters) -> Filters:
@@ -110,18 +196,23 @@ def comparison_filters(filters: Filters) -> Filters:
     return dataclasses.replace(filters, iou_min=0.0, iou_max=1.0, include_missing_iou=True)
 
 
+PAIRED = ("mode", "value", "checkpoint_sha256", "case_id", "target", "method")
+
+
 def compared_methods(
     db: sqlite_utils.Database,
     filters: Filters,
     metric: str = "iou",
-    rows: list[dict[str, Any]] | None = None,
+    frame: Frame | None = None,
 ) -> list[dict[str, Any]]:
     """The Cases page's paired comparison of methods (:mod:`cxrxai.evaluation.compare`)
     over the filtered classes, methods and correctness at the region setting
-    (:func:`comparison_filters`); ``rows``: those rows when the caller has read them."""
-    if rows is None:
-        rows = filtered_rows(db, comparison_filters(filters))
-    return comparison_table(paired_comparisons(rows, metric))
+    (:func:`comparison_filters`); ``frame``: the setting's rows when the caller has them."""
+    if frame is None:
+        frame = setting_frame(db, filters.mode, filters.value)
+    kept = filter_frame(frame, comparison_filters(filters))
+    entries = kept.table[:, [kept.names.index(n) for n in (*PAIRED, metric)]].tolist()
+    return comparison_table(paired_from_entries(entries, metric))
 
 
 @dataclass
@@ -134,21 +225,35 @@ class Pick:
     detail: str
 
 
-def qualitative_picks(rows: list[dict[str, Any]]) -> list[Pick]:
+def qualitative_picks(rows: list[dict[str, Any]] | Frame) -> list[Pick]:
     """Per class: the case with the best IoU (over methods), the most confident correct
-    prediction, and a case with several labels when there is one."""
+    prediction, and a case with several labels when there is one (the first such row, in
+    the rows' order, where several tie)."""
+    frame = rows if isinstance(rows, Frame) else Frame.from_rows(rows)
+    if not len(frame):
+        return []
     picks: list[Pick] = []
-    for target in sorted({r["target"] for r in rows}):
-        mine = [r for r in rows if r["target"] == target]
-        scored = [r for r in mine if r["iou"] is not None]
-        if scored:
-            best = max(scored, key=lambda r: r["iou"])
-            picks.append(_pick("best IoU", best, f"IoU {best['iou']:.3f} ({best['method']})"))
-        confident = max(mine, key=lambda r: (r["correct"] or 0, r["probability"] or 0.0))
-        picks.append(_pick("highest probability", confident, f"p = {confident['probability']:.3f}"))
-        multi = next((r for r in mine if ";" in (r["case_labels"] or "")), None)
-        if multi is not None:
-            picks.append(_pick("multi-label", multi, multi["case_labels"].replace(";", ", ")))
+    targets = frame.column("target")
+    iou, probability = frame.numbers("iou"), frame.numbers("probability")
+    correct = np.nan_to_num(frame.numbers("correct"), nan=0.0)
+    multi = np.array([";" in (labels or "") for labels in frame.column("case_labels")])
+    for target in sorted(set(targets)):
+        mine = np.flatnonzero(targets == target)
+        scored = mine[~np.isnan(iou[mine])]
+        if scored.size:
+            best = scored[np.argmax(iou[scored])]  # the first of equal maxima, as max()
+            row = frame.row(best)
+            picks.append(_pick("best IoU", row, f"IoU {row['iou']:.3f} ({row['method']})"))
+        # most confident among the correct (None counts as 0, as it did): first maximum
+        surest = correct[mine] == correct[mine].max()
+        candidates = mine[surest]
+        p = np.nan_to_num(probability[candidates], nan=0.0)
+        row = frame.row(candidates[np.argmax(p)])
+        picks.append(_pick("highest probability", row, f"p = {row['probability']:.3f}"))
+        several = mine[multi[mine]]
+        if several.size:
+            row = frame.row(several[0])
+            picks.append(_pick("multi-label", row, row["case_labels"].replace(";", ", ")))
     return picks
 
 

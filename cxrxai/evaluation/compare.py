@@ -72,18 +72,33 @@ def paired_comparisons(
     :func:`cxrxai.evaluation.browse.filtered_rows`). Cases pair by checkpoint, case and
     class; a case missing, or without a value (NaN/None), for either method is left out
     of that pair."""
+    return paired_from_entries(
+        (
+            (r["mode"], r["value"], r["checkpoint_sha256"], r["case_id"], r["target"],
+             r["method"], r[metric])
+            for r in rows
+        ),
+        metric,
+        seed,
+    )  # fmt: skip
+
+
+def paired_from_entries(
+    entries: Iterable[tuple[Any, ...]], metric: str = "iou", seed: int = 0
+) -> list[PairedComparison]:
+    """:func:`paired_comparisons` from tuples (mode, value, checkpoint_sha256, case_id,
+    target, method, the metric's value): what the Cases page hands over from its arrays
+    without making a dict per row."""
     if metric not in METRICS:
         raise CxrxaiError(f"Unknown metric '{metric}'; choose one of {list(METRICS)}")
     values: dict[str, dict[str, dict[tuple[str, str], float]]] = defaultdict(
         lambda: defaultdict(dict)
     )
     settings = set()
-    for row in rows:
-        settings.add((row["mode"], row["value"]))
-        value = row[metric]
+    for mode, setting, checkpoint, case_id, target, method, value in entries:
+        settings.add((mode, setting))
         if value is not None and not math.isnan(value):
-            key = (row["checkpoint_sha256"], row["case_id"])
-            values[row["target"]][row["method"]][key] = float(value)
+            values[target][method][(checkpoint, case_id)] = float(value)
     if len(settings) > 1:
         raise CxrxaiError(f"Compare methods at one region setting, got {sorted(settings)}")
     out = []

@@ -136,11 +136,11 @@ def comparison(
     mode: str,
     value: float,
     metric: str,
-    rows: list[dict[str, Any]] | None = None,
+    frame: browse.Frame | None = None,
 ) -> list[dict[str, Any]]:
     """The methods' paired comparison at one region setting over every class, method and
     prediction (the Cases page's view before a filter; :func:`browse.compared_methods`);
-    ``rows``: those rows when the caller has read them."""
+    ``frame``: the setting's rows when the caller has read them."""
     filters = browse.Filters(mode, value)
 
     def decode(table: Any) -> list[dict[str, Any]]:
@@ -157,7 +157,7 @@ def comparison(
     return _kept(
         db,
         f"compare:{mode}:{value!r}:{metric}",
-        lambda: browse.compared_methods(db, filters, metric, rows),
+        lambda: browse.compared_methods(db, filters, metric, frame),
         lambda table: table,
         decode,
     )

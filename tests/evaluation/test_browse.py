@@ -90,18 +90,96 @@ def test_compared_methods_pairs_every_case_whatever_the_iou_range(db):
     assert row["mean difference (iou)"] == pytest.approx(-0.2)
     only_lime = browse.Filters(methods=("lime",))
     assert browse.compared_methods(db, only_lime) == []  # one method: nothing to compare
-    # rows read once with the comparison's filters give the same table (the page's cache)
-    read = browse.filtered_rows(db, browse.comparison_filters(narrow))
-    assert browse.compared_methods(db, narrow, rows=read) == [row]
+    # the setting's rows read once give the same table (the page's cache)
+    frame = browse.setting_frame(db, narrow.mode, narrow.value)
+    assert browse.compared_methods(db, narrow, frame=frame) == [row]
     assert browse.comparison_filters(narrow) == browse.Filters()
 
 
 def test_a_sample_of_rows_is_reproducible_and_keeps_their_order():
-    from cxrxai.evaluation.browse import sample_rows
+    frame = browse.Frame.from_rows([{"i": i} for i in range(100)])
+    assert browse.sample_frame(frame, 200) is frame
+    picked = browse.sample_frame(frame, 10, seed=4).column("i").tolist()
+    assert (
+        len(picked) == 10 and picked == browse.sample_frame(frame, 10, seed=4).column("i").tolist()
+    )
+    assert picked == sorted(picked)
+    assert picked != browse.sample_frame(frame, 10, seed=5).column("i").tolist()
 
-    rows = [{"i": i} for i in range(100)]
-    assert sample_rows(rows, 200) is rows
-    picked = sample_rows(rows, 10, seed=4)
-    assert len(picked) == 10 and picked == sample_rows(rows, 10, seed=4)
-    assert [r["i"] for r in picked] == sorted(r["i"] for r in picked)
-    assert picked != sample_rows(rows, 10, seed=5)
+
+def _sql_rows(db, filters: browse.Filters) -> list[dict]:
+    """The filters as SQL, the way the page read its rows before it read them as columns:
+    the reference the arrays must agree with."""
+    where, params = ["mode = ?", "value = ?"], [filters.mode, filters.value]
+    for column, chosen in (("target", filters.classes), ("method", filters.methods)):
+        if chosen:
+            where.append(f"{column} in ({', '.join('?' * len(chosen))})")
+            params += list(chosen)
+    if filters.correct is not None:
+        where.append("correct = ?")
+        params.append(int(filters.correct))
+    if filters.shortcut is not None:
+        where.append("lung_relevance < ?" if filters.shortcut else "lung_relevance >= ?")
+        params.append(0.5)
+    iou = "(iou between ? and ?)"
+    where.append(f"({iou} or iou is null)" if filters.include_missing_iou else iou)
+    params += [filters.iou_min, filters.iou_max]
+    return list(db[store.LOCALISATION].rows_where(" and ".join(where), params, order_by="case_id"))
+
+
+def test_filters_on_arrays_equal_the_same_filters_in_sql(tmp_path):
+    """600 rows of random classes, methods, correctness, IoU (some NULL, some at the range's
+    ends) and lung shares (some NULL): every combination of filters keeps the rows, in the
+    order, SQL keeps; and the picks equal those of the dict rows."""
+    import itertools
+    import random
+
+    rng = random.Random(3)
+    db = store.open_results(tmp_path / "many.sqlite")
+    rows = []
+    for i in range(200):
+        labels = rng.choice(["COVID-19", "Normal", "COVID-19;Normal"])
+        for method in ("gradcam", "lime", "lrp"):
+            iou = rng.choice([None, 0.0, 0.25, 1.0, rng.random(), rng.random()])
+            lungs = rng.choice([None, 0.5, rng.random()])
+            row = _row(f"case{i:03d}", method, iou, rng.random(), rng.choice([0, 1]), labels)
+            rows.append(row | {"lung_relevance": lungs})
+    store.write_unit(db, rows, [])
+    frame = browse.setting_frame(db, "top-percent", 10.0, names=None)  # every column
+    assert frame.records() == _sql_rows(db, browse.Filters())
+    for classes, methods, correct, shortcut, (low, high), missing in itertools.product(
+        [(), ("Normal",), ("COVID-19", "Normal")],
+        [(), ("lime",), ("gradcam", "lrp")],
+        [None, True, False],
+        [None, True, False],
+        [(0.0, 1.0), (0.25, 0.75)],
+        [True, False],
+    ):
+        filters = browse.Filters(
+            "top-percent", 10.0, classes, methods, correct, low, high, missing, shortcut
+        )
+        expected = _sql_rows(db, filters)
+        kept = browse.filter_frame(frame, filters)
+        assert kept.records() == expected, filters
+        assert browse.qualitative_picks(kept) == _reference_picks(expected), filters
+
+
+def _reference_picks(rows: list[dict]) -> list[browse.Pick]:
+    """The picks as the page computed them over dicts before its rows became arrays."""
+    picks = []
+    for target in sorted({r["target"] for r in rows}):
+        mine = [r for r in rows if r["target"] == target]
+        scored = [r for r in mine if r["iou"] is not None]
+        if scored:
+            best = max(scored, key=lambda r: r["iou"])
+            picks.append(
+                browse._pick("best IoU", best, f"IoU {best['iou']:.3f} ({best['method']})")
+            )
+        sure = max(mine, key=lambda r: (r["correct"] or 0, r["probability"] or 0.0))
+        picks.append(browse._pick("highest probability", sure, f"p = {sure['probability']:.3f}"))
+        multi = next((r for r in mine if ";" in (r["case_labels"] or "")), None)
+        if multi is not None:
+            picks.append(
+                browse._pick("multi-label", multi, multi["case_labels"].replace(";", ", "))
+            )
+    return picks
