@@ -62,10 +62,10 @@ def _iou_curves(path: str, versions: tuple[int, ...]) -> dict:
 
 @st.cache_resource(show_spinner="Reading the results…", max_entries=4)
 def _setting_frame(path: str, versions: tuple[int, ...], mode: str, value: float):
-    from cxrxai.evaluation import browse
+    from cxrxai.evaluation import summaries
     from cxrxai.evaluation.store import open_results
 
-    return browse.setting_frame(open_results(path), mode, value)
+    return summaries.setting_frame(open_results(path), mode, value)
 
 
 @st.cache_resource(max_entries=16)

@@ -5,6 +5,9 @@ case), all read from the batch evaluation's database."""
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +118,68 @@ class Frame:
     def row(self, index: int) -> dict[str, Any]:
         return dict(zip(self.names, self.table[index], strict=True))
 
+    def to_bytes(self) -> bytes | None:
+        """The frame as ``.npz`` bytes without pickle (numbers as float64 or int64 with a
+        NULL mask, text as codes into its distinct values), to keep it in the database;
+        None when a column mixes types (then it is not kept)."""
+        arrays: dict[str, np.ndarray] = {}
+        kinds = []
+        for i in range(len(self.names)):
+            column = self.table[:, i]
+            null = column == None  # noqa: E711 - elementwise
+            present = column[~null]
+            types = {type(v) for v in present.tolist()}
+            if types <= {str}:
+                uniques, codes = np.unique(present.astype(str), return_inverse=True)
+                full = np.full(len(column), -1, dtype=np.int32)
+                full[~null] = codes
+                arrays[f"c{i}"], arrays[f"u{i}"] = full, uniques
+                kinds.append("text")
+            elif types <= {int} or types <= {float}:
+                kind = "int" if types == {int} else "float"
+                filled = column.copy()
+                filled[null] = 0
+                arrays[f"c{i}"] = filled.astype(np.int64 if kind == "int" else np.float64)
+                arrays[f"n{i}"] = null
+                kinds.append(kind)
+            else:
+                return None
+        header = json.dumps({"names": list(self.names), "kinds": kinds, "rows": len(self)})
+        buffer = io.BytesIO()
+        np.savez(buffer, header=np.array(header), **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Frame:
+        """:meth:`to_bytes`'s frame, checked (a results file may come from anyone): a
+        ValueError for anything else."""
+        _check_declared_sizes(data)
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            header = json.loads(str(stored["header"]))
+            names, kinds, rows = header["names"], header["kinds"], int(header["rows"])
+            if not (isinstance(names, list) and len(names) == len(kinds) and rows >= 0):
+                raise ValueError("not a frame")
+            table = np.empty((rows, len(names)), dtype=object)
+            for i, kind in enumerate(kinds):
+                values = stored[f"c{i}"]
+                if values.shape != (rows,):
+                    raise ValueError("a column of another length")
+                if kind == "text":
+                    uniques = stored[f"u{i}"].astype(object)
+                    if values.size and not (-1 <= values.min() and values.max() < len(uniques)):
+                        raise ValueError("a code out of range")
+                    column = np.append(uniques, None)[values]  # -1: the None appended
+                elif kind in ("int", "float"):
+                    null = stored[f"n{i}"]
+                    if null.shape != (rows,) or null.dtype != bool:
+                        raise ValueError("a damaged NULL mask")
+                    column = values.astype(object)
+                    column[null] = None
+                else:
+                    raise ValueError("an unknown column kind")
+                table[:, i] = column
+        return cls(tuple(str(n) for n in names), table)
+
     def records(
         self, names: tuple[str, ...] | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
@@ -130,6 +195,26 @@ PAGE_COLUMNS = (
     "target", "method", "correct", "probability", *COMPARED, "hausdorff", "box_iou_mean",
     "lung_relevance", "border_relevance", "lungs",
 )  # fmt: skip
+
+
+def _check_declared_sizes(data: bytes) -> None:
+    """Each array in ``.npz`` bytes declares no more bytes than the bytes hold: NumPy
+    allocates an array's declared size before reading it, so a forged entry of a few
+    bytes could ask for terabytes. Written here because ``np.load`` has no such bound."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(data):
+                raise ValueError("a compressed or oversized entry")
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise ValueError("an unknown .npy version")
+            if dtype.hasobject or int(np.prod(shape)) * dtype.itemsize > info.file_size:
+                raise ValueError("an entry declaring more than it holds")
 
 
 def setting_frame(

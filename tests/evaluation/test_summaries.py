@@ -106,7 +106,70 @@ def test_merge_results_refreshes_the_first_views_summaries(tmp_path, capsys):
     current = summaries.state(merged)
     assert _stored(merged) == {
         "overview": current, "iou_versus_p": current, "compare:top-percent:10.0:iou": current,
+        "frame:top-percent:10.0": current,
     }  # fmt: skip
     assert summaries.comparison(merged, "top-percent", 10.0, "iou") == browse.compared_methods(
         merged, browse.Filters(), "iou"
     )
+
+
+def test_the_first_views_rows_are_kept_as_arrays_equal_to_the_sql(db, monkeypatch):
+    """The default setting's frame: kept (no pickle), read back equal to the rows SQL gives,
+    types included (int stays int, NULL stays None), and recomputed after a write."""
+    direct = browse.setting_frame(db, *summaries.DEFAULT_SETTING)
+    kept = summaries.setting_frame(db, *summaries.DEFAULT_SETTING)
+    assert kept.records() == direct.records()
+    assert f"frame:top-percent:{10.0!r}" in _stored(db)
+    monkeypatch.setattr(browse, "setting_frame", lambda *a, **k: pytest.fail("read again"))
+    again = summaries.setting_frame(db, *summaries.DEFAULT_SETTING)
+    assert again.records() == direct.records()
+    assert [type(r["correct"]) for r in again.records()[:3]] == [int, int, int]
+    assert {r["dice"] for r in again.records()} == {None}
+    monkeypatch.undo()
+    store.write_unit(db, _rows(range(3), "gradcam", offset=0.2), [])
+    changed = summaries.setting_frame(db, *summaries.DEFAULT_SETTING)
+    assert changed.records() == browse.setting_frame(db, *summaries.DEFAULT_SETTING).records()
+    assert changed.records() != direct.records()
+    # another setting is read from the rows, not kept
+    assert len(summaries.setting_frame(db, "top-percent", 5.0)) == 60
+    assert "frame:top-percent:5.0" not in _stored(db)
+
+
+def _forged_npz(kind: str) -> bytes:
+    import io
+    import zipfile
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    if kind == "huge":  # an array header declaring 10^12 float64 values in a few bytes
+        header = {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}
+        member = io.BytesIO()
+        np.lib.format.write_array_header_1_0(member, header)
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr("c0.npy", member.getvalue() + b"\0" * 64)
+            archive.writestr("header.npy", member.getvalue())
+    elif kind == "codes out of range":
+        meta = json.dumps({"names": ["case_id"], "kinds": ["text"], "rows": 2})
+        np.savez(buffer, header=np.array(meta), c0=np.array([0, 7], np.int32), u0=np.array(["a"]))
+    else:
+        buffer.write(b"PK\x03\x04 not a zip at all")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["huge", "codes out of range", "not a zip"])
+def test_a_forged_frame_is_recomputed_without_allocating_what_it_declares(db, kind):
+    import tracemalloc
+
+    truth = summaries.setting_frame(db, *summaries.DEFAULT_SETTING).records()
+    key = f"frame:top-percent:{10.0!r}"
+    db.execute(
+        f"update {store.SUMMARIES} set value = ? where key = ?", [_forged_npz(kind), key]
+    ).connection.commit()
+    tracemalloc.start()
+    try:
+        assert summaries.setting_frame(db, *summaries.DEFAULT_SETTING).records() == truth
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 << 20
