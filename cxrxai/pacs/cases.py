@@ -10,7 +10,14 @@ from pathlib import Path
 from cxrxai.cases import Case
 from cxrxai.errors import CxrxaiError, DatasetError, PacsError
 from cxrxai.pacs.cache import OBJECTS, InstanceCache, check_radiograph
-from cxrxai.pacs.source import MAX_FOUND, InstanceRef, PacsSource, Query, check_uid
+from cxrxai.pacs.source import (
+    MAX_FOUND,
+    RADIOGRAPH_MODALITIES,
+    InstanceRef,
+    PacsSource,
+    Query,
+    check_uid,
+)
 
 DATASET = "pacs"
 # objects a study holds beside its images (reports, regions, presentation states)
@@ -46,7 +53,12 @@ def pacs_cases(
         if ref.modality not in wanted.modalities:
             if ref.modality not in NOT_IMAGES:
                 skipped += 1
-                warn(f"instance {ref.sop_uid} is {ref.modality}: not a chest radiograph, left out")
+                why = (
+                    f"not among the modalities asked ({', '.join(wanted.modalities)})"
+                    if ref.modality in RADIOGRAPH_MODALITIES
+                    else "not a chest radiograph"
+                )
+                warn(f"instance {ref.sop_uid} is {ref.modality}: {why}, left out")
             continue
         label = f"{source.address} instance {ref.sop_uid}"
         try:

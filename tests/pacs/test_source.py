@@ -89,6 +89,12 @@ def test_other_modalities_and_multiframe_are_left_out_by_name(orthanc, stored_rg
     assert any("multi-frame instance (2 frames)" in w for w in warnings)
     with pytest.raises(CxrxaiError, match="holds no readable MR"):
         pacs_cases(source, Query(modalities=("MR",)), InstanceCache(tmp_path))
+    warnings.clear()
+    with pytest.raises(CxrxaiError, match="holds no readable DX"):
+        pacs_cases(
+            source, Query(STUDY, modalities=("DX",)), InstanceCache(tmp_path), warnings.append
+        )
+    assert any("is CR: not among the modalities asked (DX)" in w for w in warnings)
 
 
 def test_a_huge_declared_image_is_refused_before_it_is_fetched(tmp_path):
