@@ -159,6 +159,8 @@ class Frame:
             names, kinds, rows = header["names"], header["kinds"], int(header["rows"])
             if not (isinstance(names, list) and len(names) == len(kinds) and rows >= 0):
                 raise ValueError("not a frame")
+            if any(stored[f"c{i}"].shape != (rows,) for i in range(len(names))):
+                raise ValueError("a column of another length")  # before allocating rows
             table = np.empty((rows, len(names)), dtype=object)
             for i, kind in enumerate(kinds):
                 values = stored[f"c{i}"]

@@ -9,8 +9,9 @@ module's versions - and is recomputed when that differs. ``evaluate`` and
 ``merge-results`` refresh them after writing (:func:`refresh`); rows written around this
 module (another tool updating values in place) are not seen, so write through it.
 
-The stored JSON is read as untrusted (a results file may come from anyone): a value of the
-wrong shape is recomputed, never shown.
+The stored values (JSON; the first view's rows as ``.npz`` arrays) are read as untrusted
+(a results file may come from anyone): a value of the wrong shape is recomputed, never
+shown.
 """
 
 from __future__ import annotations

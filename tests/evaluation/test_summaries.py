@@ -149,6 +149,9 @@ def _forged_npz(kind: str) -> bytes:
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
             archive.writestr("c0.npy", member.getvalue() + b"\0" * 64)
             archive.writestr("header.npy", member.getvalue())
+    elif kind == "rows it does not hold":  # a header declaring 10^12 rows of one column
+        meta = json.dumps({"names": ["case_id"], "kinds": ["text"], "rows": 10**12})
+        np.savez(buffer, header=np.array(meta), c0=np.array([0], np.int32), u0=np.array(["a"]))
     elif kind == "codes out of range":
         meta = json.dumps({"names": ["case_id"], "kinds": ["text"], "rows": 2})
         np.savez(buffer, header=np.array(meta), c0=np.array([0, 7], np.int32), u0=np.array(["a"]))
@@ -157,7 +160,9 @@ def _forged_npz(kind: str) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("kind", ["huge", "codes out of range", "not a zip"])
+@pytest.mark.parametrize(
+    "kind", ["huge", "rows it does not hold", "codes out of range", "not a zip"]
+)
 def test_a_forged_frame_is_recomputed_without_allocating_what_it_declares(db, kind):
     import tracemalloc
 
