@@ -20,10 +20,9 @@ def _source(url: str):  # -> PacsSource; the PACS extra is imported only when us
 
 def find_on_pacs(url: str, study: str, accession: str, modalities: str) -> list[dict]:
     """The instances a search finds, as rows (UIDs, modality, size; no identifiers)."""
-    from cxrxai.pacs.source import Query
+    from cxrxai.pacs.source import search
 
-    kinds = tuple(m.strip().upper() for m in modalities.split(",") if m.strip())
-    query = Query(study.strip() or None, accession.strip() or None, kinds)
+    query = search(study, accession, modalities)
     source = _source(url.strip())
     try:
         found = source.find(query)

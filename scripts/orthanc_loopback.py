@@ -42,6 +42,7 @@ from pathlib import Path
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+PR_SET_PDEATHSIG = 1
 INNER_HTTP, INNER_DICOM = 8042, 4242
 PLUGINS = Path("/usr/share/orthanc/plugins")
 
@@ -62,6 +63,10 @@ def _unshare_network() -> None:
     Path("/proc/self/setgroups").write_text("deny")
     Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
     Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _loopback_up() -> None:
@@ -180,7 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = _config(args.storage, args.aet, args.user, args.web_viewer)
     config.write_text(json.dumps(settings, indent=1))
     log = (args.storage / "orthanc.log").open("ab")
-    server = subprocess.Popen([orthanc, str(config)], stdout=log, stderr=log)
+    # Orthanc dies with this launcher even if it is killed outright (SIGKILL cannot be
+    # caught): the kernel sends Orthanc SIGKILL when its parent goes. The launcher has no
+    # thread yet, so preexec_fn is safe here.
+    server = subprocess.Popen(
+        [orthanc, str(config)], stdout=log, stderr=log, preexec_fn=_die_with_parent
+    )
 
     def _stop(*_: object) -> None:
         server.terminate()

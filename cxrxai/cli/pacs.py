@@ -93,10 +93,9 @@ def open_pacs(args: argparse.Namespace, url: str | None):
 
 
 def query(args: argparse.Namespace):
-    from cxrxai.pacs.source import Query
+    from cxrxai.pacs.source import search
 
-    modalities = tuple(m.strip().upper() for m in args.modality.split(",") if m.strip())
-    return Query(args.study, args.accession, modalities)
+    return search(args.study, args.accession, args.modality)
 
 
 def pacs_cases_for(args: argparse.Namespace) -> list:

@@ -50,6 +50,13 @@ class Query:
             raise PacsError(f"The search limit must be 1-{MAX_FOUND}, got {self.limit}.")
 
 
+def search(study: str | None, accession: str | None, modalities: str) -> Query:
+    """A :class:`Query` from what a user typed (the CLI's options, the PACS page's fields):
+    blanks are left out, ``modalities`` is comma-separated, any case."""
+    kinds = tuple(m.strip().upper() for m in modalities.split(",") if m.strip())
+    return Query((study or "").strip() or None, (accession or "").strip() or None, kinds)
+
+
 @dataclass(frozen=True)
 class InstanceRef:
     """One instance found on a PACS: its UIDs and what its header says of its size."""
