@@ -32,12 +32,13 @@ import torch
 
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.datasets.registry import load_split_cases
+from cxrxai.environment import DEMO_CHECKPOINT, data_root
 from cxrxai.evaluation import store
 from cxrxai.evaluation.evaluate import (
     DEFAULT_REGIONS,
     CaseResult,
     Evaluator,
-    Settings,
+    RunOptions,
     Unit,
     record,
     run_in_process,
@@ -46,7 +47,6 @@ from cxrxai.evaluation.evaluate import (
 from cxrxai.evaluation.evaluate import Summary as RunSummary
 from cxrxai.evaluation.ray_engine import RayEngine, RayOptions, require_ray, runtime_env
 from cxrxai.explain.base import Heatmap
-from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
 ROWS = "select * from localisation order by case_id, method, target, mode, value"
 
@@ -181,7 +181,7 @@ def main() -> None:
     ray = require_ray()
     cases = load_split_cases("covid-qu-ex", "Val", data_root(), sample_per_class=args.per_class)
     bundle = load_checkpoint(DEMO_CHECKPOINT, device=args.device)
-    evaluator = Evaluator(bundle, methods, Settings())
+    evaluator = Evaluator(bundle, methods, RunOptions())
     maps_per_case = len(methods)  # one label per COVID-QU-Ex case
     maps = len(cases) * maps_per_case
     name = torch.cuda.get_device_name() if bundle.device.type == "cuda" else platform.processor()

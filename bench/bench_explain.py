@@ -48,12 +48,12 @@ from skimage.segmentation import quickshift as skimage_quickshift
 
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.datasets.covidqu import load_covid_qu_ex
+from cxrxai.environment import DEMO_CHECKPOINT, data_root
 from cxrxai.explain import get_explainer
 from cxrxai.explain.cam import find_layer
 from cxrxai.explain.perturbation import segmenter
 from cxrxai.metrics.regions import top_percent
 from cxrxai.runner import ModelBundle, batched_probabilities, input_image01, normalise
-from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
 Record = Callable[[str, float], None]
 QUICKSHIFT = {"kernel_size": 4, "max_dist": 200, "ratio": 0.2}  # lime's defaults

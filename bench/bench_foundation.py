@@ -20,8 +20,8 @@ from pydicom.data import get_testdata_file
 
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.datasets.covidqu import load_covid_qu_ex
+from cxrxai.environment import DEMO_CHECKPOINT, data_root
 from cxrxai.imageio import read_image
-from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
 
 def best_of(fn: Callable[[], object], repeats: int = 3) -> float:

@@ -22,10 +22,10 @@ from scipy.ndimage import distance_transform_edt
 from cxrxai.cases import findings_of
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.datasets.covidqu import load_covid_qu_ex
+from cxrxai.environment import DEMO_CHECKPOINT, data_root
 from cxrxai.explain import get_explainer
 from cxrxai.metrics.regions import top_percent
 from cxrxai.metrics.registry import BORDER_FRACTION, localisation_metrics, localisation_torch
-from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
 PERCENT = 10.0
 

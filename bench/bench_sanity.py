@@ -15,10 +15,10 @@ import numpy as np
 from pydicom.data import get_testdata_file
 
 from cxrxai.checkpoint import load_checkpoint
+from cxrxai.environment import DEMO_CHECKPOINT, data_root
 from cxrxai.evaluation import sanity
 from cxrxai.imageio import read_image
 from cxrxai.metrics import agreement
-from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
 METHODS = ["gradcam", "lrp"]
 

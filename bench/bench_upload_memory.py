@@ -22,10 +22,10 @@ def _measure(source: str, stage: str) -> None:
     from pydicom.data import get_testdata_file
 
     from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.environment import DEMO_CHECKPOINT
     from cxrxai.explain import get_explainer
     from cxrxai.imageio import read_image
     from cxrxai.render import overlay
-    from cxrxai.settings import DEMO_CHECKPOINT
     from tests.test_hostile_images import png_of_zeros
 
     data = png_of_zeros(4300, 4300, 16) if source == "png-4300" else None

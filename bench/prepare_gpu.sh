@@ -29,7 +29,7 @@ for name in $PACKAGES; do
     || "$PY" -m pip wheel -q --no-deps -w .whl "$pinned"
 done
 
-DATA=$("$PY" -c "from cxrxai.settings import data_root; print(data_root())")
+DATA=$("$PY" -c "from cxrxai.environment import data_root; print(data_root())")
 rm -rf .devdata
 for class_name in COVID-19 Non-COVID Normal; do
   source_dir="$DATA/covid-qu-ex/Val/$class_name"

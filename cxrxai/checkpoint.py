@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from cxrxai.card import CARD_FILENAME, ModelCard, load_card
+from cxrxai.environment import pick_device
 from cxrxai.errors import CheckpointError
 from cxrxai.runner import ModelBundle, resolve_precision
-from cxrxai.settings import pick_device
 
 WEIGHTS_FILENAME = "weights.safetensors"
 # torchxrayvision scales images to [-1024, 1024]: (x - 0.5) / (1 / 2048) for x in [0, 1].

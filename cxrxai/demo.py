@@ -6,19 +6,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from cxrxai import settings as places
+from cxrxai import environment as places
 from cxrxai.cases import Case
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.datasets.covidqu import CLASSES, load_covid_qu_ex
 from cxrxai.datasets.nih import load_nih_bbox
+from cxrxai.environment import DEMO_CHECKPOINT, data_root
 from cxrxai.errors import DatasetError
-from cxrxai.evaluation.evaluate import Settings, Summary, evaluate_cases
+from cxrxai.evaluation.evaluate import RunOptions, Summary, evaluate_cases
 from cxrxai.evaluation.store import open_results, record_run
 from cxrxai.explain.cache import HeatmapCache
 from cxrxai.explain.registry import get_explainer
 from cxrxai.lungs import LungSegmenter
 from cxrxai.runner import ModelBundle
-from cxrxai.settings import DEMO_CHECKPOINT, data_root
 
 DEMO_PER_CLASS = {"COVID-19": 4, "Non-COVID": 2, "Normal": 2}
 DEMO_NIH_FINDINGS = ("Cardiomegaly", "Effusion", "Mass", "Pneumothorax", "Atelectasis")
@@ -99,7 +99,7 @@ def evaluate_demo(
     methods: tuple[str, ...] = DEMO_METHODS, root=None, db_path=None, bundle=None
 ) -> Summary:
     """Score the demo cases' maps for their labels into ``db_path`` (default
-    :func:`cxrxai.settings.demo_results_path`), the Cases page's content until
+    :func:`cxrxai.environment.demo_results_path`), the Cases page's content until
     a batch evaluation exists. Resumes like ``evaluate``: scored units are skipped.
     ``bundle``: the demo checkpoint when the caller has it loaded already."""
     root = root or data_root()
@@ -108,7 +108,7 @@ def evaluate_demo(
     if not cases:  # e.g. only the unlabelled sample DICOM: no database at all
         return Summary()
     db = open_results(db_path or places.demo_results_path())
-    settings = Settings()
+    options = RunOptions()
     segmenter = LungSegmenter.load(device=str(bundle.device))  # lungs of the NIH and DICOM cases
     record_run(
         db,
@@ -117,11 +117,11 @@ def evaluate_demo(
         root,
         "demo",
         list(methods),
-        within_lungs=settings.within_lungs,
-        empty=settings.empty,
-        seed=settings.seed,
+        within_lungs=options.within_lungs,
+        empty=options.empty,
+        seed=options.seed,
         lung_model=segmenter.describe(),
     )
     return evaluate_cases(
-        bundle, cases, list(methods), db, settings, HeatmapCache(), segmenter=segmenter
+        bundle, cases, list(methods), db, options, HeatmapCache(), segmenter=segmenter
     )

@@ -18,8 +18,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from cxrxai.environment import max_image_side
 from cxrxai.errors import ImageReadError
-from cxrxai.settings import max_image_side
 from cxrxai.xray import ImageMeta, XRayImage, check_size, linear_window, max_file_bytes
 
 
@@ -32,7 +32,7 @@ def read_dicom_bytes(
     """Decode one single-frame grayscale DICOM image to [0, 1] (white = dense).
 
     ``max_side``: the largest Rows / Columns accepted (default
-    :func:`cxrxai.settings.max_image_side`), checked from the header before the pixel
+    :func:`cxrxai.environment.max_image_side`), checked from the header before the pixel
     data is decoded; a deflated file is inflated only up to what such an image needs.
     """
     limit = max_side or max_image_side()

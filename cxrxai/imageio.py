@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cxrxai.dicom import read_dicom_bytes
+from cxrxai.environment import max_image_side
 from cxrxai.errors import CxrxaiError, ImageReadError
-from cxrxai.settings import max_image_side
 from cxrxai.xray import ImageMeta, XRayImage, check_size, linear_window, max_file_bytes
 
 __all__ = ["ImageMeta", "XRayImage", "image_files", "linear_window", "read_image", "read_mask"]
@@ -62,7 +62,7 @@ def read_image(
         window: DICOM only: (center, width) to display with instead of the file's own
             VOI LUT / window. Ignored for PNG and JPEG.
         max_side: the largest width or height accepted (default
-            :func:`cxrxai.settings.max_image_side`, 5,000 px). Checked from the header,
+            :func:`cxrxai.environment.max_image_side`, 5,000 px). Checked from the header,
             before any pixel is decoded: a small file can declare a huge image (a 164 KB
             PNG of 13,000 x 13,000 pixels).
 

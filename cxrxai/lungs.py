@@ -27,9 +27,9 @@ from cxrxai.checkpoint import (
     read_state_dict,
     resolve_checkpoint_paths,
 )
+from cxrxai.environment import lung_model_path, pick_device
 from cxrxai.errors import CheckpointError
 from cxrxai.runner import normalise
-from cxrxai.settings import lung_model_path, pick_device
 from cxrxai.thirdparty.smp_parts import masks_and_features
 
 LUNGS = "lungs"

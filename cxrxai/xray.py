@@ -8,8 +8,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from cxrxai.environment import MAX_SIDE_ENV_VAR
 from cxrxai.errors import ImageReadError
-from cxrxai.settings import MAX_SIDE_ENV_VAR
 
 
 @dataclass(frozen=True)

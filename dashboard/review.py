@@ -13,6 +13,12 @@ import streamlit as st
 
 from cxrxai.background import start_job
 from cxrxai.cases import Annotation, Case
+from cxrxai.environment import (
+    DEMO_CHECKPOINT,
+    background_maps,
+    cache_dir,
+    data_root,
+)
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain import get_explainer
 from cxrxai.explain.cache import HeatmapCache, image_hash
@@ -23,12 +29,6 @@ from cxrxai.lungs import LungSegmenter, lung_annotation, predicted_lungs
 from cxrxai.ood import OodStats, judge, lung_shape
 from cxrxai.render import plain
 from cxrxai.runner import ModelBundle
-from cxrxai.settings import (
-    DEMO_CHECKPOINT,
-    background_maps,
-    cache_dir,
-    data_root,
-)
 from dashboard.shared import get_image, get_probabilities
 
 

@@ -15,6 +15,14 @@ from cxrxai.background import start_job
 from cxrxai.cases import Case
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.demo import demo_cases
+from cxrxai.environment import (
+    DEMO_CHECKPOINT,
+    background_maps,
+    cache_dir,
+    checkpoint_from_env,
+    data_root,
+    study_path,
+)
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.address import ReviewAddress, from_query
 from cxrxai.explain import Heatmap, get_explainer
@@ -23,14 +31,6 @@ from cxrxai.explain.params import check_params, parse_variant
 from cxrxai.imageio import XRayImage, read_image
 from cxrxai.render import plain
 from cxrxai.runner import ModelBundle
-from cxrxai.settings import (
-    DEMO_CHECKPOINT,
-    background_maps,
-    cache_dir,
-    checkpoint_from_env,
-    data_root,
-    study_path,
-)
 from cxrxai.study.prepare import map_count
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import streamlit as st
 
 from cxrxai.cases import Case
-from cxrxai.runner import ModelBundle
-from cxrxai.settings import (
+from cxrxai.environment import (
     data_root,
     results_path,
 )
+from cxrxai.runner import ModelBundle
 from dashboard.shared import get_demo_cases, get_image
 
 

@@ -9,13 +9,13 @@ import streamlit as st
 
 from cxrxai.csvout import csv_text
 from cxrxai.datasets.registry import find_case
+from cxrxai.environment import RESULTS_ENV_VAR, data_root, results_path
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import browse
 from cxrxai.evaluation.report import iou_curve_figure
 from cxrxai.evaluation.store import STALE_NOTE
 from cxrxai.metrics.registry import COMPARED, METRICS
 from cxrxai.render import plain
-from cxrxai.settings import RESULTS_ENV_VAR, data_root, results_path
 from dashboard.cases import compared_methods, filtered_frame, iou_curves, results_overview
 from dashboard.router import through_the_router
 from dashboard.shared import open_in_review
@@ -37,7 +37,7 @@ COLUMNS = (
     "box_iou_mean",
     "lung_relevance",
     "border_relevance",
-    "lungs",
+    "lung_source",
 )  # the table's and the CSV's
 EVALUATE = "`python -m cxrxai evaluate --split Val --methods gradcam,gradcam++,lrp`"
 path, is_demo = browse.results_to_browse()

@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from cxrxai.checkpoint import available_checkpoints, load_checkpoint
+from cxrxai.environment import MODELS_ENV_VAR, model_folders
 from cxrxai.errors import CxrxaiError
 from cxrxai.render import plain
-from cxrxai.settings import MODELS_ENV_VAR, model_folders
 from dashboard.review import cam_layers
 from dashboard.router import through_the_router
 from dashboard.shared import checkpoint_path, require_bundle

@@ -9,6 +9,7 @@ import streamlit as st
 from cxrxai.cases import findings_of
 from cxrxai.csvout import csv_text
 from cxrxai.demo import scorable
+from cxrxai.environment import DATA_ENV_VAR, data_root
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.drawing import boxes_from_selection, drawing_figure
 from cxrxai.evaluation.evaluate import region_setting_metrics
@@ -34,7 +35,6 @@ from cxrxai.render import (
     plain,
     png_bytes,
 )
-from cxrxai.settings import DATA_ENV_VAR, data_root
 from dashboard.pacs import send_to_pacs
 from dashboard.review import (
     background_status,

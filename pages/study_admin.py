@@ -9,11 +9,11 @@ import plotly.express as px
 import streamlit as st
 
 from cxrxai.csvout import csv_text
+from cxrxai.environment import data_root, public_url, results_path
 from cxrxai.evaluation import browse
 from cxrxai.evaluation.store import open_results
 from cxrxai.explain.registry import METHODS
 from cxrxai.render import plain
-from cxrxai.settings import data_root, public_url, results_path
 from cxrxai.study import analysis, service
 from cxrxai.study.mrmc import IMRMC_FILE, describe, imrmc_text
 from cxrxai.study.selection import largest_pick

@@ -32,7 +32,7 @@ SIZE = 256
 
 
 def pack(limit: int | None) -> None:
-    from cxrxai.settings import data_root
+    from cxrxai.environment import data_root
     from cxrxai.training.lungs import covidqu_lung_pairs, read_lung_pairs
 
     arrays: dict[str, np.ndarray] = {}

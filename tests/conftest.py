@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrxai.settings import BACKGROUND_MAPS_ENV_VAR, data_root
+from cxrxai.environment import BACKGROUND_MAPS_ENV_VAR, data_root
 
 # No background LIME/SHAP job in the dashboards the tests start (AppTest and the browser
 # tests' servers inherit this): it would compete for the CPU with what is measured. The

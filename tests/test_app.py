@@ -262,7 +262,7 @@ def test_boxes_drawn_with_the_mouse_are_the_truth_until_cleared(monkeypatch, cov
 
 
 def test_cases_page_empty_state(monkeypatch, tmp_path):
-    monkeypatch.setattr("cxrxai.settings.demo_results_path", lambda: tmp_path / "no-demo.sqlite")
+    monkeypatch.setattr("cxrxai.environment.demo_results_path", lambda: tmp_path / "no-demo.sqlite")
     app = run_app(monkeypatch, CXRXAI_RESULTS=str(tmp_path / "none.sqlite"))
     app.switch_page("pages/cases.py").run()
     assert not app.exception
@@ -314,7 +314,7 @@ def test_cases_page_opens_the_demo_evaluation_until_there_is_one(monkeypatch, co
     from cxrxai.demo import evaluate_demo
 
     demo_db = tmp_path / "demo.sqlite"
-    monkeypatch.setattr("cxrxai.settings.demo_results_path", lambda: demo_db)
+    monkeypatch.setattr("cxrxai.environment.demo_results_path", lambda: demo_db)
     evaluate_demo(("gradcam", "lrp"), covid_root.parent, demo_db)
     app = run_app(
         monkeypatch, CXRXAI_DATA=str(covid_root.parent), CXRXAI_RESULTS=str(tmp_path / "x.sqlite")
@@ -333,9 +333,9 @@ def test_cases_page_opens_the_demo_evaluation_until_there_is_one(monkeypatch, co
 def test_cases_page_table_plots_and_open_in_review(monkeypatch, covid_root, tmp_path):
     from cxrxai.checkpoint import load_checkpoint
     from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.environment import DEMO_CHECKPOINT
     from cxrxai.evaluation.evaluate import evaluate_cases
     from cxrxai.evaluation.store import open_results
-    from cxrxai.settings import DEMO_CHECKPOINT
 
     cases = [c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"]]
     picked = cases[-2:]  # not among the demo cases
@@ -366,14 +366,14 @@ def test_a_selected_row_opens_in_review_with_its_method_settings_and_label(
 ):
     from cxrxai.checkpoint import load_checkpoint
     from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.environment import DEMO_CHECKPOINT
     from cxrxai.evaluation import store
-    from cxrxai.evaluation.evaluate import Settings, evaluate_cases
+    from cxrxai.evaluation.evaluate import RunOptions, evaluate_cases
     from cxrxai.evaluation.store import open_results
-    from cxrxai.settings import DEMO_CHECKPOINT
 
     case = [c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"]][-1]
     db_path = tmp_path / "results.sqlite"
-    layer = Settings(method_params={"gradcam": {"layer": "blocks.5"}})
+    layer = RunOptions(method_params={"gradcam": {"layer": "blocks.5"}})
     bundle = load_checkpoint(DEMO_CHECKPOINT)
     evaluate_cases(bundle, [case], ["gradcam"], open_results(db_path), layer)
     app = run_app(monkeypatch, CXRXAI_DATA=str(covid_root.parent), CXRXAI_RESULTS=str(db_path))

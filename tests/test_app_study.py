@@ -158,7 +158,7 @@ def prepared(db, code: str) -> str:
     """What the study's background worker does (``study prepare``), done here in-process
     (the tests' dashboards start no background process)."""
     from cxrxai.checkpoint import load_checkpoint
-    from cxrxai.settings import DEMO_CHECKPOINT, data_root
+    from cxrxai.environment import DEMO_CHECKPOINT, data_root
     from cxrxai.study.prepare import prepare_study
 
     study = service.study_by_code(db, code)
@@ -317,9 +317,9 @@ def test_readers_mark_the_finding_and_the_marks_become_a_manifest(
     stored with their IoUs export as a manifest that `evaluate` takes as the truth."""
     from cxrxai.checkpoint import load_checkpoint
     from cxrxai.datasets.manifest import load_manifest
-    from cxrxai.evaluation.evaluate import Settings, evaluate_cases
+    from cxrxai.environment import DEMO_CHECKPOINT
+    from cxrxai.evaluation.evaluate import RunOptions, evaluate_cases
     from cxrxai.evaluation.store import LOCALISATION, open_results
-    from cxrxai.settings import DEMO_CHECKPOINT
     from cxrxai.study.analysis import export
 
     db, refs = _study_db_and_covid_cases(monkeypatch, covid_root, tmp_path, 1)
@@ -346,7 +346,7 @@ def test_readers_mark_the_finding_and_the_marks_become_a_manifest(
     assert case.case_id == refs[0].case_id and len(case.findings()) == 2
     assert {a.author for a in case.findings()} == {"R01"}
     results = open_results(tmp_path / "r.sqlite")
-    settings = Settings(regions=(("top-percent", 10.0),))
+    settings = RunOptions(regions=(("top-percent", 10.0),))
     demo = load_checkpoint(DEMO_CHECKPOINT, device="cpu")
     assert evaluate_cases(demo, [case], ["gradcam"], results, settings).units_done == 1
     row = next(results[LOCALISATION].rows)

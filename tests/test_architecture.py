@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "cxrxai",
             "cxrxai.errors",
-            "cxrxai.settings",
+            "cxrxai.environment",
             "cxrxai.card",
             "cxrxai.xray",
             "cxrxai.sqlitedb",
@@ -60,7 +60,7 @@ def _imports(path: Path) -> list[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module:
             found.append(node.module)
-            # `from cxrxai import settings` imports the module cxrxai.settings
+            # `from cxrxai import environment` imports the module cxrxai.environment
             found += [f"{node.module}.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]

@@ -18,8 +18,8 @@ from cxrxai.checkpoint import (
     load_xrv_weights,
     save_checkpoint,
 )
+from cxrxai.environment import pick_device
 from cxrxai.errors import CheckpointError, CxrxaiError
-from cxrxai.settings import pick_device
 
 TINY = "resnet18"  # small timm model; random weights, built offline
 

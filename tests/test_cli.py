@@ -38,7 +38,7 @@ def test_bad_checkpoint_is_one_clear_line(tmp_path, capsys):
 
 def test_bad_dataset_is_one_clear_line(capsys):
     """With a checkpoint that loads, so the error is the dataset's."""
-    from cxrxai.settings import DEMO_CHECKPOINT
+    from cxrxai.environment import DEMO_CHECKPOINT
 
     code = main(["evaluate-model", "--checkpoint", str(DEMO_CHECKPOINT), "--dataset", "mnist"])
     assert code == 2
@@ -49,7 +49,7 @@ def test_bad_dataset_is_one_clear_line(capsys):
 def test_precompute_demo_fills_the_cache_once(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "cache"))
     demo_db = tmp_path / "demo.sqlite"
-    monkeypatch.setattr("cxrxai.settings.demo_results_path", lambda: demo_db)
+    monkeypatch.setattr("cxrxai.environment.demo_results_path", lambda: demo_db)
     args = ["precompute-demo", "--methods", "gradcam", "--data-root", str(tmp_path / "none")]
     assert main(args) == 0  # no data: the sample DICOM case
     out = capsys.readouterr().out
@@ -69,7 +69,7 @@ def test_precompute_demo_scores_the_demo_cases_for_the_cases_page(
     monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CXRXAI_RESULTS", str(tmp_path / "none.sqlite"))
     demo_db = tmp_path / "demo.sqlite"
-    monkeypatch.setattr("cxrxai.settings.demo_results_path", lambda: demo_db)
+    monkeypatch.setattr("cxrxai.environment.demo_results_path", lambda: demo_db)
     assert browse.results_to_browse() == (None, False)
     args = ["precompute-demo", "--methods", "gradcam", "--data-root", str(covid_root.parent)]
     assert main(args) == 0

@@ -8,7 +8,7 @@ import pytest
 
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.datasets.covidqu import load_covid_qu_ex
-from cxrxai.settings import DEMO_CHECKPOINT
+from cxrxai.environment import DEMO_CHECKPOINT
 from cxrxai.training.train import evaluate_split, load_split, predict_split
 
 

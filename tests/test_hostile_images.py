@@ -10,9 +10,9 @@ import pytest
 from hostile_files import HOSTILE, png_of_zeros
 from pydicom.data import get_testdata_file
 
+from cxrxai.environment import DEFAULT_MAX_IMAGE_SIDE, max_image_side
 from cxrxai.errors import CxrxaiError, ImageReadError
 from cxrxai.imageio import read_image
-from cxrxai.settings import DEFAULT_MAX_IMAGE_SIDE, max_image_side
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))

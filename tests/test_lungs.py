@@ -8,9 +8,9 @@ import pytest
 
 from cxrxai.cases import Annotation, Case
 from cxrxai.checkpoint import available_checkpoints, load_checkpoint
+from cxrxai.environment import DEMO_CHECKPOINT, LUNG_CHECKPOINT, MODELS_DIR
 from cxrxai.errors import CheckpointError
 from cxrxai.lungs import LungSegmenter, lung_annotation, predicted_lungs
-from cxrxai.settings import DEMO_CHECKPOINT, LUNG_CHECKPOINT, MODELS_DIR
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cxrxai.environment import LUNG_CHECKPOINT
 from cxrxai.errors import CheckpointError
 from cxrxai.lungs import LungSegmenter
 from cxrxai.ood import OOD_FILENAME, LungShape, OodStats, assess, judge, lung_shape
-from cxrxai.settings import LUNG_CHECKPOINT
 from cxrxai.training.ood_fit import fit_ood
 
 

@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from cxrxai.environment import DATA_ENV_VAR
 from cxrxai.errors import CxrxaiError
-from cxrxai.settings import DATA_ENV_VAR
 
 
 def add_data_root(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +51,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def load_bundle(args: argparse.Namespace):  # -> ModelBundle; imported lazily (fast --help)
     from cxrxai.checkpoint import load_checkpoint
-    from cxrxai.settings import DEMO_CHECKPOINT
+    from cxrxai.environment import DEMO_CHECKPOINT
 
     return load_checkpoint(
         args.checkpoint or DEMO_CHECKPOINT, args.device, args.precision, args.compile

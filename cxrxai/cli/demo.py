@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cxrxai import settings
+from cxrxai import environment
 from cxrxai.cli.common import (
     add_data_root,
     parse_methods,
     starter_alive,
 )
-from cxrxai.settings import data_root
+from cxrxai.environment import data_root
 
 
 def add_precompute_demo(commands: argparse._SubParsersAction) -> None:
@@ -58,7 +58,7 @@ def cmd_precompute_demo(args: argparse.Namespace) -> int:
     print(f"{count} explanation(s) computed and cached")
     if args.maps_only:
         return 0
-    path = settings.demo_results_path()
+    path = environment.demo_results_path()
     summary = evaluate_demo(methods, root, path, bundle)
     if summary.units_done or summary.units_skipped:
         print(

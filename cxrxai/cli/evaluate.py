@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cxrxai import settings
+from cxrxai import environment
 from cxrxai.cli.common import (
     add_data_root,
     add_lung_model,
@@ -19,8 +19,8 @@ from cxrxai.cli.common import (
     parse_methods,
 )
 from cxrxai.cli.pacs import ResultSender, add_pacs_source, add_to_pacs, check_to_pacs
+from cxrxai.environment import data_root
 from cxrxai.errors import CxrxaiError
-from cxrxai.settings import data_root
 
 
 def add_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -125,7 +125,7 @@ def add_evaluate(commands: argparse._SubParsersAction) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cxrxai.evaluation.evaluate import Evaluator, Settings, run_in_process
+    from cxrxai.evaluation.evaluate import Evaluator, RunOptions, run_in_process
     from cxrxai.evaluation.store import LOCALISATION, export_csv, open_results, record_run
     from cxrxai.explain.cache import HeatmapCache
     from cxrxai.explain.params import parse_param_specs, variant
@@ -168,7 +168,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.device = "cpu"
     bundle = load_bundle(args)
     segmenter = lung_model(args, bundle)
-    db_path = args.db or settings.results_path()
+    db_path = args.db or environment.results_path()
     db = open_results(db_path)
     record_run(
         db,
@@ -187,7 +187,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         engine=args.engine,
         shard=args.shard,
     )
-    run_settings = Settings(
+    options = RunOptions(
         empty=args.empty,
         within_lungs=args.within_lungs,
         targets=args.targets,
@@ -198,7 +198,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     evaluator = Evaluator(
         bundle,
         methods,
-        run_settings,
+        options,
         cache=None if args.no_cache else HeatmapCache(),
         segmenter=segmenter,
         external=external,
@@ -263,7 +263,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from cxrxai.evaluation.report import write_report
     from cxrxai.evaluation.store import open_results
 
-    db_path = args.db or settings.results_path()
+    db_path = args.db or environment.results_path()
     if not db_path.is_file():
         raise CxrxaiError(f"Results database '{db_path}' not found; run 'evaluate' first.")
     path = write_report(open_results(db_path), args.out, args.mode, args.value)

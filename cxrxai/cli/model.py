@@ -20,8 +20,8 @@ from cxrxai.cli.common import (
     warn_if_out_of_distribution,
 )
 from cxrxai.cli.pacs import add_pacs_source, image_paths
+from cxrxai.environment import data_root
 from cxrxai.errors import CxrxaiError
-from cxrxai.settings import data_root
 
 
 def add_evaluate_model(commands: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrxai import settings
+from cxrxai import environment
 from cxrxai.cli.common import (
     add_data_root,
     add_model_args,
@@ -17,8 +17,8 @@ from cxrxai.cli.common import (
     starter_alive,
 )
 from cxrxai.cli.pacs import add_pacs_source
+from cxrxai.environment import data_root
 from cxrxai.errors import CxrxaiError
-from cxrxai.settings import data_root
 
 
 def add_study(commands: argparse._SubParsersAction) -> None:
@@ -96,7 +96,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from cxrxai.study import analysis, service
     from cxrxai.study.db import connect
 
-    path = args.db or settings.study_path()
+    path = args.db or environment.study_path()
     if args.action == "set-password":
         db = connect(path)
         replacing = service.admin_password_set(db)
@@ -109,7 +109,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         )
     db = connect(path)
     if args.action == "create":
-        password = settings.admin_password_from_env()
+        password = environment.admin_password_from_env()
         if not password:
             raise CxrxaiError("Set CXRXAI_ADMIN_PASSWORD to the study admin password.")
         root = data_root(args.data_root)

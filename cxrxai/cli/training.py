@@ -7,14 +7,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cxrxai import settings
+from cxrxai import environment
 from cxrxai.cli.common import (
     add_data_root,
     add_device,
     cases_for,
 )
+from cxrxai.environment import data_root
 from cxrxai.errors import CxrxaiError
-from cxrxai.settings import data_root
 
 
 def add_train(commands: argparse._SubParsersAction) -> None:
@@ -135,7 +135,7 @@ def cmd_train_lungs(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         precision="bf16",  # autocast on a GPU only
     )
-    model, summary = train_lung_model(*splits, config, settings.pick_device(args.device))
+    model, summary = train_lung_model(*splits, config, environment.pick_device(args.device))
     card = write_lung_checkpoint(model, summary, splits[1], args.out)
     print(f"{args.out}: Dice on Val {card.validation_metrics['dice_mean']}")
     return 0

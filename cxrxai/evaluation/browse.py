@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from cxrxai import settings
+from cxrxai import environment
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.compare import comparison_table, paired_from_entries
 from cxrxai.evaluation.store import LOCALISATION
@@ -42,12 +42,12 @@ def unit_values(
 
 def results_to_browse() -> tuple[Path | None, bool]:
     """The database the Cases page opens, and whether it is the demo's: the batch
-    evaluation's (:func:`cxrxai.settings.results_path`) when it exists, else the demo's (so a
+    evaluation's (:func:`cxrxai.environment.results_path`) when it exists, else the demo's (so a
     fresh install shows the page at work), else none."""
-    path = settings.results_path()
+    path = environment.results_path()
     if path.is_file():
         return path, False
-    demo = settings.demo_results_path()
+    demo = environment.demo_results_path()
     return (demo, True) if demo.is_file() else (None, False)
 
 
@@ -195,7 +195,7 @@ class Frame:
 PAGE_COLUMNS = (
     "checkpoint_sha256", "case_id", "dataset", "split", "case_labels", "mode", "value",
     "target", "method", "correct", "probability", *COMPARED, "hausdorff", "box_iou_mean",
-    "lung_relevance", "border_relevance", "lungs",
+    "lung_relevance", "border_relevance", "lung_source",
 )  # fmt: skip
 
 

@@ -112,7 +112,7 @@ def evaluated_result(
         for method in evaluator.methods
         for label in targets
     ]
-    settings = evaluator.settings
+    options = evaluator.options
     result = explained_result(
         evaluator.bundle,
         image,
@@ -120,7 +120,7 @@ def evaluated_result(
         case.annotations,
         lungs,
         region,
-        settings.within_lungs,
-        settings.empty,
+        options.within_lungs,
+        options.empty,
     )
     return image, result

@@ -52,7 +52,7 @@ TARGETS = ("labels", "predicted")
 
 
 @dataclass
-class Settings:
+class RunOptions:
     regions: tuple[RegionSetting, ...] = DEFAULT_REGIONS
     empty: str = "nan"
     within_lungs: bool = False
@@ -84,7 +84,7 @@ def truth_for(
     return mask, boxes
 
 
-def settings_for(heatmap: Heatmap, regions: Iterable[RegionSetting]) -> list[RegionSetting]:
+def regions_for(heatmap: Heatmap, regions: Iterable[RegionSetting]) -> list[RegionSetting]:
     """The region settings a heatmap can be scored at: top-N superpixels are added for
     superpixel methods (LIME, KernelSHAP) and dropped for every other method."""
     chosen = list(regions)
@@ -200,18 +200,18 @@ class Evaluator:
         self,
         bundle: ModelBundle,
         methods: list[str],
-        settings: Settings | None = None,
+        options: RunOptions | None = None,
         cache: HeatmapCache | None = None,
         segmenter: LungSegmenter | None = None,
         external: ExternalMaps | None = None,
     ) -> None:
         self.bundle, self.cache, self.segmenter, self.external = bundle, cache, segmenter, external
-        self.settings = settings = settings or Settings()
-        if settings.targets not in TARGETS:
-            raise CxrxaiError(f"targets must be one of {TARGETS}, got '{settings.targets}'")
+        self.options = options = options or RunOptions()
+        if options.targets not in TARGETS:
+            raise CxrxaiError(f"targets must be one of {TARGETS}, got '{options.targets}'")
         self.methods = [external.name] if external is not None else list(methods)
         self.explainers = {
-            m: get_explainer(m, **settings.method_params.get(m, {}))
+            m: get_explainer(m, **options.method_params.get(m, {}))
             for m in self.methods
             if external is None
         }
@@ -220,7 +220,7 @@ class Evaluator:
         # rows carry the variant (gradcam(layer=blocks.5)): a run with other settings is
         # new work, never "already done", and its rows sit beside the defaults' for comparison
         self.names = {
-            m: m if external is not None else variant(m, settings.method_params.get(m, {}))
+            m: m if external is not None else variant(m, options.method_params.get(m, {}))
             for m in self.methods
         }
 
@@ -231,7 +231,7 @@ class Evaluator:
     def targets(self, case: Case, probs: np.ndarray) -> list[str]:
         """The labels explained for ``case``: its labels the model outputs, or with
         ``targets="predicted"`` the labels the model predicts (possibly none)."""
-        if self.settings.targets == "predicted":
+        if self.options.targets == "predicted":
             return [self.bundle.labels[i] for i in self.bundle.card.positives(probs)]
         return self.label_targets(case)
 
@@ -239,7 +239,7 @@ class Evaluator:
         """``method``'s map of ``image`` for ``label`` (through the cache when there is one)."""
         index = self.bundle.labels.index(label)
         return _explain(
-            self.explainers[method], self.bundle, image, index, self.settings, self.cache
+            self.explainers[method], self.bundle, image, index, self.options, self.cache
         )
 
     def plan(
@@ -250,7 +250,7 @@ class Evaluator:
         in ``summary.cases_without_target``. Reads no image."""
         done = store.done_units(db, self.bundle.weights_sha256)
         for case in cases:
-            if not self.label_targets(case) and self.settings.targets == "labels":
+            if not self.label_targets(case) and self.options.targets == "labels":
                 summary.cases_without_target.append(case.case_id)
                 continue
             pending = [m for m in self.methods if (case.case_id, self.names[m]) not in done]
@@ -270,7 +270,7 @@ class Evaluator:
         return result
 
     def _evaluate(self, case: Case, methods: list[str], result: CaseResult) -> None:
-        bundle, settings, external = self.bundle, self.settings, self.external
+        bundle, options, external = self.bundle, self.options, self.external
         try:
             xray = case.load_image()
         except CxrxaiError as exc:
@@ -278,17 +278,17 @@ class Evaluator:
         image = xray.pixels
         probs = bundle.predict_proba(image)[0]
         targets = self.targets(case, probs)
-        if settings.targets == "predicted" and not targets:  # multi-label, none above threshold
+        if options.targets == "predicted" and not targets:  # multi-label, none above threshold
             result.without_target = True
             return
         lungs_annotation = lung_annotation(case, image, self.segmenter)
         lungs = lungs_annotation.to_mask(image.shape) if lungs_annotation else None
-        if settings.within_lungs and lungs is None:
+        if options.within_lungs and lungs is None:
             raise CxrxaiError(
                 f"Case '{case.case_id}' has no lung mask and no lung-field model was given: "
                 "--within-lungs needs one of them (leave out --no-lung-model)."
             )
-        lungs_source = (
+        lung_source = (
             None
             if lungs_annotation is None
             else ("predicted" if lungs_annotation.predicted else "reference")
@@ -314,11 +314,11 @@ class Evaluator:
                         heatmap,
                         truth,
                         boxes,
-                        settings_for(heatmap, settings.regions),
-                        settings.empty,
+                        regions_for(heatmap, options.regions),
+                        options.empty,
                         lungs,
                         spacing,
-                        settings.within_lungs,
+                        options.within_lungs,
                     )
                 except CxrxaiError as exc:  # e.g. a NaN map: say which case and method
                     raise CxrxaiError(
@@ -333,10 +333,10 @@ class Evaluator:
                             "unit": "mm" if spacing else "px",
                             "n_truth_pixels": int(truth.sum()),
                             "n_raters": len(boxes),
-                            "lungs": lungs_source,
+                            "lung_source": lung_source,
                         }
                     )
-                if settings.faithfulness:
+                if options.faithfulness:
                     unit.faithfulness.append(
                         _faithfulness_row(bundle, image, heatmap, index)
                         | {k: base[k] for k in store.UNIT_KEY}
@@ -363,7 +363,7 @@ def evaluate_cases(
     cases: Iterable[Case],
     methods: list[str],
     db: sqlite_utils.Database,
-    settings: Settings | None = None,
+    options: RunOptions | None = None,
     cache: HeatmapCache | None = None,
     progress: Callable[[list[Work]], Iterable[Work]] = lambda w: w,
     segmenter: LungSegmenter | None = None,
@@ -371,7 +371,7 @@ def evaluate_cases(
 ) -> Summary:
     """The in-process engine: explain and score every case x method not yet in ``db``,
     one transaction per unit (see :class:`Evaluator` for lungs and external maps)."""
-    evaluator = Evaluator(bundle, methods, settings, cache, segmenter, external)
+    evaluator = Evaluator(bundle, methods, options, cache, segmenter, external)
     return run_in_process(evaluator, cases, db, progress)
 
 
@@ -398,10 +398,10 @@ def _stems(case: Case) -> list[str]:
     return stems
 
 
-def _explain(explainer, bundle, image, index, settings: Settings, cache) -> Heatmap:
+def _explain(explainer, bundle, image, index, options: RunOptions, cache) -> Heatmap:
     if cache is not None:
-        return cache.explain(explainer, bundle, image, target=index, seed=settings.seed)[0]
-    return explainer.explain(bundle, image, target=index, seed=settings.seed)[0]
+        return cache.explain(explainer, bundle, image, target=index, seed=options.seed)[0]
+    return explainer.explain(bundle, image, target=index, seed=options.seed)[0]
 
 
 def _unit_row(

@@ -33,7 +33,7 @@ import torch
 import cxrxai
 from cxrxai.cases import Case
 from cxrxai.errors import CxrxaiError
-from cxrxai.evaluation.evaluate import CaseResult, Evaluator, Settings, Summary, Work, record
+from cxrxai.evaluation.evaluate import CaseResult, Evaluator, RunOptions, Summary, Work, record
 from cxrxai.explain.external import ExternalMaps
 
 START_TIMEOUT_S = 600  # a worker's start: a cluster may first have to add a node
@@ -63,7 +63,7 @@ class WorkerSpec:
     precision: str
     compile: bool
     methods: tuple[str, ...]
-    settings: Settings
+    options: RunOptions
     lung_model: str | None = None
     cache_dir: str | None = None
     external: ExternalMaps | None = None
@@ -84,7 +84,7 @@ class WorkerSpec:
             precision=bundle.precision,
             compile=bundle.compile,
             methods=tuple(evaluator.methods),
-            settings=evaluator.settings,
+            options=evaluator.options,
             lung_model=None if segmenter is None else str(segmenter.folder.resolve()),
             cache_dir=None if cache is None else str(cache.directory.resolve()),
             external=evaluator.external,
@@ -140,7 +140,7 @@ def _evaluator(spec: WorkerSpec, device: str) -> Evaluator:
         )
     segmenter = LungSegmenter.load(spec.lung_model, device) if spec.lung_model else None
     cache = HeatmapCache(spec.cache_dir) if spec.cache_dir else None
-    return Evaluator(bundle, list(spec.methods), spec.settings, cache, segmenter, spec.external)
+    return Evaluator(bundle, list(spec.methods), spec.options, cache, segmenter, spec.external)
 
 
 @dataclass

@@ -101,7 +101,7 @@ def shortcut_table(
                 method,
                 target,
                 len(known),
-                sum(r.get("lungs") == "predicted" for r in known),
+                sum(r.get("lung_source") == "predicted" for r in known),
                 bootstrap_mean([np.nan if v is None else v for v in shares], seed=seed),
                 bootstrap_mean(
                     [

@@ -120,6 +120,17 @@ def _summaries(db: sqlite_utils.Database) -> None:
     db[LOCALISATION].create_index(["mode", "value", "case_id"], if_not_exists=True)
 
 
+@migrations(name="m005_lung_source_column")
+def _lung_source_column(db: sqlite_utils.Database) -> None:
+    """The column of where the lung fields came from is called ``lung_source``: its first
+    name, ``lungs``, read as the lung fields themselves. Renamed in place (no copy of the
+    rows); summaries kept under the old name no longer hold."""
+    columns = db[LOCALISATION].columns_dict
+    if "lungs" in columns and "lung_source" not in columns:
+        db.execute(f"alter table {LOCALISATION} rename column lungs to lung_source")
+    count_write(db)
+
+
 def count_write(db: sqlite_utils.Database) -> None:
     """One more write of rows (inside the writer's transaction): stored summaries of the
     rows before it no longer hold."""

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cxrxai.environment import cache_dir
 from cxrxai.explain.base import Explainer, Heatmap, Target, resolve_targets
 from cxrxai.runner import ModelBundle
-from cxrxai.settings import cache_dir
 
 CACHE_VERSION = 2  # entries hold their own key (version 1 entries are recomputed)
 TEMPORARY_SUFFIX = ".tmp"

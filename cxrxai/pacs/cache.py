@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pydicom
 
+from cxrxai.environment import cache_dir, max_image_side
 from cxrxai.errors import CxrxaiError, PacsError
 from cxrxai.imageio import read_image
 from cxrxai.pacs.source import RADIOGRAPH_MODALITIES, InstanceRef, PacsSource
-from cxrxai.settings import cache_dir, max_image_side
 from cxrxai.xray import check_size, max_file_bytes
 
 OBJECTS = "objects"  # a study's readings (SEG, SR) beside its images

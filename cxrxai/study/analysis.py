@@ -74,8 +74,8 @@ def reader_marks(
 def case_images(db: sqlite_utils.Database, study_id: int) -> dict[str, str]:
     """Case id -> its image path under the data root ('' when not found there)."""
     from cxrxai.datasets.registry import load_split_cases
+    from cxrxai.environment import data_root
     from cxrxai.errors import DatasetError
-    from cxrxai.settings import data_root
 
     found: dict[str, str] = {}
     splits = {

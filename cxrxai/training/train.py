@@ -27,9 +27,9 @@ from tqdm import tqdm
 from cxrxai.card import ModelCard
 from cxrxai.cases import Case
 from cxrxai.checkpoint import save_checkpoint
+from cxrxai.environment import pick_device
 from cxrxai.errors import CxrxaiError
 from cxrxai.runner import normalise
-from cxrxai.settings import pick_device
 from cxrxai.training.augment import augment_batch
 from cxrxai.training.classification_metrics import (
     multiclass_metrics,

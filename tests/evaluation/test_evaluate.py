@@ -11,7 +11,7 @@ from cxrxai.cases import Annotation, Case
 from cxrxai.checkpoint import load_checkpoint
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import store
-from cxrxai.evaluation.evaluate import DEFAULT_REGIONS, Settings, evaluate_cases
+from cxrxai.evaluation.evaluate import DEFAULT_REGIONS, RunOptions, evaluate_cases
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -79,25 +79,25 @@ def test_resume_after_interruption(bundle, cases, tmp_path, monkeypatch):
 def test_method_settings_are_their_own_rows(bundle, cases, tmp_path):
     db = store.open_results(tmp_path / "r.sqlite")
     evaluate_cases(bundle, cases, ["gradcam"], db)
-    layer2 = Settings(method_params={"gradcam": {"layer": "layer2"}})
+    layer2 = RunOptions(method_params={"gradcam": {"layer": "layer2"}})
     summary = evaluate_cases(bundle, cases, ["gradcam"], db, layer2)
     # other settings are new work, not "already done", and stay apart from the defaults'
     assert summary.units_skipped == 0 and summary.units_done == 4
     methods = {r["method"] for r in db[store.LOCALISATION].rows}
     assert methods == {"gradcam", "gradcam(layer=layer2)"}
-    default_is_default = Settings(method_params={"gradcam": {"layer": None}})
+    default_is_default = RunOptions(method_params={"gradcam": {"layer": None}})
     assert evaluate_cases(bundle, cases, ["gradcam"], db, default_is_default).units_done == 0
     sql = "select avg(iou) from localisation where method = ? and mode = 'otsu'"
     ious = [db.execute(sql, [m]).fetchone()[0] for m in sorted(methods)]
     assert ious[0] != ious[1]
-    no_feature_map = Settings(method_params={"gradcam": {"layer": "fc"}})
+    no_feature_map = RunOptions(method_params={"gradcam": {"layer": "fc"}})
     with pytest.raises(CxrxaiError, match="Layer 'fc' has no"):
         evaluate_cases(bundle, cases, ["gradcam"], db, no_feature_map)
 
 
 def test_superpixel_regions_for_lime_and_faithfulness(bundle, cases, tmp_path):
     db = store.open_results(tmp_path / "r.sqlite")
-    settings = Settings(faithfulness=True, method_params={"lime": {"n_samples": 40}})
+    settings = RunOptions(faithfulness=True, method_params={"lime": {"n_samples": 40}})
     evaluate_cases(bundle, cases[:1], ["lime"], db, settings)
     modes = {r["mode"] for r in db[store.LOCALISATION].rows}
     assert "top-superpixels" in modes
@@ -107,8 +107,8 @@ def test_superpixel_regions_for_lime_and_faithfulness(bundle, cases, tmp_path):
 
 def test_real_cases_match_an_independent_iou(covid_root, tmp_path):
     from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.environment import DEMO_CHECKPOINT
     from cxrxai.explain import get_explainer
-    from cxrxai.settings import DEMO_CHECKPOINT
 
     demo = load_checkpoint(DEMO_CHECKPOINT, device=DEVICE)
     cases = [c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"]][:2]
@@ -152,9 +152,9 @@ def test_lungs_come_from_the_case_else_the_lung_model(covid_root, nih_root, tmp_
     rows say which; --within-lungs works on both; without a model it needs a mask."""
     from cxrxai.datasets.covidqu import load_covid_qu_ex
     from cxrxai.datasets.nih import load_nih_bbox
+    from cxrxai.environment import DEMO_CHECKPOINT
     from cxrxai.lungs import LungSegmenter
     from cxrxai.metrics.regions import region
-    from cxrxai.settings import DEMO_CHECKPOINT
 
     demo = load_checkpoint(DEMO_CHECKPOINT, device=DEVICE)
     segmenter = LungSegmenter.load(device=DEVICE)
@@ -162,11 +162,11 @@ def test_lungs_come_from_the_case_else_the_lung_model(covid_root, nih_root, tmp_
     nih = load_nih_bbox(nih_root)[:1]
     relabelled = [Case(c.case_id, c.image_path, ["Normal"], c.annotations, c.dataset) for c in nih]
     db = store.open_results(tmp_path / "lungs.sqlite")
-    settings = Settings(within_lungs=True, regions=(("top-percent", 10.0),))
+    settings = RunOptions(within_lungs=True, regions=(("top-percent", 10.0),))
     evaluate_cases(demo, covid + relabelled, ["gradcam"], db, settings, segmenter=segmenter)
     rows = {r["case_id"]: r for r in db[store.LOCALISATION].rows}
-    assert rows[covid[0].case_id]["lungs"] == "reference"
-    assert rows[nih[0].case_id]["lungs"] == "predicted"
+    assert rows[covid[0].case_id]["lung_source"] == "reference"
+    assert rows[nih[0].case_id]["lung_source"] == "predicted"
     for row in rows.values():
         assert 0.0 <= row["lung_relevance"] <= 1.0
     # the region was confined to the predicted lungs
@@ -185,22 +185,22 @@ def test_predicted_targets_score_any_dataset(nih_root, tmp_path):
     """NIH findings are no outputs of the 3-class demo model: by label nothing is scored,
     by prediction every case gets its shares of relevance (no truth: IoU NULL)."""
     from cxrxai.datasets.nih import load_nih_bbox
+    from cxrxai.environment import DEMO_CHECKPOINT
     from cxrxai.lungs import LungSegmenter
-    from cxrxai.settings import DEMO_CHECKPOINT
 
     demo = load_checkpoint(DEMO_CHECKPOINT, device=DEVICE)
     nih = load_nih_bbox(nih_root)[:2]
     db = store.open_results(tmp_path / "nih.sqlite")
     regions = (("top-percent", 10.0),)
-    by_label = evaluate_cases(demo, nih, ["gradcam"], db, Settings(regions=regions))
+    by_label = evaluate_cases(demo, nih, ["gradcam"], db, RunOptions(regions=regions))
     assert by_label.units_done == 0 and len(by_label.cases_without_target) == 2
-    settings = Settings(regions=regions, targets="predicted")
+    settings = RunOptions(regions=regions, targets="predicted")
     segmenter = LungSegmenter.load(device=DEVICE)
     summary = evaluate_cases(demo, nih, ["gradcam"], db, settings, segmenter=segmenter)
     assert summary.units_done == 2
     for row in db[store.LOCALISATION].rows:
         assert row["target"] in demo.labels and row["target"] == row["predicted"]
-        assert row["iou"] is None and row["lungs"] == "predicted"
+        assert row["iou"] is None and row["lung_source"] == "predicted"
         assert 0.0 <= row["lung_relevance"] <= 1.0 and 0.0 <= row["border_relevance"] <= 1.0
     with pytest.raises(CxrxaiError, match="targets must be one of"):
-        evaluate_cases(demo, nih, ["gradcam"], db, Settings(targets="truth"))
+        evaluate_cases(demo, nih, ["gradcam"], db, RunOptions(targets="truth"))

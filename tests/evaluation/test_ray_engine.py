@@ -26,7 +26,7 @@ from cxrxai.cli import main
 from cxrxai.datasets.registry import load_split_cases
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import store
-from cxrxai.evaluation.evaluate import Evaluator, Settings, run_in_process
+from cxrxai.evaluation.evaluate import Evaluator, RunOptions, run_in_process
 from cxrxai.evaluation.ray_engine import RayEngine, RayOptions, require_ray, runtime_env
 from cxrxai.lungs import LungSegmenter
 
@@ -104,11 +104,11 @@ def _assert_same_rows(ours: list[dict], theirs: list[dict]) -> None:
 
 def test_rows_match_the_in_process_engine_on_a_real_split(ray_cluster, covid_root, tmp_path):
     cases = load_split_cases("covid-qu-ex", "Val", covid_root.parent, sample_per_class=2, seed=3)
-    from cxrxai.settings import DEMO_CHECKPOINT
+    from cxrxai.environment import DEMO_CHECKPOINT
 
     bundle = load_checkpoint(DEMO_CHECKPOINT, device="cpu")
     segmenter = LungSegmenter.load(device="cpu")
-    settings = Settings(seed=5, method_params={"lime": {"n_samples": 40}})
+    settings = RunOptions(seed=5, method_params={"lime": {"n_samples": 40}})
     methods = ["gradcam", "lrp", "lime"]
     here = store.open_results(tmp_path / "here.sqlite")
     run_in_process(Evaluator(bundle, methods, settings, segmenter=segmenter), cases, here)
@@ -119,7 +119,7 @@ def test_rows_match_the_in_process_engine_on_a_real_split(ray_cluster, covid_roo
     assert summary.units_done == len(cases) * 3 and summary.workers == 2
     ours, theirs = _rows(here), _rows(there)
     assert len(ours) > len(cases) * 3 * 8  # every region setting, LIME's superpixels too
-    assert {r["lungs"] for r in theirs} == {"reference"}
+    assert {r["lung_source"] for r in theirs} == {"reference"}
     _assert_same_rows(ours, theirs)
 
 

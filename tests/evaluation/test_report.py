@@ -115,7 +115,7 @@ def test_shortcut_table_counts_flagged_maps_per_method_and_class(tmp_path):
     shares = [(0.9, "reference"), (0.2, "predicted"), (0.4, "predicted"), (None, None)]
     rows = [
         _row(f"c{i}", "lrp", 10.0, 0.1)
-        | {"lung_relevance": v, "border_relevance": 0.1, "lungs": src}
+        | {"lung_relevance": v, "border_relevance": 0.1, "lung_source": src}
         for i, (v, src) in enumerate(shares)
     ]
     store.write_unit(db, rows, [])

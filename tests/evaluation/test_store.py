@@ -63,6 +63,26 @@ def test_an_old_database_is_migrated_and_its_rows_recomputed_on_resuming(tmp_pat
     store.open_results(path)  # reopening applies nothing twice
 
 
+def test_the_lungs_column_of_older_databases_is_renamed_lung_source(tmp_path):
+    """A database written when the lung fields' source was the column ``lungs`` keeps its
+    values under ``lung_source``, and its stored summaries stop holding."""
+    path = tmp_path / "r.sqlite"
+    db = store.open_results(path)
+    store.write_unit(db, [_row("a", iou=0.4) | {"lung_source": "predicted"}], [])
+    db.execute("alter table localisation rename column lung_source to lungs")  # as before
+    db.execute("delete from _sqlite_migrations where name = 'm005_lung_source_column'")
+    db.conn.commit()
+    writes = store.writes(db)
+    db.conn.close()
+    db = store.open_results(path)
+    columns = db[store.LOCALISATION].columns_dict
+    assert "lung_source" in columns and "lungs" not in columns
+    assert [r["lung_source"] for r in db[store.LOCALISATION].rows] == ["predicted"]
+    assert store.writes(db) == writes + 1
+    store.open_results(path)  # applied once
+    assert store.writes(db) == writes + 1
+
+
 def test_a_metric_added_later_gets_its_column(tmp_path, monkeypatch):
     path = tmp_path / "r.sqlite"
     store.write_unit(store.open_results(path), [_row("a/1", iou=0.3)], [])

@@ -96,7 +96,7 @@ def test_registry():
 
 def test_demo_checkpoint_gradcam_on_real_case(covid_root):
     from cxrxai.datasets.covidqu import load_covid_qu_ex
-    from cxrxai.settings import DEMO_CHECKPOINT
+    from cxrxai.environment import DEMO_CHECKPOINT
 
     bundle = load_checkpoint(DEMO_CHECKPOINT, device=DEVICE)
     case = next(c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"])

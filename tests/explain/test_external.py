@@ -112,10 +112,10 @@ def test_scored_exactly_like_the_projects_own_maps(covid_root, tmp_path, capsys)
     from cxrxai.checkpoint import load_checkpoint
     from cxrxai.cli import main
     from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.environment import DEMO_CHECKPOINT
     from cxrxai.evaluation.evaluate import DEFAULT_REGIONS
     from cxrxai.evaluation.store import LOCALISATION, open_results
     from cxrxai.explain import get_explainer
-    from cxrxai.settings import DEMO_CHECKPOINT
 
     demo = load_checkpoint(DEMO_CHECKPOINT, device="cpu")
     cases = [c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"]][:2]

@@ -22,11 +22,11 @@ from zennit.composites import EpsilonPlusFlat
 from cxrxai.card import ModelCard
 from cxrxai.checkpoint import load_checkpoint, save_checkpoint
 from cxrxai.cli import main
+from cxrxai.environment import DEMO_CHECKPOINT
 from cxrxai.errors import CxrxaiError
 from cxrxai.explain import get_explainer
 from cxrxai.explain.lrp import InplaceOffCanonizer, canonize, canonizers_for, relevance
 from cxrxai.runner import ModelBundle
-from cxrxai.settings import DEMO_CHECKPOINT
 
 
 def _randomise_batchnorm(model: torch.nn.Module) -> torch.nn.Module:

@@ -67,8 +67,8 @@ def test_gradcam_is_more_faithful_than_its_inverse_on_real_images(covid_root):
     """On the demo model, deleting what Grad-CAM calls important first lowers P(COVID-19)
     faster than deleting the least important first."""
     from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.environment import DEMO_CHECKPOINT
     from cxrxai.explain import get_explainer
-    from cxrxai.settings import DEMO_CHECKPOINT
 
     bundle = load_checkpoint(DEMO_CHECKPOINT, device=DEVICE)
     cases = [c for c in load_covid_qu_ex(covid_root / "Val") if c.labels == ["COVID-19"]][:4]

@@ -86,9 +86,9 @@ def test_what_came_back_equals_what_was_computed(sent, stored_rg1, rg1_files):
     import torch
 
     from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.environment import DEMO_CHECKPOINT
     from cxrxai.imageio import read_image
     from cxrxai.metrics.regions import region, region_boxes
-    from cxrxai.settings import DEMO_CHECKPOINT
 
     out, objects = sent
     sop = stored_rg1["RG1_UNCR"]
