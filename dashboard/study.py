@@ -51,6 +51,29 @@ def study_mrmc(study_id: int, last_rating_id: int, _rows: list) -> dict:
     return reader_study(_rows)
 
 
+def show_findings(found: list) -> None:  # list[cxrxai.study.findings.Finding]
+    """A study's findings: a headline number as a metric (side by side with the next
+    one), a section as a title, a caption and its table. Their texts hold numbers and
+    fixed words only; names (methods, readers) are in the tables, which show text as text."""
+    index = 0
+    while index < len(found):
+        run = []
+        while index < len(found) and found[index].value is not None and len(run) < 2:
+            run.append(found[index])
+            index += 1
+        if run:
+            for column, finding in zip(st.columns(len(run)), run, strict=True):
+                column.metric(finding.title, finding.value, help=finding.text or None)
+            continue
+        finding = found[index]
+        index += 1
+        st.subheader(finding.title)
+        if finding.text:
+            st.caption(finding.text)
+        if finding.table:
+            st.dataframe(finding.table, hide_index=True)
+
+
 def evaluation_picks():  # -> list[cxrxai.study.service.CaseRef]
     """The batch evaluation's qualitative picks as study cases (none without results)."""
     from cxrxai.evaluation import browse

@@ -15,12 +15,18 @@ from cxrxai.evaluation.store import open_results
 from cxrxai.explain.registry import METHODS
 from cxrxai.render import plain
 from cxrxai.study import analysis, service
-from cxrxai.study.mrmc import IMRMC_FILE, describe, imrmc_text
+from cxrxai.study.findings import findings, ratings_per
+from cxrxai.study.mrmc import IMRMC_FILE, imrmc_text
 from cxrxai.study.selection import largest_pick
-from cxrxai.study.sham import sham_comparison
 from dashboard.router import through_the_router
 from dashboard.shared import get_demo_cases, require_bundle, server_url, study_db, study_preparation
-from dashboard.study import case_predictions, evaluated_variants, evaluation_picks, study_mrmc
+from dashboard.study import (
+    case_predictions,
+    evaluated_variants,
+    evaluation_picks,
+    show_findings,
+    study_mrmc,
+)
 
 through_the_router()
 
@@ -252,122 +258,20 @@ rows = analysis.ratings(db, study["id"])
 if not rows:
     st.info("No ratings yet.")
     st.stop()
-st.subheader("Ratings per method")
-st.dataframe(analysis.summary_table(rows, "method"), hide_index=True)
+per_method, per_class = ratings_per(rows)
+st.subheader(per_method.title)
+st.dataframe(per_method.table, hide_index=True)
 score = st.selectbox("Score", service.SCORES)
 st.plotly_chart(
     px.box(rows, x="method", y=score, color="target", points="all", range_y=[0.5, 5.5]),
     width="stretch",
 )
-st.subheader("Ratings per class")
-st.dataframe(analysis.summary_table(rows, "target"), hide_index=True)
-left, right = st.columns(2)
-left.metric("Krippendorff's alpha (trust, ordinal)", f"{analysis.krippendorff_alpha(rows):.3f}")
-right.metric("ICC(2,1) (trust)", f"{analysis.icc_2_1(rows):.3f}")
-changes = analysis.decision_changes(rows)
-if changes["n"]:
-    low, high = changes["changed_ci"]
-    st.metric(
-        "Decisions changed by the explanations",
-        f"{changes['changed']:.0%}",
-        help=f"agreement with the model before vs after the panels, over {changes['n']} "
-        f"reads; 95 % bootstrap CI [{low:.0%}, {high:.0%}]; {changes['to_agree']} changed "
-        f"to agree, {changes['to_disagree']} to disagree; agreeing before "
-        f"{changes['agree_before']:.0%}, after {changes['agree_after']:.0%}",
-    )
-mrmc = study_mrmc(study["id"], rows[-1]["id"], rows)
-if mrmc["reason"] is None:
-    change = mrmc["change"]
-    low, high = change["ci_bdg"]
-    st.metric(
-        "Reader-averaged AUC of confidence: with - without explanations",
-        f"{mrmc['difference']:+.3f}",
-        help=f"95 % CI [{low:+.3f}, {high:+.3f}] (BDG df), p = {change['p_bdg']:.3g}"
-        if low == low  # NaN: the U-statistic variance is not positive
-        else "no CI: the U-statistic variance is not positive (too few readers or cases)",
-    )
-if mrmc["n_reads"]:  # the study asked for confidences
-    st.caption(describe(mrmc))
-    if mrmc.get("left_out"):
-        st.dataframe(mrmc["left_out"], hide_index=True)  # reader names shown as text
-plausibility = analysis.informative_plausibility(rows)
-if any(entry["n wrong"] and entry["n right"] for entry in plausibility):
-    st.subheader("Trust when the model is right vs wrong (informative plausibility)")
-    st.caption(
-        "Per method: mean ratings on the model's right and wrong decisions, and the AUC of "
-        "each rating for telling them apart (0.5: it does not)."
-    )
-    st.dataframe(plausibility, hide_index=True)
-if any(r.get("role") for r in rows):
-    st.subheader("Ratings per reader role")
-    st.dataframe(analysis.summary_table(rows, "role"), hide_index=True)
-if pairs := analysis.crossover_pairs(db, study["id"]):
-    st.subheader("Crossover: the same case without and with explanations")
-    difference = pairs["confidence_difference"]
-    st.write(
-        f"{pairs['pairs']} paired reads (washout {pairs['washout_days']} days). Confidence "
-        f"without {pairs['confidence_without'] or float('nan'):.1f}, with "
-        f"{pairs['confidence_with'] or float('nan'):.1f}"
-        + (
-            f"; paired difference {difference['mean']:.1f} [{difference['low']:.1f}, "
-            f"{difference['high']:.1f}]"
-            if difference
-            else ""
-        )
-        + f". Agreeing with the model: without {pairs['agrees_without'] or float('nan'):.2f},"
-        f" with {pairs['agrees_with'] or float('nan'):.2f}."
-    )
-if staged_table := analysis.staged_decisions(rows):
-    st.subheader("Decisions through the stages (staged reveal)")
-    st.dataframe(
-        [
-            {"stage": stage, "share agreeing with the model": f"{e['mean']:.2f} "
-             f"[{e['low']:.2f}, {e['high']:.2f}]", "n": e["n"]}
-            for stage, key in (
-                ("the image alone (own reading = the model's)", "matches_model_image_alone"),
-                ("with the model's label", "agrees_with_model_label_shown"),
-                ("with the explanations", "agrees_with_model_explanations_shown"),
-            )
-            if (e := staged_table[key]) is not None
-        ],
-        hide_index=True,
-    )  # fmt: skip
-if shams_table := sham_comparison(rows):
-    st.subheader("Trust in real vs sham panels")
-    st.dataframe(shams_table, hide_index=True)
-    st.caption(
-        "Sham panels show the method's map of another class. Real - sham: a bootstrap 95 % "
-        "CI; trust that does not drop for shams is trust in the look of a map, not in it."
-    )
-if study.get("localise") and (marks := analysis.reader_marks(db, study["id"])):
-    st.subheader("Where readers look (their marks)")
-    summary = analysis.marks_summary(rows, marks)
-    reference = summary["iou_with_reference"]
-    st.write(
-        f"{summary['marks']} boxes; IoU with the reference annotation: "
-        + (
-            f"{reference['mean']:.2f} [{reference['low']:.2f}, {reference['high']:.2f}]"
-            if reference
-            else "no reference annotation"
-        )
-    )
-    st.dataframe(
-        [
-            {"method": m, "IoU of marks and the panel's top-10 % region": f"{e['mean']:.2f}"
-             f" [{e['low']:.2f}, {e['high']:.2f}]", "n": e["n"]}
-            for m, e in summary["iou_with_panel_region"].items()
-        ],
-        hide_index=True,
-    )  # fmt: skip
+st.subheader(per_class.title)
+st.dataframe(per_class.table, hide_index=True)
 results_db = results_path()
-if results_db.is_file():
-    rho = analysis.trust_vs_metric(rows, browse.unit_values(open_results(results_db)))
-    st.metric(
-        "Spearman(trust, IoU of the top 10 %)",
-        f"{rho['rho']:.3f}",
-        help=f"95 % bootstrap CI [{rho['low']:.3f}, {rho['high']:.3f}], n = {rho['n']} "
-        f"ratings with an IoU in {results_db}",
-    )
+unit_values = browse.unit_values(open_results(results_db)) if results_db.is_file() else None
+mrmc = study_mrmc(study["id"], rows[-1]["id"], rows)
+show_findings(findings(db, study, rows, unit_values, mrmc))
 real_names = st.toggle("Export real names instead of pseudonyms", value=False)
 export_rows = analysis.ratings(db, study["id"], real_names)
 st.download_button(

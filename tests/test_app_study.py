@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from cxrxai.cli import main
 from cxrxai.study import analysis, service
 from cxrxai.study.db import connect
+from cxrxai.study.findings import as_lines, findings
 from cxrxai.study.mrmc import describe, reader_study
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -128,6 +130,22 @@ def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path, c
     assert any("Krippendorff" in m.label for m in app.metric)
     changed = next(m for m in app.metric if m.label == "Decisions changed by the explanations")
     assert changed.value == "50%"  # A changed to agree, B agreed throughout
+    # the page and the CLI say the same findings, from one home (cxrxai.study.findings)
+    rows = analysis.ratings(db, study["id"])
+    said = findings(db, study, rows)
+    assert len(said) >= 4
+    capsys.readouterr()
+    assert main(["study", "analyse", "--code", code, "--db", str(tmp_path / "study.sqlite")]) == 0
+    printed = capsys.readouterr().out
+    metrics = {m.label: m for m in app.metric}
+    for finding in said:
+        assert "\n".join(as_lines(finding)) in printed
+        if finding.value is not None:
+            assert metrics[finding.title].value == finding.value
+            assert (metrics[finding.title].help or "") == finding.text
+        else:
+            assert finding.title in [h.value for h in app.subheader]
+            assert finding.text in [c.value for c in app.caption]
     assert [b.label for b in app.get("download_button")] == [
         "Ratings (CSV)",
         "iMRMC input file",

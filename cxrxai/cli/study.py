@@ -173,78 +173,16 @@ def cmd_study(args: argparse.Namespace) -> int:
         return 0
     rows = analysis.ratings(db, study["id"])
     print(f"{len(rows)} ratings in study {study['code']} ({study['mode']})")
-    for by in ("method", "target"):
-        for entry in analysis.summary(rows, by):
-            print(
-                f"{by} {entry[by]}: n={entry['n']} "
-                + ", ".join(
-                    f"{s} {entry[s + '_mean']:.2f} [{entry[s + '_ci'][0]:.2f}, "
-                    f"{entry[s + '_ci'][1]:.2f}] median {entry[s + '_median']:.1f}"
-                    for s in service.SCORES
-                )
-            )
-    print(f"Krippendorff's alpha (trust, ordinal): {analysis.krippendorff_alpha(rows):.3f}")
-    print(f"ICC(2,1) (trust): {analysis.icc_2_1(rows):.3f}")
-    changes = analysis.decision_changes(rows)
-    if changes["n"]:
-        print(
-            f"Decisions ({changes['n']} reads before and after the explanations): agree with "
-            f"the model {changes['agree_before']:.2f} -> {changes['agree_after']:.2f}; changed "
-            f"{changes['changed']:.2f} [{changes['changed_ci'][0]:.2f}, "
-            f"{changes['changed_ci'][1]:.2f}] ({changes['to_agree']} to agree, "
-            f"{changes['to_disagree']} to disagree)"
-        )
-    from cxrxai.study.mrmc import describe, reader_study
-    from cxrxai.study.sham import sham_comparison
+    from cxrxai.study.findings import as_lines, findings, ratings_per
 
-    mrmc = reader_study(rows)
-    if mrmc["n_reads"]:  # the study asked for confidences
-        print(describe(mrmc))
-        for entry in mrmc.get("left_out", []):
-            print(f"  left out: {entry['reader']} ({entry['read']})")
-    for entry in analysis.informative_plausibility(rows):
-        print(
-            f"Informative plausibility, {entry['method']}: trust when the model is right "
-            f"{entry['trust right']:.2f} "
-            f"(n={entry['n right']}) vs wrong {entry['trust wrong']:.2f} "
-            f"(n={entry['n wrong']}), AUC {entry['trust AUC']:.3f}"
-        )
-    for entry in sham_comparison(rows):
-        print(
-            f"Sham {entry['method']}: trust real {entry['trust real']:.2f} vs sham "
-            f"{entry['trust sham']:.2f}, difference {entry['difference']:.2f} "
-            f"{entry['difference CI']}"
-        )
-    staged = analysis.staged_decisions(rows)
-    if staged:
-        stages = [
-            ("image alone", "matches_model_image_alone"),
-            ("with the model's label", "agrees_with_model_label_shown"),
-            ("with the explanations", "agrees_with_model_explanations_shown"),
-        ]
-        print(
-            "Staged reveal, share matching the model: "
-            + "; ".join(f"{name} {staged[key]['mean']:.2f}" for name, key in stages if staged[key])
-        )
-    marks = analysis.reader_marks(db, study["id"])
-    if marks:
-        located = analysis.marks_summary(rows, marks)
-        reference = located["iou_with_reference"]
-        print(
-            f"Reader marks: {located['marks']}; IoU with the reference "
-            + (f"{reference['mean']:.2f}" if reference else "n/a")
-            + "; with each panel's top-10 % region: "
-            + ", ".join(f"{m} {e['mean']:.2f}" for m, e in located["iou_with_panel_region"].items())
-        )
+    unit_values = None
     if args.results:
-        from cxrxai.evaluation.browse import unit_values
+        from cxrxai.evaluation.browse import unit_values as read_unit_values
         from cxrxai.evaluation.store import open_results
 
-        rho = analysis.trust_vs_metric(rows, unit_values(open_results(args.results)))
-        print(
-            f"Spearman(trust, IoU top 10 %): {rho['rho']:.3f} "
-            f"[{rho['low']:.3f}, {rho['high']:.3f}], n={rho['n']}"
-        )
+        unit_values = read_unit_values(open_results(args.results))
+    for finding in [*ratings_per(rows), *findings(db, study, rows, unit_values)]:
+        print("\n".join(as_lines(finding)))
     return 0
 
 

@@ -103,7 +103,7 @@ def test_cli_progress_analyse_export(tmp_path, capsys):
     assert "R01: 2/2" in capsys.readouterr().out
     assert main(["study", "analyse", "--code", code, "--db", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "8 ratings" in out and "method gradcam: n=4" in out
+    assert "8 ratings" in out and "method gradcam, n 4, trust mean [95 % CI] 4.50" in out
     assert (
         main(["study", "export", "--code", code, "--db", str(path), "--out", str(tmp_path / "x")])
         == 0
@@ -174,7 +174,7 @@ def test_decision_changes_counted_by_hand(tmp_path, capsys):
     low, high = changes["changed_ci"]
     assert 0.0 <= low <= 0.5 <= high <= 1.0
     assert main(["study", "analyse", "--code", code, "--db", str(path)]) == 0
-    assert "changed 0.50" in capsys.readouterr().out
+    assert "changed 50%, 95 % bootstrap CI" in capsys.readouterr().out
     analysis.export(db, study_id, tmp_path / "out")
     assert "agrees_before_explanations" in (tmp_path / "out" / "ratings.csv").read_text()
     summary = json.loads((tmp_path / "out" / "summary_by_method.json").read_text())
