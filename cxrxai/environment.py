@@ -35,6 +35,8 @@ PUBLIC_URL_ENV_VAR = "CXRXAI_PUBLIC_URL"
 # 0.1 mm); 5,000 admits every real chest radiograph with a margin.
 DEFAULT_MAX_IMAGE_SIDE = 5000
 ADMIN_PASSWORD_ENV_VAR = "CXRXAI_ADMIN_PASSWORD"
+PACS_CACHE_ENV_VAR = "CXRXAI_PACS_CACHE_MB"
+DEFAULT_PACS_CACHE_MB = 2048
 
 
 def _from_env(name: str) -> str | None:
@@ -88,6 +90,24 @@ def max_image_side() -> int:
             f"{env!r}); leave it unset for {DEFAULT_MAX_IMAGE_SIDE}."
         )
     return value
+
+
+def pacs_cache_bytes() -> int:
+    """How much the cache of instances fetched from a PACS may hold: $CXRXAI_PACS_CACHE_MB
+    megabytes, else 2,048. They hold patient identifiers, so they are not kept forever."""
+    env = _from_env(PACS_CACHE_ENV_VAR)
+    if env is None:
+        return DEFAULT_PACS_CACHE_MB << 20
+    try:
+        value = int(env)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise CxrxaiError(
+            f"${PACS_CACHE_ENV_VAR} must be a whole number of megabytes, at least 1 (got "
+            f"{env!r}); leave it unset for {DEFAULT_PACS_CACHE_MB}."
+        )
+    return value << 20
 
 
 def public_url() -> str | None:

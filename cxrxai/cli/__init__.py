@@ -35,6 +35,7 @@ COMMANDS = (
     model.add_import_xrv,
     model.add_info,
     pacs.add_pacs_find,
+    pacs.add_pacs_cache,
 )
 
 

@@ -217,3 +217,33 @@ def cmd_pacs_find(args: argparse.Namespace) -> int:
         print(f"{ref.modality:<8s} {size:>11s}  {uids}{frames}")
     print(f"{len(found)} instance(s)")
     return 0
+
+
+def add_pacs_cache(commands: argparse._SubParsersAction) -> None:
+    cache = commands.add_parser(
+        "pacs-cache",
+        help="what the cache of instances fetched from a PACS holds; --clear empties it",
+    )
+    cache.add_argument(
+        "--clear",
+        action="store_true",
+        help="remove every cached instance (they hold patient identifiers); a case is "
+        "fetched again when it is next asked for",
+    )
+    cache.set_defaults(run=cmd_pacs_cache)
+
+
+def cmd_pacs_cache(args: argparse.Namespace) -> int:
+    from cxrxai.environment import PACS_CACHE_ENV_VAR
+    from cxrxai.pacs.cache import InstanceCache
+
+    cache = InstanceCache()
+    if args.clear:
+        print(f"{cache.clear()} instance(s) removed from {cache.root}")
+        return 0
+    files, size = cache.usage()
+    print(
+        f"{files} instance(s), {size / 2**20:.1f} MB in {cache.root}; the limit is "
+        f"{cache.limit_bytes / 2**20:.0f} MB (${PACS_CACHE_ENV_VAR})"
+    )
+    return 0

@@ -6,7 +6,9 @@ $CXRXAI_MAX_IMAGE_SIDE before it is fetched (from the PACS's search answer), its
 against the largest such file while it is fetched, then read whole (pixels decoded) and
 its SOP Instance UID matched to the one asked for. Files are private to this user: they
 hold patient identifiers, which never leave them (the results database keys a case by
-its UIDs only).
+its UIDs only). The folder is kept under $CXRXAI_PACS_CACHE_MB: after each fetch the files
+used longest ago go first, never one this cache object fetched or read (a run's cases stay
+readable to its end, even when they alone are more than the limit).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pydicom
 
-from cxrxai.environment import cache_dir, max_image_side
+from cxrxai.environment import cache_dir, max_image_side, pacs_cache_bytes
 from cxrxai.errors import CxrxaiError, PacsError
 from cxrxai.imageio import read_image
 from cxrxai.pacs.source import RADIOGRAPH_MODALITIES, InstanceRef, PacsSource
@@ -30,8 +32,10 @@ OBJECTS = "objects"  # a study's readings (SEG, SR) beside its images
 class InstanceCache:
     """A folder of fetched instances: ``<root>/<study UID>/<SOP instance UID>.dcm``."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, limit_bytes: int | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir() / "pacs"
+        self.limit_bytes = pacs_cache_bytes() if limit_bytes is None else limit_bytes
+        self._in_use: set[Path] = set()  # fetched or read by this object: never evicted
 
     def path(self, ref: InstanceRef) -> Path:
         # UIDs are digits and dots (checked in InstanceRef's making): safe as names.
@@ -40,7 +44,7 @@ class InstanceCache:
     def get(self, source: PacsSource, ref: InstanceRef) -> Path:
         """The instance's file, fetched from ``source`` when it is not here yet."""
         path = self.path(ref)
-        if path.is_file() and _sop_uid(path.read_bytes()) == ref.sop_uid:
+        if self._kept(path, ref):
             return path
         label = f"{source.address} instance {ref.sop_uid}"
         check_radiograph(ref, label)
@@ -49,7 +53,7 @@ class InstanceCache:
         if _sop_uid(data) != ref.sop_uid:
             raise PacsError(f"{source.address} sent another instance than {ref.sop_uid}.")
         read_image(data, name=label, max_side=limit)  # refuses what cannot be read
-        _write_private(path, data)
+        self._keep(path, data)
         return path
 
     def get_object(self, source: PacsSource, ref: InstanceRef) -> Path:
@@ -57,13 +61,73 @@ class InstanceCache:
         ``<study>/objects/``, size-checked and its UID matched like an image, but not
         decoded as one."""
         path = self.root / ref.study_uid / OBJECTS / f"{ref.sop_uid}.dcm"
-        if path.is_file() and _sop_uid(path.read_bytes()) == ref.sop_uid:
+        if self._kept(path, ref):
             return path
         data = source.fetch(ref, max_file_bytes(max_image_side()))
         if _sop_uid(data) != ref.sop_uid:
             raise PacsError(f"{source.address} sent another instance than {ref.sop_uid}.")
-        _write_private(path, data)
+        self._keep(path, data)
         return path
+
+    def usage(self) -> tuple[int, int]:
+        """(files, bytes) the cache holds."""
+        sizes = [size for _, _, size in _files(self.root)]
+        return len(sizes), sum(sizes)
+
+    def clear(self) -> int:
+        """Remove every cached instance (and the folders left empty); returns how many."""
+        removed = 0
+        for path, _, _ in _files(self.root):
+            path.unlink(missing_ok=True)
+            removed += 1
+        _remove_empty_folders(self.root)
+        return removed
+
+    def _kept(self, path: Path, ref: InstanceRef) -> bool:
+        if not (path.is_file() and _sop_uid(path.read_bytes()) == ref.sop_uid):
+            return False
+        os.utime(path)  # used now: the last to be evicted
+        self._in_use.add(path)
+        return True
+
+    def _keep(self, path: Path, data: bytes) -> None:
+        _write_private(path, data)
+        self._in_use.add(path)
+        self._evict()
+
+    def _evict(self) -> None:
+        """Remove the files used longest ago until the cache is within its limit, sparing
+        those in use by this object."""
+        files = sorted(_files(self.root), key=lambda entry: entry[1])  # oldest use first
+        total = sum(size for _, _, size in files)
+        for path, _, size in files:
+            if total <= self.limit_bytes:
+                break
+            if path not in self._in_use:
+                path.unlink(missing_ok=True)
+                total -= size
+        _remove_empty_folders(self.root)
+
+
+def _files(root: Path) -> list[tuple[Path, float, int]]:
+    """(path, last use, size) of every cached instance under ``root``."""
+    found = []
+    for path in root.glob("*/**/*.dcm") if root.is_dir() else ():
+        try:
+            info = path.stat()
+        except FileNotFoundError:  # removed meanwhile (another process's eviction)
+            continue
+        found.append((path, info.st_mtime, info.st_size))
+    return found
+
+
+def _remove_empty_folders(root: Path) -> None:
+    for folder in sorted(root.glob("*/**/"), key=lambda p: len(p.parts), reverse=True):
+        if folder != root:
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                pass
 
 
 def check_radiograph(ref: InstanceRef, label: str) -> None:

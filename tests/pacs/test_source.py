@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import time
 
@@ -72,6 +73,47 @@ def test_cases_are_cached_privately_and_fetched_once(source, tmp_path, stored_rg
     source.fetch = lambda ref, limit: fetched.append(ref) or original(ref, limit)
     again = pacs_cases(source, Query(study_uid=STUDY), cache)
     assert [c.image_path for c in again] == [c.image_path for c in cases] and fetched == []
+
+
+def test_the_cache_keeps_to_its_limit_but_never_drops_a_runs_cases(source, tmp_path, stored_rg1):
+    """Over $CXRXAI_PACS_CACHE_MB the instances used longest ago go after a fetch - never
+    those the run itself fetched or read."""
+    refs = {r.sop_uid: r for r in source.find(Query(study_uid=STUDY))}
+    uncr, j2kr = refs[stored_rg1["RG1_UNCR"]], refs[stored_rg1["RG1_J2KR"]]
+    run = InstanceCache(tmp_path, limit_bytes=1)  # a run's cases alone exceed the limit
+    first, second = run.get(source, uncr), run.get(source, j2kr)
+    assert first.is_file() and second.is_file()
+    both = first.stat().st_size + second.stat().st_size
+    assert run.usage() == (2, both)
+    later = InstanceCache(tmp_path, limit_bytes=second.stat().st_size + 1)
+    assert later.get(source, uncr) == first  # read from the cache: now the last used
+    second.unlink()  # gone (say, cleared by hand): fetched again, then the cache is cut
+    assert later.get(source, j2kr) == second and first.is_file()  # both in use: both kept
+    next_run = InstanceCache(tmp_path, limit_bytes=second.stat().st_size + 1)
+    os.utime(first, (1, 1))  # used long ago
+    second.unlink()
+    next_run.get(source, j2kr)
+    assert not first.exists() and second.is_file()  # the oldest, not in use, went
+    assert next_run.usage() == (1, second.stat().st_size)
+    assert next_run.clear() == 1 and next_run.usage() == (0, 0)
+    assert list(tmp_path.iterdir()) == []  # the study's folder too
+
+
+def test_pacs_cache_command_reports_and_clears(tmp_path, monkeypatch, capsys):
+    from cxrxai.cli import main
+
+    monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path))
+    study = tmp_path / "pacs" / "1.2.3"
+    study.mkdir(parents=True)
+    (study / "1.2.3.4.dcm").write_bytes(b"x" * (3 << 20))
+    monkeypatch.setenv("CXRXAI_PACS_CACHE_MB", "100")
+    assert main(["pacs-cache"]) == 0
+    assert "1 instance(s), 3.0 MB in" in capsys.readouterr().out
+    assert main(["pacs-cache", "--clear"]) == 0
+    assert "1 instance(s) removed" in capsys.readouterr().out and not study.exists()
+    monkeypatch.setenv("CXRXAI_PACS_CACHE_MB", "0")
+    assert main(["pacs-cache"]) == 2
+    assert "CXRXAI_PACS_CACHE_MB must be a whole number of megabytes" in capsys.readouterr().err
 
 
 def test_other_modalities_and_multiframe_are_left_out_by_name(orthanc, stored_rg1, tmp_path):
