@@ -6,7 +6,8 @@ temporary folder; the page is then timed on its first view, after a filter chang
 a rerun with the same filters (a row selected). Synthetic because no shared dataset is
 that large; the page's work depends on the row count, not on the values.
 
-Run: ``.venv/bin/python -m bench.bench_cases_page [--cases 200000]`` (about 2 minutes).
+Run: ``.venv/bin/python -m bench.bench_cases_page [--cases 200000] [--db PATH]`` (about 6
+minutes, 2 with a database kept by ``--db``).
 """
 
 from __future__ import annotations
@@ -62,23 +63,31 @@ def _step(app, action: str):  # -> AppTest, ready to run
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", type=int, default=200_000)
+    parser.add_argument(
+        "--db", type=Path, help="keep the synthetic database here and reuse it when it exists"
+    )
     args = parser.parse_args()
     from streamlit.testing.v1 import AppTest
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "results.sqlite"
+        path = args.db or Path(tmp) / "results.sqlite"
         start = time.perf_counter()
-        count = build(path, args.cases)
+        if path.exists():
+            count = store.open_results(path)[store.LOCALISATION].count
+        else:
+            count = build(path, args.cases)
         print(
             f"{time.strftime('%Y-%m-%d')}  {platform.machine()}, {os.cpu_count()} CPUs; "
-            f"{count:,} rows written in {time.perf_counter() - start:.0f} s"
+            f"{count:,} rows, written or read in {time.perf_counter() - start:.0f} s",
+            flush=True,
         )
         os.environ["CXRXAI_RESULTS"] = str(path)
         os.environ["CXRXAI_BACKGROUND_MAPS"] = "0"
         db = store.open_results(path)  # the migrations (the Cases page's index), once
         start = time.perf_counter()
         summaries.refresh(db)
-        print(f"{'summaries (end of evaluate)':<28s} {time.perf_counter() - start:6.1f} s")
+        took = time.perf_counter() - start
+        print(f"{'summaries (end of evaluate)':<28s} {took:6.1f} s", flush=True)
         db[store.SUMMARIES].delete_where()  # a database written before them: the page's job
         for label, actions in (
             ("without stored summaries", ("first view",)),
@@ -92,7 +101,7 @@ def main() -> None:
                 start = time.perf_counter()
                 _step(app, action).run()
                 assert not app.exception, app.exception
-                print(f"{label}, {action:<18s} {time.perf_counter() - start:6.1f} s")
+                print(f"{label}, {action:<18s} {time.perf_counter() - start:6.2f} s", flush=True)
 
 
 if __name__ == "__main__":

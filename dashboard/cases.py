@@ -19,8 +19,8 @@ def _versions(path) -> tuple[int, ...]:
 def compared_methods(path, filters, metric: str) -> list[dict]:
     """The Cases page's paired comparison of methods, recomputed only when the results
     database or the choice changes, not on every widget change elsewhere on the page:
-    SciPy's Wilcoxon is an exact permutation test for small samples with ties (2.4 s for
-    the 80 pairs of the NIH results on 2 cores)."""
+    a whole split's pairs are bootstrapped, and SciPy's Wilcoxon is an exact permutation
+    test for small samples with ties."""
     return _compared_methods(str(path), _versions(path), filters, metric)
 
 
@@ -33,8 +33,8 @@ def filtered_frame(path, filters):  # -> browse.Frame
 
 def results_overview(path) -> tuple[int, list, list[str], list[str]]:
     """What the Cases page's sidebar lists - rows of an older metrics definition, region
-    settings, classes, methods - from the database's summaries (four full scans, 3 s on
-    3.6 million rows, once per state of the rows)."""
+    settings, classes, methods - from the database's summaries (four full scans of the
+    rows, once per state of the rows)."""
     return _results_overview(str(path), _versions(path))
 
 
@@ -48,7 +48,7 @@ def _results_overview(path: str, versions: tuple[int, ...]) -> tuple[int, list, 
 
 def iou_curves(path) -> dict:
     """IoU versus p with bootstrap CIs, read from the database's summaries (computed there
-    once per state of the rows: 16 s for a 200,000-case x 2-method evaluation)."""
+    once per state of the rows: a bootstrap per method, class and p)."""
     return _iou_curves(str(path), _versions(path))
 
 

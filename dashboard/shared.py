@@ -85,8 +85,8 @@ def explain_cached(
 ) -> Heatmap:
     """One method's map with its settings: from memory after the first run of a page, else
     through the disk cache (instant when the case was seen before), else computed.
-    ``pixels_sha``: the image's hash when the page has it (hashing a full radiograph costs
-    12 ms, once per panel on every widget change otherwise)."""
+    ``pixels_sha``: the image's hash when the page has it (otherwise a full radiograph is
+    hashed once per panel on every widget change)."""
     return _explain_in_memory(
         bundle,
         pixels,

@@ -4,7 +4,6 @@ with the qualitative picks one click away from the Review page."""
 from __future__ import annotations
 
 import numpy as np
-import plotly.express as px
 import streamlit as st
 
 from cxrxai.csvout import csv_text
@@ -12,6 +11,7 @@ from cxrxai.datasets.registry import find_case
 from cxrxai.environment import RESULTS_ENV_VAR, data_root, results_path
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation import browse
+from cxrxai.evaluation.figures import box_by_class
 from cxrxai.evaluation.report import iou_curve_figure
 from cxrxai.evaluation.store import STALE_NOTE
 from cxrxai.metrics.registry import COMPARED, METRICS
@@ -134,9 +134,7 @@ scored = rows.take(~np.isnan(rows.numbers("iou")))
 if len(scored):
     st.subheader(f"IoU per class and method ({mode} {value:g})")
     drawn = browse.sample_frame(scored, browse.PLOT_POINTS)
-    plotted = {c: drawn.column(c).tolist() for c in ("target", "iou", "method")}
-    figure = px.box(plotted, x="target", y="iou", color="method", points="outliers")
-    st.plotly_chart(figure, width="stretch")
+    st.plotly_chart(box_by_class(drawn), width="stretch")
     if len(drawn) < len(scored):
         st.caption(f"Drawn from a random {len(drawn):,} of the {len(scored):,} rows with an IoU.")
 if len(set(rows.column("method"))) >= 2:

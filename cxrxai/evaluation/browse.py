@@ -17,7 +17,7 @@ import sqlite_utils
 
 from cxrxai import environment
 from cxrxai.errors import CxrxaiError
-from cxrxai.evaluation.compare import comparison_table, paired_from_entries
+from cxrxai.evaluation.compare import comparison_table, paired_from_arrays
 from cxrxai.evaluation.store import LOCALISATION
 from cxrxai.metrics.registry import COMPARED, METRICS, SHORTCUT_LUNG_SHARE
 
@@ -86,6 +86,7 @@ class Frame:
         self.table = table  # rows x names
         self._index = {n: i for i, n in enumerate(names)}
         self._numbers: dict[str, np.ndarray] = {}
+        self._codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def from_rows(cls, rows: list[dict[str, Any]]) -> Frame:
@@ -109,10 +110,25 @@ class Frame:
             self._numbers[name] = values.astype(np.float64)
         return self._numbers[name]
 
+    def codes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """A column as text codes: (int32 per row, -1 where NULL; its distinct values as
+        text, sorted), so that codes order as the values do."""
+        if name not in self._codes:
+            self._codes[name] = _text_codes(self.column(name))
+        return self._codes[name]
+
+    def case_keys(self) -> np.ndarray:
+        """Each row's case, (checkpoint, case id), as an int64 that orders as the pair of
+        texts does: what a paired comparison matches rows on."""
+        checkpoints, _ = self.codes("checkpoint_sha256")
+        cases, distinct = self.codes("case_id")
+        return (checkpoints.astype(np.int64) + 1) * (len(distinct) + 1) + (cases + 1)
+
     def take(self, index: np.ndarray) -> Frame:
         """The rows at ``index`` (a boolean mask or positions), in that order."""
         taken = Frame(self.names, self.table[index])
         taken._numbers = {n: c[index] for n, c in self._numbers.items()}
+        taken._codes = {n: (c[index], u) for n, (c, u) in self._codes.items()}
         return taken
 
     def row(self, index: int) -> dict[str, Any]:
@@ -130,10 +146,7 @@ class Frame:
             present = column[~null]
             types = {type(v) for v in present.tolist()}
             if types <= {str}:
-                uniques, codes = np.unique(present.astype(str), return_inverse=True)
-                full = np.full(len(column), -1, dtype=np.int32)
-                full[~null] = codes
-                arrays[f"c{i}"], arrays[f"u{i}"] = full, uniques
+                arrays[f"c{i}"], arrays[f"u{i}"] = self.codes(self.names[i])
                 kinds.append("text")
             elif types <= {int} or types <= {float}:
                 kind = "int" if types == {int} else "float"
@@ -162,15 +175,19 @@ class Frame:
             if any(stored[f"c{i}"].shape != (rows,) for i in range(len(names))):
                 raise ValueError("a column of another length")  # before allocating rows
             table = np.empty((rows, len(names)), dtype=object)
+            codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             for i, kind in enumerate(kinds):
                 values = stored[f"c{i}"]
                 if values.shape != (rows,):
                     raise ValueError("a column of another length")
                 if kind == "text":
-                    uniques = stored[f"u{i}"].astype(object)
+                    text = stored[f"u{i}"]
+                    uniques = text.astype(object)
                     if values.size and not (-1 <= values.min() and values.max() < len(uniques)):
                         raise ValueError("a code out of range")
                     column = np.append(uniques, None)[values]  # -1: the None appended
+                    if text.dtype.kind == "U" and np.all(text[1:] > text[:-1]):
+                        codes[str(names[i])] = (values.astype(np.int32), text)  # as stored
                 elif kind in ("int", "float"):
                     null = stored[f"n{i}"]
                     if null.shape != (rows,) or null.dtype != bool:
@@ -180,7 +197,9 @@ class Frame:
                 else:
                     raise ValueError("an unknown column kind")
                 table[:, i] = column
-        return cls(tuple(str(n) for n in names), table)
+        frame = cls(tuple(str(n) for n in names), table)
+        frame._codes = codes  # sorted distinct values checked: codes order as the text
+        return frame
 
     def records(
         self, names: tuple[str, ...] | None = None, limit: int | None = None
@@ -189,6 +208,14 @@ class Frame:
         names = names or self.names
         picked = self.table[:limit, [self._index[n] for n in names]]
         return [dict(zip(names, values, strict=True)) for values in picked.tolist()]
+
+
+def _text_codes(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    null = column == None  # noqa: E711 - elementwise
+    uniques, codes = np.unique(column[~null].astype(str), return_inverse=True)
+    full = np.full(len(column), -1, dtype=np.int32)
+    full[~null] = codes
+    return full, uniques
 
 
 # What the Cases page reads of each row: its table, filters, picks and comparisons.
@@ -226,7 +253,7 @@ def setting_frame(
     names: tuple[str, ...] | None = PAGE_COLUMNS,
 ) -> Frame:
     """The rows at one region setting, in case order, read in one query as tuples (a
-    whole split: 400,000 rows; SQLite's fetching them is most of the 3 s) - what the
+    whole split: 400,000 rows; SQLite's fetching them is most of the time) - what the
     page's filters then narrow without SQL. ``names``: the columns (None: all)."""
     present = set(db[LOCALISATION].columns_dict)
     chosen = "*" if names is None else ", ".join(n for n in dict.fromkeys(names) if n in present)
@@ -283,9 +310,6 @@ def comparison_filters(filters: Filters) -> Filters:
     return dataclasses.replace(filters, iou_min=0.0, iou_max=1.0, include_missing_iou=True)
 
 
-PAIRED = ("mode", "value", "checkpoint_sha256", "case_id", "target", "method")
-
-
 def compared_methods(
     db: sqlite_utils.Database,
     filters: Filters,
@@ -297,9 +321,17 @@ def compared_methods(
     (:func:`comparison_filters`); ``frame``: the setting's rows when the caller has them."""
     if frame is None:
         frame = setting_frame(db, filters.mode, filters.value)
+    frame.case_keys()  # coded once for the setting's rows, kept by every filter's rows
     kept = filter_frame(frame, comparison_filters(filters))
-    entries = kept.table[:, [kept.names.index(n) for n in (*PAIRED, metric)]].tolist()
-    return comparison_table(paired_from_entries(entries, metric))
+    return comparison_table(
+        paired_from_arrays(
+            kept.column("target"),
+            kept.column("method"),
+            kept.case_keys(),
+            kept.numbers(metric),
+            metric,
+        )
+    )
 
 
 @dataclass

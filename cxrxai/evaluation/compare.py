@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -87,28 +86,52 @@ def paired_from_entries(
     entries: Iterable[tuple[Any, ...]], metric: str = "iou", seed: int = 0
 ) -> list[PairedComparison]:
     """:func:`paired_comparisons` from tuples (mode, value, checkpoint_sha256, case_id,
-    target, method, the metric's value): what the Cases page hands over from its arrays
-    without making a dict per row."""
-    if metric not in METRICS:
-        raise CxrxaiError(f"Unknown metric '{metric}'; choose one of {list(METRICS)}")
-    values: dict[str, dict[str, dict[tuple[str, str], float]]] = defaultdict(
-        lambda: defaultdict(dict)
-    )
-    settings = set()
-    for mode, setting, checkpoint, case_id, target, method, value in entries:
-        settings.add((mode, setting))
-        if value is not None and not math.isnan(value):
-            values[target][method][(checkpoint, case_id)] = float(value)
+    target, method, the metric's value)."""
+    _check_metric(metric)
+    rows = list(entries)
+    settings = {(mode, setting) for mode, setting, *_ in rows}
     if len(settings) > 1:
         raise CxrxaiError(f"Compare methods at one region setting, got {sorted(settings)}")
+    cases = [(checkpoint, case_id) for _, _, checkpoint, case_id, *_ in rows]
+    rank = {case: i for i, case in enumerate(sorted(set(cases)))}
+    return paired_from_arrays(
+        np.array([r[4] for r in rows], dtype=object),
+        np.array([r[5] for r in rows], dtype=object),
+        np.array([rank[c] for c in cases], dtype=np.int64),
+        np.array([math.nan if r[6] is None else r[6] for r in rows], dtype=np.float64),
+        metric,
+        seed,
+    )
+
+
+def paired_from_arrays(
+    targets: np.ndarray,
+    methods: np.ndarray,
+    cases: np.ndarray,
+    values: np.ndarray,
+    metric: str = "iou",
+    seed: int = 0,
+) -> list[PairedComparison]:
+    """:func:`paired_comparisons` from columns of rows of one region setting: class and
+    method (text), the case as an integer key whose order is the cases' order (equal keys,
+    one case: checkpoint and case id), the metric's value (NaN: none). What the Cases page
+    hands over from its arrays. Where a case appears twice for a class and method, its
+    last row counts."""
+    _check_metric(metric)
+    valid = ~np.isnan(values)
     out = []
-    for target, by_method in sorted(values.items()):
+    for target in sorted(set(targets[valid].tolist())):
+        of_target = valid & (targets == target)
+        by_method = {}  # method -> (its cases in order, their values)
+        for method in sorted(set(methods[of_target].tolist())):
+            rows = np.flatnonzero(of_target & (methods == method))[::-1]  # last row first
+            keys, first = np.unique(cases[rows], return_index=True)
+            by_method[method] = (keys, values[rows[first]])
         pairs = []
-        for first, second in itertools.combinations(sorted(by_method), 2):
-            shared = sorted(by_method[first].keys() & by_method[second].keys())
-            differences = np.array(
-                [by_method[first][k] - by_method[second][k] for k in shared], dtype=float
-            )
+        for first, second in itertools.combinations(by_method, 2):
+            (keys_a, values_a), (keys_b, values_b) = by_method[first], by_method[second]
+            _, in_a, in_b = np.intersect1d(keys_a, keys_b, assume_unique=True, return_indices=True)
+            differences = values_a[in_a] - values_b[in_b]
             p_value = math.nan
             if differences.size and np.any(differences != 0):
                 p_value = float(wilcoxon(differences).pvalue)
@@ -120,6 +143,11 @@ def paired_from_entries(
             for (first, second, estimate, p_value), p_holm in zip(pairs, adjusted, strict=True)
         ]
     return out
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise CxrxaiError(f"Unknown metric '{metric}'; choose one of {list(METRICS)}")
 
 
 def comparison_table(comparisons: list[PairedComparison], digits: int = 3) -> list[dict]:

@@ -1,15 +1,17 @@
-"""The Review page's charts, built here from library results so that a page only lays
-them out: the model's probabilities, a map's deletion/insertion curves and the sanity
-check's correlations per cascade step."""
+"""The pages' charts, built here from library results so that a page only lays them out:
+the model's probabilities, a map's deletion/insertion curves, the sanity check's
+correlations per cascade step, the Cases page's box plot."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 
 from cxrxai.card import ModelCard
+from cxrxai.evaluation.browse import Frame
 from cxrxai.evaluation.sanity import FAIL_SPEARMAN, SanityRow
 from cxrxai.metrics.faithfulness import Curves
 
@@ -85,3 +87,32 @@ def sanity_chart(rows: Sequence[SanityRow], methods: Sequence[str]) -> go.Figure
         yaxis={"title": "Spearman with the trained map", "range": [-0.2, 1.05]},
     )
     return chart
+
+
+def box_by_class(frame: Frame, metric: str = "iou") -> go.Figure:
+    """Box plots of a metric per class, one colour per method (as ``plotly.express.box(...,
+    x="target", y=metric, color="method", points="outliers")`` draws them), built from the
+    rows' columns: Plotly Express takes 0.3 s to group 20,000 points through a DataFrame."""
+    targets, values, methods = (frame.column(c) for c in ("target", metric, "method"))
+    figure = go.Figure()
+    for method in dict.fromkeys(methods.tolist()):  # in order of first appearance
+        mine = methods == method
+        figure.add_box(
+            x=targets[mine].tolist(),
+            y=values[mine].tolist(),
+            name=str(method),
+            legendgroup=str(method),
+            offsetgroup=str(method),
+            alignmentgroup="True",
+            boxpoints="outliers",
+            hovertemplate=f"method={html.escape(str(method))}<br>target=%{{x}}<br>{metric}="
+            "%{y}<extra></extra>",
+        )
+    figure.update_layout(
+        boxmode="group",
+        xaxis_title="target",
+        yaxis_title=metric,
+        legend={"title": {"text": "method"}, "tracegroupgap": 0},
+        margin={"t": 60},
+    )
+    return figure

@@ -195,8 +195,8 @@ def iou_versus_p(
         raise CxrxaiError(f"Unknown metric '{metric}'; choose one of {list(METRICS)}")
     _require_results(db)
     groups: dict[tuple[str, str, float], list[float]] = defaultdict(list)
-    # four columns as tuples, not whole rows as dicts: 2.2 s instead of 22 s for the 2.8
-    # million top-p rows of a 200,000-case x 2-method evaluation
+    # four columns as tuples, not whole rows as dicts: a whole split's top-p rows are
+    # millions (docs/benchmarks.md)
     selected = f'select method, target, value, "{metric}" from {LOCALISATION} where mode = ?'
     for method, target, p, value in db.execute(selected, ["top-percent"]):
         groups[(method, target, p)].append(np.nan if value is None else value)

@@ -79,8 +79,8 @@ def _share(maps: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     """Share of each map's positive relevance where ``where`` is true (NaN without any).
 
     A map expanded over the batch (one map scored at several region settings, as
-    ``evaluate`` does) is summed once: these shares depend on the map alone, and at
-    2500 x 2500 px nine copies cost 0.9 s."""
+    ``evaluate`` does) is summed once: these shares depend on the map alone, and at a
+    radiograph's full size each copy is a pass over millions of pixels."""
     if maps.dim() == 3 and maps.shape[0] > 1 and maps.stride(0) == 0:
         if where.dim() < 3 or where.stride(0) == 0:
             single = _share(maps[:1], where[:1] if where.dim() == 3 else where)

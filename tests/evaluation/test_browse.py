@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+
 import pytest
 
 from cxrxai.evaluation import browse, store
+from cxrxai.evaluation.compare import comparison_table, paired_comparisons
 
 
 def _row(case: str, method: str, iou: float | None, p: float, correct: int, labels: str) -> dict:
@@ -127,13 +131,8 @@ def _sql_rows(db, filters: browse.Filters) -> list[dict]:
     return list(db[store.LOCALISATION].rows_where(" and ".join(where), params, order_by="case_id"))
 
 
-def test_filters_on_arrays_equal_the_same_filters_in_sql(tmp_path):
-    """600 rows of random classes, methods, correctness, IoU (some NULL, some at the range's
-    ends) and lung shares (some NULL): every combination of filters keeps the rows, in the
-    order, SQL keeps; and the picks equal those of the dict rows."""
-    import itertools
-    import random
-
+def _many(tmp_path):
+    """600 rows: 200 cases x 3 methods, random classes, correctness, IoU, lung shares."""
     rng = random.Random(3)
     db = store.open_results(tmp_path / "many.sqlite")
     rows = []
@@ -143,8 +142,17 @@ def test_filters_on_arrays_equal_the_same_filters_in_sql(tmp_path):
             iou = rng.choice([None, 0.0, 0.25, 1.0, rng.random(), rng.random()])
             lungs = rng.choice([None, 0.5, rng.random()])
             row = _row(f"case{i:03d}", method, iou, rng.random(), rng.choice([0, 1]), labels)
+            row["checkpoint_sha256"] = rng.choice(["x", "w"])  # cases pair within one
             rows.append(row | {"lung_relevance": lungs})
     store.write_unit(db, rows, [])
+    return db
+
+
+def test_filters_on_arrays_equal_the_same_filters_in_sql(tmp_path):
+    """600 rows of random classes, methods, correctness, IoU (some NULL, some at the range's
+    ends) and lung shares (some NULL): every combination of filters keeps the rows, in the
+    order, SQL keeps; and the picks equal those of the dict rows."""
+    db = _many(tmp_path)
     frame = browse.setting_frame(db, "top-percent", 10.0, names=None)  # every column
     assert frame.records() == _sql_rows(db, browse.Filters())
     for classes, methods, correct, shortcut, (low, high), missing in itertools.product(
@@ -183,3 +191,27 @@ def _reference_picks(rows: list[dict]) -> list[browse.Pick]:
                 browse._pick("multi-label", multi, multi["case_labels"].replace(";", ", "))
             )
     return picks
+
+
+def test_comparisons_on_arrays_equal_those_of_the_sql_rows(tmp_path):
+    """The page's paired comparison from its arrays (read from SQL, or kept in the
+    database and read back) equals :func:`compare.paired_comparisons` of the rows SQL
+    keeps, for every class, method, prediction and shortcut filter."""
+    db = _many(tmp_path)
+    read = browse.setting_frame(db, "top-percent", 10.0)
+    kept = browse.Frame.from_bytes(read.to_bytes())
+    assert kept._codes  # the codes stored with the frame are used, not recomputed
+    for classes, methods, (correct, shortcut) in itertools.product(
+        [(), ("Normal",)],
+        [(), ("gradcam", "lrp")],
+        [(None, None), (False, True), (True, False)],
+    ):  # a dozen: SciPy's Wilcoxon on a few dozen pairs can take 0.1 s
+        filters = browse.Filters(
+            "top-percent", 10.0, classes, methods, correct, 0.2, 0.9, shortcut=shortcut
+        )
+        expected = comparison_table(
+            paired_comparisons(_sql_rows(db, browse.comparison_filters(filters)))
+        )
+        for frame in (read, kept):
+            got = browse.compared_methods(db, filters, frame=frame)
+            assert repr(got) == repr(expected), filters  # repr: NaN equals NaN

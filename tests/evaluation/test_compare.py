@@ -10,6 +10,7 @@ from scipy.stats import wilcoxon
 
 from cxrxai.errors import CxrxaiError
 from cxrxai.evaluation.compare import comparison_table, holm, paired_comparisons
+from cxrxai.metrics.bootstrap import bootstrap_mean
 
 
 def row(method, case, iou, target="X", checkpoint="c", mode="top-percent", value=10.0):
@@ -97,3 +98,54 @@ def test_two_cases_are_no_evidence_even_when_the_bootstrap_ci_excludes_zero():
     (c,) = paired_comparisons(few)
     assert c.difference.low > 0  # both differences positive: the percentile CI is [0.1, 0.2]
     assert c.p_value == pytest.approx(0.5) and c.better is None  # the rank test cannot say
+
+
+def _dict_loop(rows, metric, seed=0):
+    """The pairing as a loop over dicts (the algorithm before arrays): the reference."""
+    values = {}
+    for r in rows:
+        if r[metric] is not None and not math.isnan(r[metric]):
+            by_method = values.setdefault(r["target"], {}).setdefault(r["method"], {})
+            by_method[(r["checkpoint_sha256"], r["case_id"])] = float(r[metric])  # last wins
+    out = []
+    for target, by_method in sorted(values.items()):
+        pairs = []
+        methods = sorted(by_method)
+        for i, first in enumerate(methods):
+            for second in methods[i + 1 :]:
+                shared = sorted(by_method[first].keys() & by_method[second].keys())
+                d = np.array([by_method[first][k] - by_method[second][k] for k in shared])
+                p = float(wilcoxon(d).pvalue) if d.size and np.any(d != 0) else math.nan
+                pairs.append((target, first, second, bootstrap_mean(d, seed=seed), p))
+        adjusted = holm([p[-1] for p in pairs])
+        out += [(*p, h) for p, h in zip(pairs, adjusted, strict=True)]
+    return out
+
+
+def test_arrays_pair_as_the_loop_over_dicts_does():
+    """Cases keyed by (checkpoint, case id) in text order, NaN and None left out, a case
+    seen twice counting its last row, methods missing from a class: the same pairs,
+    intervals and p-values as the dict loop, bit for bit."""
+    rng = np.random.default_rng(11)
+    data = []
+    for _ in range(3000):
+        iou = float(rng.random())
+        data.append(
+            row(
+                method=str(rng.choice(["gradcam", "lrp", "lime"])),
+                case=f"case-{rng.integers(300)}",  # repeats: duplicates of a case
+                iou=None if rng.random() < 0.05 else (math.nan if rng.random() < 0.05 else iou),
+                target=str(rng.choice(["Edema", "Atelectasis", "Zeta"])),
+                checkpoint=str(rng.choice(["b" * 64, "a" * 64])),
+            )
+        )
+    data += [row("only", "case-1", 0.5, target="Alone")]  # one method: nothing to pair
+    got = [
+        (c.target, c.first, c.second, c.difference, c.p_value, c.p_holm)
+        for c in paired_comparisons(data, "iou", seed=4)
+    ]
+    expected = _dict_loop(data, "iou", seed=4)
+    assert len(got) == 9
+    for g, e in zip(got, expected, strict=True):
+        assert g[:4] == e[:4]
+        assert g[4:] == pytest.approx(e[4:], abs=0, nan_ok=True)

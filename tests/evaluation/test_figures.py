@@ -1,4 +1,4 @@
-"""The Review page's charts, built by the library."""
+"""The pages' charts, built by the library."""
 
 from __future__ import annotations
 
@@ -27,3 +27,31 @@ def test_curve_and_sanity_charts():
     sanity = sanity_chart(rows, ["gradcam", "lrp"])
     assert len(sanity.data) == 2 and list(sanity.data[0].y) == [1.0, 1 - 1 / 3, 1 - 2 / 3]
     assert sanity.layout.shapes[0].y0 == FAIL_SPEARMAN
+
+
+def test_the_box_plot_is_plotly_express_s_without_its_dataframe():
+    """The Cases page's box plot has the traces, points and layout ``px.box`` gives."""
+    import plotly.express as px
+
+    from cxrxai.evaluation.browse import Frame
+    from cxrxai.evaluation.figures import box_by_class
+
+    rng = np.random.default_rng(2)
+    rows = [
+        {"target": str(rng.choice(["Edema", "Atelectasis"])), "iou": float(rng.random()),
+         "method": str(rng.choice(["lrp", "gradcam", "lime"]))}
+        for _ in range(300)
+    ]  # fmt: skip
+    ours = box_by_class(Frame.from_rows(rows))
+    columns = {c: [r[c] for r in rows] for c in ("target", "iou", "method")}
+    theirs = px.box(columns, x="target", y="iou", color="method", points="outliers")
+    assert len(ours.data) == len(theirs.data) == 3
+    for mine, reference in zip(ours.data, theirs.data, strict=True):
+        for key in ("name", "boxpoints", "offsetgroup", "legendgroup", "hovertemplate"):
+            assert mine[key] == reference[key], key
+        assert list(mine.x) == list(reference.x)
+        assert np.array_equal(np.asarray(mine.y, float), np.asarray(reference.y, float))
+    for key in ("boxmode", "legend", "margin"):
+        assert ours.layout[key] == theirs.layout[key], key
+    for axis in ("xaxis", "yaxis"):
+        assert ours.layout[axis].title.text == theirs.layout[axis].title.text
