@@ -141,3 +141,29 @@ def test_credentials_in_an_address_are_refused(capsys):
     assert main(["pacs-find", "--url", "http://u:secret@127.0.0.1:9/x", "--study", STUDY]) == 2
     err = capsys.readouterr().err
     assert "holds credentials" in err and "secret" not in err
+
+
+def test_a_radiograph_that_is_no_chest_gets_the_out_of_distribution_warning(
+    orthanc, stored_rg1, tmp_path, monkeypatch, capsys
+):
+    """pydicom-data's hand radiograph (CR, body part EXTREMITY) passes the modality filter,
+    so only the out-of-distribution check can tell it is no chest: predict from the PACS
+    warns about it by its UID, and not about the chest CR of the other study."""
+    import pydicom
+    from dicomweb_client.api import DICOMwebClient
+    from pydicom.data import get_testdata_file
+
+    hand = pydicom.dcmread(get_testdata_file("RG3_UNCR.dcm"))
+    assert hand.Modality == "CR" and hand.BodyPartExamined == "EXTREMITY"
+    DICOMwebClient(orthanc.dicomweb).store_instances([hand])
+    monkeypatch.setenv("CXRXAI_CACHE", str(tmp_path))
+    for study, flagged in ((str(hand.StudyInstanceUID), True), (STUDY, False)):
+        code = main(["predict", "--dataset", "pacs", "--url", orthanc.dicomweb, "--study", study])
+        assert code == 0
+        err = capsys.readouterr().err
+        warned = [line for line in err.splitlines() if line.startswith("warning:")]
+        if flagged:
+            assert len(warned) == 1 and str(hand.SOPInstanceUID) in warned[0], err
+            assert "chest radiograph" in warned[0]
+        else:
+            assert warned == [], err
