@@ -3,10 +3,13 @@ localisation metrics, a radiologist's own box, and the deletion curve on demand.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import streamlit as st
 
-from cxrxai.cases import findings_of
+from cxrxai.cases import Case, findings_of
 from cxrxai.csvout import csv_text
 from cxrxai.demo import scorable
 from cxrxai.environment import DATA_ENV_VAR, data_root
@@ -35,6 +38,8 @@ from cxrxai.render import (
     plain,
     png_bytes,
 )
+from cxrxai.runner import ModelBundle
+from cxrxai.xray import XRayImage
 from dashboard.pacs import send_to_pacs
 from dashboard.review import (
     background_status,
@@ -54,36 +59,6 @@ from dashboard.shared import (
     write_address,
 )
 
-through_the_router()
-
-st.title("Case review")
-intro, *starts = st.columns([4, 1, 1, 1])
-intro.markdown(
-    "**cxrxai** shows where a chest X-ray classifier's explanations look, next to the "
-    "radiologists' marks, and measures how well they agree."
-)
-starts[0].page_link("pages/review.py", label="Review a demo case", icon=":material/radiology:")
-starts[1].page_link("pages/cases.py", label="Browse the evaluation", icon=":material/table_view:")
-starts[2].page_link("pages/study_admin.py", label="Run a study", icon=":material/how_to_vote:")
-bundle = require_bundle()
-root = data_root()
-# Demo cases the loaded model can score (a label among its outputs), or unlabelled ones.
-all_cases = scorable(
-    get_demo_cases(str(root)) + st.session_state.get("extra_cases", []), bundle.labels
-) or get_demo_cases(str(root))
-address_problems = apply_address(all_cases, bundle.labels)
-extra = st.session_state.get("extra_cases", [])
-if status := background_status(bundle, [c for c in all_cases if c not in extra]):
-    st.caption(status)
-if not root.exists():
-    st.info(
-        f"No dataset found at `{root}`: showing the sample chest DICOM from pydicom-data. "
-        f"Set `{DATA_ENV_VAR}` to a folder holding covid-qu-ex/ or nih-bbox/ to review "
-        "real cases."
-    )
-for problem in address_problems:
-    st.warning(plain(problem))
-
 REGION_VALUES = {  # slider (min, max, default, step) per region mode
     "top-percent": (1.0, 50.0, 10.0, 1.0),
     "threshold": (0.05, 0.95, 0.5, 0.05),
@@ -91,195 +66,328 @@ REGION_VALUES = {  # slider (min, max, default, step) per region mode
     "top-superpixels": (1.0, 20.0, 5.0, 1.0),
 }
 
-with st.sidebar:
-    upload = st.file_uploader("Open an X-ray (PNG, JPEG or DICOM)", type=None)
-    classes = sorted({label for c in all_cases for label in c.labels})
-    chosen_class = st.selectbox(
-        "Class", ["all", *classes], key="class_filter", disabled=upload is not None
+
+@dataclass(frozen=True)
+class Choices:
+    """What the reader chose in the sidebar."""
+
+    upload: Any  # an UploadedFile, or None for the chosen case
+    case: Case
+    show_truth: bool
+    truth_on_panels: bool
+    methods: list[str]
+    settings: dict[str, dict]
+    per_row: int
+    opacity: float
+    colormap: str
+    mode: str
+    value: float
+    show_region: bool
+    within_lungs: bool
+    show_lungs: bool
+    zero_empty: bool
+
+    @property
+    def empty(self) -> str:
+        return "zero" if self.zero_empty else "nan"
+
+
+@dataclass
+class Shown:
+    """The image as the model reads it and as the reader sees it, with what is drawn on
+    it and the label explained."""
+
+    image: XRayImage
+    pixels: np.ndarray  # for display: the reader's window, brightness and contrast
+    window: tuple[float, float] | None
+    title: str
+    annotations: list
+    lung_outline: Any
+    pixels_sha: str
+    probabilities: np.ndarray
+    target_label: str = ""
+    target: int = 0
+
+    @property
+    def lungs(self) -> np.ndarray | None:
+        if self.lung_outline is None:
+            return None
+        return self.lung_outline.to_mask(self.image.pixels.shape)
+
+
+def header(bundle: ModelBundle) -> list[Case]:
+    """The title, the ways in, and the cases to review (with what is wrong with them)."""
+    st.title("Case review")
+    intro, *starts = st.columns([4, 1, 1, 1])
+    intro.markdown(
+        "**cxrxai** shows where a chest X-ray classifier's explanations look, next to the "
+        "radiologists' marks, and measures how well they agree."
     )
-    cases = [c for c in all_cases if chosen_class == "all" or chosen_class in c.labels]
-    ids = [c.case_id for c in cases]
-    if st.session_state.get("case_id") not in ids:
-        st.session_state["case_id"] = ids[0]
-    previous, following = st.columns(2)
-    position = ids.index(st.session_state["case_id"])
-    if previous.button("◀ Previous", width="stretch"):
-        st.session_state["case_id"] = ids[(position - 1) % len(ids)]
-    if following.button("Next ▶", width="stretch"):
-        st.session_state["case_id"] = ids[(position + 1) % len(ids)]
-    case_id = st.selectbox("Case", ids, key="case_id", disabled=upload is not None)
-    show_truth = st.toggle("Show ground truth", value=True)
-    truth_on_panels = st.toggle(
-        "Ground truth on the explanation panels",
-        value=True,
-        disabled=not show_truth,
-        help="The findings of the explained label, outlined over each heatmap",
+    starts[0].page_link("pages/review.py", label="Review a demo case", icon=":material/radiology:")
+    starts[1].page_link(
+        "pages/cases.py", label="Browse the evaluation", icon=":material/table_view:"
     )
-    st.session_state.setdefault("methods", ["gradcam", "lrp"])
-    methods = st.multiselect(
-        "Explanations",
-        list(METHODS),
-        key="methods",
-        help="LIME and SHAP take tens of seconds on a CPU when not cached",
+    starts[2].page_link("pages/study_admin.py", label="Run a study", icon=":material/how_to_vote:")
+    root = data_root()
+    # Demo cases the loaded model can score (a label among its outputs), or unlabelled ones.
+    extra = st.session_state.get("extra_cases", [])
+    all_cases = scorable(get_demo_cases(str(root)) + extra, bundle.labels) or get_demo_cases(
+        str(root)
     )
-    with st.expander("Method settings"):
-        settings = method_settings(bundle, methods)
-    per_row = st.slider(
-        "Panels per row", 1, 4, 3, help="fewer per row: larger panels, to look closely"
-    )
-    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
-    colormap = st.selectbox("Colormap (non-negative maps)", COLORMAPS)
-    st.subheader("Region from the heatmap")
-    mode = st.selectbox("Region mode", REGION_MODES)
-    limits = REGION_VALUES[mode]
-    value = st.slider("Region value", *limits) if limits else 0.0
-    show_region = st.toggle("Draw the region and its boxes", value=True)
-    within_lungs = st.toggle(
-        "Only inside the lungs",
-        value=False,
-        help="the case's lung mask, else the lung-field model's prediction",
-    )
-    show_lungs = st.toggle(
-        "Show the lung fields",
-        value=True,
-        help="outlined in blue; dashed where predicted by the lung-field model",
-    )
-    zero_empty = st.toggle(
-        "Count a miss on an empty mask as 0",
-        value=False,
-        help="Default (off) is CheXlocalize's: IoU is n/a unless both masks are non-empty",
+    address_problems = apply_address(all_cases, bundle.labels)
+    if status := background_status(bundle, [c for c in all_cases if c not in extra]):
+        st.caption(status)
+    if not root.exists():
+        st.info(
+            f"No dataset found at `{root}`: showing the sample chest DICOM from pydicom-data. "
+            f"Set `{DATA_ENV_VAR}` to a folder holding covid-qu-ex/ or nih-bbox/ to review "
+            "real cases."
+        )
+    for problem in address_problems:
+        st.warning(plain(problem))
+    return all_cases
+
+
+def sidebar(bundle: ModelBundle, all_cases: list[Case]) -> Choices:
+    with st.sidebar:
+        upload = st.file_uploader("Open an X-ray (PNG, JPEG or DICOM)", type=None)
+        classes = sorted({label for c in all_cases for label in c.labels})
+        chosen_class = st.selectbox(
+            "Class", ["all", *classes], key="class_filter", disabled=upload is not None
+        )
+        cases = [c for c in all_cases if chosen_class == "all" or chosen_class in c.labels]
+        ids = [c.case_id for c in cases]
+        if st.session_state.get("case_id") not in ids:
+            st.session_state["case_id"] = ids[0]
+        previous, following = st.columns(2)
+        position = ids.index(st.session_state["case_id"])
+        if previous.button("◀ Previous", width="stretch"):
+            st.session_state["case_id"] = ids[(position - 1) % len(ids)]
+        if following.button("Next ▶", width="stretch"):
+            st.session_state["case_id"] = ids[(position + 1) % len(ids)]
+        case_id = st.selectbox("Case", ids, key="case_id", disabled=upload is not None)
+        show_truth = st.toggle("Show ground truth", value=True)
+        truth_on_panels = st.toggle(
+            "Ground truth on the explanation panels",
+            value=True,
+            disabled=not show_truth,
+            help="The findings of the explained label, outlined over each heatmap",
+        )
+        st.session_state.setdefault("methods", ["gradcam", "lrp"])
+        methods = st.multiselect(
+            "Explanations",
+            list(METHODS),
+            key="methods",
+            help="LIME and SHAP take tens of seconds on a CPU when not cached",
+        )
+        with st.expander("Method settings"):
+            settings = method_settings(bundle, methods)
+        per_row = st.slider(
+            "Panels per row", 1, 4, 3, help="fewer per row: larger panels, to look closely"
+        )
+        opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
+        colormap = st.selectbox("Colormap (non-negative maps)", COLORMAPS)
+        st.subheader("Region from the heatmap")
+        mode = st.selectbox("Region mode", REGION_MODES)
+        limits = REGION_VALUES[mode]
+        value = st.slider("Region value", *limits) if limits else 0.0
+        show_region = st.toggle("Draw the region and its boxes", value=True)
+        within_lungs = st.toggle(
+            "Only inside the lungs",
+            value=False,
+            help="the case's lung mask, else the lung-field model's prediction",
+        )
+        show_lungs = st.toggle(
+            "Show the lung fields",
+            value=True,
+            help="outlined in blue; dashed where predicted by the lung-field model",
+        )
+        zero_empty = st.toggle(
+            "Count a miss on an empty mask as 0",
+            value=False,
+            help="Default (off) is CheXlocalize's: IoU is n/a unless both masks are non-empty",
+        )
+    return Choices(
+        upload,
+        next(c for c in cases if c.case_id == case_id),
+        show_truth,
+        truth_on_panels,
+        methods,
+        settings,
+        per_row,
+        opacity,
+        colormap,
+        mode,
+        value,
+        show_region,
+        within_lungs,
+        show_lungs,
+        zero_empty,
     )
 
-case = next(c for c in cases if c.case_id == case_id)
-try:
-    if upload is not None:
-        base_image = get_uploaded_image(upload.getvalue(), upload.name, None)
-        annotations, title = [], upload.name
-    else:
-        base_image = get_image(str(case.image_path))
-        annotations, title = list(case.annotations), case.case_id
-except CxrxaiError as exc:
-    st.error(plain(str(exc)))
-    st.stop()
 
-with st.sidebar:
-    presets = list(base_image.meta.window_presets)
-    window = None
-    if base_image.modality_values is not None:
-        st.subheader("Window")
-        options = ["file default", *[f"{c:g} / {w:g}" for c, w in presets], "manual"]
-        choice = st.selectbox("Window level / width", options)
-        if choice == "manual":
-            center = st.number_input(
-                "Level (center)", value=float(np.median(base_image.modality_values))
-            )
-            width = st.number_input(
-                "Width", min_value=1.0, value=float(np.ptp(base_image.modality_values) or 1.0)
-            )
-            window = (center, width)
-        elif choice != "file default":
-            window = presets[options.index(choice) - 1]
-    st.subheader("Display")
-    brightness = st.slider("Brightness", -0.5, 0.5, 0.0, 0.05)
-    contrast = st.slider("Contrast", 0.25, 4.0, 1.0, 0.05)
-    st.caption(
-        "Window, brightness and contrast change what you see only: the model and the maps "
-        "always read the image as its model card prescribes."
+def open_image(bundle: ModelBundle, choices: Choices) -> Shown:
+    """The case's (or upload's) image, the reader's display settings, the lung fields and
+    the model's probabilities; a clear error (and a stop) for a file that cannot be read."""
+    upload, case = choices.upload, choices.case
+    try:
+        if upload is not None:
+            base_image = get_uploaded_image(upload.getvalue(), upload.name, None)
+            annotations, title = [], upload.name
+        else:
+            base_image = get_image(str(case.image_path))
+            annotations, title = list(case.annotations), case.case_id
+    except CxrxaiError as exc:
+        st.error(plain(str(exc)))
+        st.stop()
+    window, brightness, contrast = display_controls(base_image)
+    # The model, the maps and the metrics read the image as stored (the file's own VOI LUT
+    # or window for DICOM); the reader's window, brightness and contrast are display only,
+    # so moving them recomputes nothing (a manual window moved the prediction 0.600 ->
+    # 0.553).
+    pixels = display_pixels(
+        (base_image if window is None else base_image.with_window(*window)).pixels,
+        brightness,
+        contrast,
+    )
+    pixels_sha = image_hash(base_image.pixels)  # once per run: every panel's cache key
+    lung_outline = lung_fields(None if upload is not None else case, base_image.pixels, pixels_sha)
+    if lung_outline is not None and lung_outline.predicted:
+        annotations = [a for a in annotations if not (a.role == "anatomy" and a.label == "lungs")]
+        annotations.append(lung_outline)
+    probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, base_image.pixels))
+    return Shown(
+        base_image,
+        pixels,
+        window or base_image.meta.window,
+        title,
+        annotations,
+        lung_outline,
+        pixels_sha,
+        probabilities,
     )
 
-# The model, the maps and the metrics read the image as stored (the file's own VOI LUT or
-# window for DICOM); the reader's window, brightness and contrast are display only, so
-# moving them recomputes nothing (a manual window moved the prediction 0.600 -> 0.553).
-image = base_image
-shown_window = window or base_image.meta.window
-shown_pixels = display_pixels(
-    (base_image if window is None else base_image.with_window(*window)).pixels,
-    brightness,
-    contrast,
-)
-pixels_sha = image_hash(image.pixels)  # once per run: every panel's cache key and the sanity's
-lung_outline = lung_fields(None if upload is not None else case, image.pixels, pixels_sha)
-if lung_outline is not None and lung_outline.predicted:
-    annotations = [a for a in annotations if not (a.role == "anatomy" and a.label == "lungs")]
-    annotations.append(lung_outline)
-probabilities = np.array(get_probabilities(bundle, bundle.weights_sha256, image.pixels))
-predicted = bundle.card.explained_by_default(probabilities)
-request = st.session_state.get("review_request") or {}  # a case opened from the Cases page
-requested = request.get("target") if request.get("case_id") == case_id and upload is None else None
-target_label = st.sidebar.selectbox(
-    "Explain the label",
-    bundle.labels,
-    index=bundle.labels.index(requested) if requested in bundle.labels else predicted,
-    help="default: the predicted label (multi-label: the most probable above its threshold)",
-)
-target = bundle.labels.index(target_label)
-write_address(None if upload is not None else case_id, target_label, methods, settings)
 
-# One row: the case, then the first panels (at 1440 x 900 they show without scrolling);
-# the reader's drawing under it; further panels in rows below.
-chunks = [methods[i : i + per_row] for i in range(0, len(methods), per_row)] or [[]]
-first_row = st.columns(1 + len(chunks[0]), gap="small")
-drawing_area = st.container()
-panels = first_row[1:] + [
-    column for chunk in chunks[1:] for column in st.columns(per_row)[: len(chunk)]
-]
-with drawing_area, st.expander("Draw your own boxes (drag on the image)"):
-    author = st.text_input("Your name", max_chars=60, key="own-author")
-    use_own = st.toggle("Score the explanations against my boxes", value=False)
-    # one drawing per image: boxes never carry over to the next case
-    draw_key = f"draw-{st.session_state.get('draw_round', 0)}-{title}"
-    event = st.plotly_chart(
-        # the same figure on every rerun (the image as stored, not the display settings):
-        # a changed figure would drop the selection
-        drawing_figure(draw_annotations(image.pixels, []), image.shape),
-        on_select="rerun",
-        selection_mode="box",
-        key=draw_key,
-        config={"displayModeBar": False},
-    )
-    own_boxes = boxes_from_selection(
-        (event or {}).get("selection"), image.shape, target_label, (author or "me").strip()
-    )
-    if st.button("Clear my boxes", disabled=not own_boxes):
-        st.session_state["draw_round"] = st.session_state.get("draw_round", 0) + 1
-        st.rerun()
-    st.caption(
-        f"{len(own_boxes)} box(es) drawn; drag again (Shift: add another) to draw more."
-        if own_boxes
-        else "Drag a box on the image; hold Shift to add more."
-    )
-if use_own and own_boxes:
-    annotations = [a for a in annotations if a.role != "finding"] + own_boxes
+def display_controls(image: XRayImage) -> tuple[tuple[float, float] | None, float, float]:
+    """The sidebar's window (DICOM with modality values), brightness and contrast."""
+    with st.sidebar:
+        presets = list(image.meta.window_presets)
+        window = None
+        if image.modality_values is not None:
+            st.subheader("Window")
+            options = ["file default", *[f"{c:g} / {w:g}" for c, w in presets], "manual"]
+            choice = st.selectbox("Window level / width", options)
+            if choice == "manual":
+                center = st.number_input(
+                    "Level (center)", value=float(np.median(image.modality_values))
+                )
+                width = st.number_input(
+                    "Width", min_value=1.0, value=float(np.ptp(image.modality_values) or 1.0)
+                )
+                window = (center, width)
+            elif choice != "file default":
+                window = presets[options.index(choice) - 1]
+        st.subheader("Display")
+        brightness = st.slider("Brightness", -0.5, 0.5, 0.0, 0.05)
+        contrast = st.slider("Contrast", 0.25, 4.0, 1.0, 0.05)
+        st.caption(
+            "Window, brightness and contrast change what you see only: the model and the maps "
+            "always read the image as its model card prescribes."
+        )
+    return window, brightness, contrast
 
-with first_row[0]:
-    colours = author_colours(annotations)
+
+def choose_target(bundle: ModelBundle, choices: Choices, shown: Shown) -> None:
+    """The label explained: the one a Cases page row asked for, else the model's."""
+    case_id = choices.case.case_id
+    predicted = bundle.card.explained_by_default(shown.probabilities)
+    request = st.session_state.get("review_request") or {}  # opened from the Cases page
+    requested = (
+        request.get("target")
+        if request.get("case_id") == case_id and choices.upload is None
+        else None
+    )
+    shown.target_label = st.sidebar.selectbox(
+        "Explain the label",
+        bundle.labels,
+        index=bundle.labels.index(requested) if requested in bundle.labels else predicted,
+        help="default: the predicted label (multi-label: the most probable above its threshold)",
+    )
+    shown.target = bundle.labels.index(shown.target_label)
+    write_address(
+        None if choices.upload is not None else case_id,
+        shown.target_label,
+        choices.methods,
+        choices.settings,
+    )
+
+
+def own_boxes(shown: Shown) -> None:
+    """The reader's own boxes, drawn on the image; scored against instead of the
+    annotations when asked."""
+    with st.expander("Draw your own boxes (drag on the image)"):
+        author = st.text_input("Your name", max_chars=60, key="own-author")
+        use_own = st.toggle("Score the explanations against my boxes", value=False)
+        # one drawing per image: boxes never carry over to the next case
+        draw_key = f"draw-{st.session_state.get('draw_round', 0)}-{shown.title}"
+        event = st.plotly_chart(
+            # the same figure on every rerun (the image as stored, not the display
+            # settings): a changed figure would drop the selection
+            drawing_figure(draw_annotations(shown.image.pixels, []), shown.image.shape),
+            on_select="rerun",
+            selection_mode="box",
+            key=draw_key,
+            config={"displayModeBar": False},
+        )
+        boxes = boxes_from_selection(
+            (event or {}).get("selection"),
+            shown.image.shape,
+            shown.target_label,
+            (author or "me").strip(),
+        )
+        if st.button("Clear my boxes", disabled=not boxes):
+            st.session_state["draw_round"] = st.session_state.get("draw_round", 0) + 1
+            st.rerun()
+        st.caption(
+            f"{len(boxes)} box(es) drawn; drag again (Shift: add another) to draw more."
+            if boxes
+            else "Drag a box on the image; hold Shift to add more."
+        )
+    if use_own and boxes:
+        shown.annotations = [a for a in shown.annotations if a.role != "finding"] + boxes
+
+
+def case_column(bundle: ModelBundle, choices: Choices, shown: Shown, colours: dict) -> None:
+    """The image with its annotations, the prediction and what the file says."""
     drawn = [
         a
-        for a in annotations
-        if (show_truth and a.role != "anatomy") or (show_lungs and a.role == "anatomy")
+        for a in shown.annotations
+        if (choices.show_truth and a.role != "anatomy")
+        or (choices.show_lungs and a.role == "anatomy")
     ]
-    picture = draw_annotations(shown_pixels, drawn, colours=colours)
-    st.image(for_screen(picture), caption=title, width="stretch")
-    readers = sorted({a.author or "unknown" for a in annotations if a.role != "anatomy"})
-    if show_truth and readers:
+    picture = draw_annotations(shown.pixels, drawn, colours=colours)
+    st.image(for_screen(picture), caption=shown.title, width="stretch")
+    readers = sorted({a.author or "unknown" for a in shown.annotations if a.role != "anatomy"})
+    if choices.show_truth and readers:
         st.caption(
             f"Annotations by: {plain(', '.join(readers))}. Masks as outlines, boxes per "
             "radiologist; on the panels: the heatmap's region in green, its boxes in yellow."
         )
-    if show_lungs and lung_outline is not None:
+    outline = shown.lung_outline
+    if choices.show_lungs and outline is not None:
         st.caption(
-            f"Lung fields (blue): {plain(lung_outline.author or 'dataset')}"
+            f"Lung fields (blue): {plain(outline.author or 'dataset')}"
             + (
                 " — dashed: a model's outline, not a radiologist's"
-                if lung_outline.predicted
+                if outline.predicted
                 else " (the dataset's lung mask)"
             )
         )
-    if warning := ood_warning(image.pixels, pixels_sha):
+    if warning := ood_warning(shown.image.pixels, shown.pixels_sha):
         st.warning(warning, icon="⚠️")
     st.metric(
         "Predicted",
-        bundle.card.diagnosis(probabilities),
+        bundle.card.diagnosis(shown.probabilities),
         help=f"{bundle.card.task} model"
         + (
             ": labels at or above their operating threshold (black ticks)"
@@ -287,119 +395,112 @@ with first_row[0]:
             else ""
         ),
     )
-    if upload is None and case.labels:
-        st.write(f"**Reference label(s):** {plain(', '.join(case.labels))}")
-    meta = image.meta
+    if choices.upload is None and choices.case.labels:
+        st.write(f"**Reference label(s):** {plain(', '.join(choices.case.labels))}")
+    meta, window = shown.image.meta, shown.window
     st.write(
         f"**Image:** {meta.file_format}, {meta.shape[1]}×{meta.shape[0]} px, "
         f"{meta.bits_stored} bits"
         + (f", {plain(meta.photometric_interpretation)}" if meta.photometric_interpretation else "")
         + (f", view {plain(meta.view_position)}" if meta.view_position else "")
-        + (f", window {shown_window[0]:g}/{shown_window[1]:g}" if shown_window else "")
+        + (f", window {window[0]:g}/{window[1]:g}" if window else "")
     )
     with st.expander("Probabilities"):
-        st.plotly_chart(probability_chart(bundle.card, probabilities), width="stretch")
+        st.plotly_chart(probability_chart(bundle.card, shown.probabilities), width="stretch")
 
-lungs = lung_outline.to_mask(image.pixels.shape) if lung_outline is not None else None
-spacing = image.meta.pixel_spacing_mm
-unit = "mm" if spacing else "px"
-has_truth = any(a.role == "finding" and a.label == target_label for a in annotations)
-shown_maps: dict[str, np.ndarray] = {}
-shown_heatmaps: dict = {}  # method -> Heatmap, for "Send to PACS"
-shown_regions: dict[str, np.ndarray] = {}
-case_metrics: list[dict] = []  # every panel's metrics, for one CSV
-if methods:
-    for panel, method in zip(panels, methods, strict=True):
-        with panel:
-            try:
-                with st.spinner(f"Computing {method}…"):
-                    heatmap = explain_cached(
-                        bundle, image.pixels, method, target, settings.get(method), pixels_sha
-                    )
-                region, boxes, row = region_setting_metrics(
-                    heatmap,
-                    annotations,
-                    target_label,
-                    mode,
-                    value,
-                    "zero" if zero_empty else "nan",
-                    lungs,
-                    spacing,
-                    within_lungs and lungs is not None,
-                )
-            except CxrxaiError as exc:
-                st.error(plain(str(exc)))
-                continue
-            values = heatmap.numpy()
-            shown_maps[method], shown_regions[method] = values, region
-            shown_heatmaps[method] = heatmap
-            shown = overlay(shown_pixels, values, opacity, colormap=colormap)
-            if show_region:
-                shown = draw_region(shown, region, boxes)
-            if show_truth and truth_on_panels:
-                scored = findings_of(annotations, target_label)
-                shown = draw_annotations(shown, scored, colours=colours, halo=True)
-            own_settings = describe_params(settings.get(method, {}))
-            caption = f"{method} for {heatmap.target_label}"
-            st.image(
-                for_screen(shown),
-                width="stretch",
-                caption=f"{caption} ({own_settings})" if own_settings else caption,
+
+def explanation_panel(
+    bundle: ModelBundle, choices: Choices, shown: Shown, method: str, colours: dict
+) -> tuple[Any, np.ndarray, dict | None] | None:
+    """One method's panel: the map over the image, its region, its shares and metrics;
+    (the heatmap, its region, the metrics row when the label has a truth), None when the
+    map could not be made (the error is shown)."""
+    image, settings, lungs = shown.image, choices.settings, shown.lungs
+    spacing = image.meta.pixel_spacing_mm
+    unit = "mm" if spacing else "px"
+    try:
+        with st.spinner(f"Computing {method}…"):
+            heatmap = explain_cached(
+                bundle, image.pixels, method, shown.target, settings.get(method), shown.pixels_sha
             )
-            st.download_button(
-                "Download this panel (PNG)",
-                lambda shown=shown: png_bytes(shown),  # encoded on click, not every rerun
-                file_name=f"{title.replace('/', '_')}-{method}-{heatmap.target_label}.png",
-                mime="image/png",
-                key=f"png-{method}",
-            )
-            made = (
-                f"from the cache (made in {heatmap.seconds:.2f} s)"
-                if heatmap.from_cache
-                else f"computed in {heatmap.seconds:.2f} s"
-            )
-            st.caption(
-                f"{colour_legend(values, heatmap.target_label, colormap)} · {made} · "
-                f"region {int(region.sum())} px"
-            )
-            st.caption(shortcut_caption(row))
-            if shortcut(row.get("lung_relevance")):
-                st.warning(
-                    f"Most of this map's positive relevance lies outside the lungs "
-                    f"({1 - row['lung_relevance']:.0%}): it may point at a shortcut (markers, "
-                    "text, devices, the frame) rather than at the chest."
-                )
-            if has_truth:
-                st.table(describe(row, unit))
-                case_metrics.append(
-                    {
-                        "case": title,
-                        "method": variant(method, settings.get(method, {})),
-                        "target": target_label,
-                        "region": mode,
-                        "region value": value,
-                        "unit": unit,
-                    }
-                    | row
-                )
-            else:
-                st.caption(
-                    f"No annotation of '{plain(target_label)}' on this case: no overlap metrics."
-                )
-            if st.button("Deletion / insertion curve", key=f"curve-{method}"):
-                with st.spinner("Re-predicting perturbed images…"):
-                    curves = deletion_insertion(bundle, image.pixels, heatmap.values, target)
-                chart = deletion_insertion_chart(curves, target_label)
-                st.plotly_chart(chart, width="stretch")
-if case_metrics:
-    st.download_button(
-        "Download this case's metrics (CSV)",
-        lambda: csv_text(case_metrics),
-        file_name=f"{title.replace('/', '_')}-{target_label}-metrics.csv",
-        mime="text/csv",
-        key="metrics-csv",
+        region, boxes, row = region_setting_metrics(
+            heatmap,
+            shown.annotations,
+            shown.target_label,
+            choices.mode,
+            choices.value,
+            choices.empty,
+            lungs,
+            spacing,
+            choices.within_lungs and lungs is not None,
+        )
+    except CxrxaiError as exc:
+        st.error(plain(str(exc)))
+        return None
+    values = heatmap.numpy()
+    picture = overlay(shown.pixels, values, choices.opacity, colormap=choices.colormap)
+    if choices.show_region:
+        picture = draw_region(picture, region, boxes)
+    if choices.show_truth and choices.truth_on_panels:
+        scored = findings_of(shown.annotations, shown.target_label)
+        picture = draw_annotations(picture, scored, colours=colours, halo=True)
+    own_settings = describe_params(settings.get(method, {}))
+    caption = f"{method} for {heatmap.target_label}"
+    st.image(
+        for_screen(picture),
+        width="stretch",
+        caption=f"{caption} ({own_settings})" if own_settings else caption,
     )
-if shown_heatmaps and upload is None and image.meta.file_format == "DICOM":
+    st.download_button(
+        "Download this panel (PNG)",
+        lambda: png_bytes(picture),  # encoded on click, not every rerun
+        file_name=f"{shown.title.replace('/', '_')}-{method}-{heatmap.target_label}.png",
+        mime="image/png",
+        key=f"png-{method}",
+    )
+    made = (
+        f"from the cache (made in {heatmap.seconds:.2f} s)"
+        if heatmap.from_cache
+        else f"computed in {heatmap.seconds:.2f} s"
+    )
+    st.caption(
+        f"{colour_legend(values, heatmap.target_label, choices.colormap)} · {made} · "
+        f"region {int(region.sum())} px"
+    )
+    st.caption(shortcut_caption(row))
+    if shortcut(row.get("lung_relevance")):
+        st.warning(
+            f"Most of this map's positive relevance lies outside the lungs "
+            f"({1 - row['lung_relevance']:.0%}): it may point at a shortcut (markers, "
+            "text, devices, the frame) rather than at the chest."
+        )
+    has_truth = any(
+        a.role == "finding" and a.label == shown.target_label for a in shown.annotations
+    )
+    metrics = None
+    if has_truth:
+        st.table(describe(row, unit))
+        metrics = {
+            "case": shown.title,
+            "method": variant(method, settings.get(method, {})),
+            "target": shown.target_label,
+            "region": choices.mode,
+            "region value": choices.value,
+            "unit": unit,
+        } | row
+    else:
+        st.caption(
+            f"No annotation of '{plain(shown.target_label)}' on this case: no overlap metrics."
+        )
+    if st.button("Deletion / insertion curve", key=f"curve-{method}"):
+        with st.spinner("Re-predicting perturbed images…"):
+            curves = deletion_insertion(bundle, image.pixels, heatmap.values, shown.target)
+        st.plotly_chart(deletion_insertion_chart(curves, shown.target_label), width="stretch")
+    return heatmap, region, metrics
+
+
+def pacs_section(bundle: ModelBundle, choices: Choices, shown: Shown, heatmaps: list) -> None:
+    """Send the shown maps to a PACS, on the image's study (DICOM cases only)."""
     with st.expander("Send to PACS"):
         st.caption(
             "Files these maps on the image's study as new series: a TID 1500 SR "
@@ -412,19 +513,20 @@ if shown_heatmaps and upload is None and image.meta.file_format == "DICOM":
         )
         overlays = st.checkbox("Also Secondary Capture overlays (NOT FOR DIAGNOSIS)")
         if st.button("Send to PACS", disabled=not pacs_address, key="send-pacs"):
+            lungs = shown.lungs
             try:
                 with st.spinner("Writing and sending the DICOM objects…"):
                     count = send_to_pacs(
                         pacs_address,
-                        case.image_path,
+                        choices.case.image_path,
                         bundle,
-                        image,
-                        list(shown_heatmaps.values()),
-                        annotations,
+                        shown.image,
+                        heatmaps,
+                        shown.annotations,
                         lungs,
-                        (mode, value),
-                        within_lungs and lungs is not None,
-                        "zero" if zero_empty else "nan",
+                        (choices.mode, choices.value),
+                        choices.within_lungs and lungs is not None,
+                        choices.empty,
                         overlays,
                     )
             except CxrxaiError as exc:
@@ -432,15 +534,10 @@ if shown_heatmaps and upload is None and image.meta.file_format == "DICOM":
             else:
                 st.session_state["pacs_address"] = pacs_address
                 st.success(f"Sent {count} DICOM objects to {plain(pacs_address)}.")
-if len(shown_maps) >= 2:
-    st.subheader("Agreement between the maps")
-    st.dataframe(map_agreement(shown_maps, shown_regions), hide_index=True)
-    st.caption(
-        "Per pair: Spearman rank correlation of |values| and SSIM of the maps (as the "
-        "sanity check compares a map with its randomised self; at most 256 px a side), "
-        "and the IoU of the two regions at the current region setting."
-    )
-if shown_maps:
+
+
+def sanity_section(bundle: ModelBundle, choices: Choices, shown: Shown, methods: list[str]) -> None:
+    """Cascading model-parameter randomisation of the shown methods, on request."""
     with st.expander("Sanity check: do these maps depend on what the model learned?"):
         st.caption(
             "Cascading model-parameter randomisation (Adebayo et al. 2018, named in the "
@@ -452,20 +549,20 @@ if shown_maps:
         )
         sanity_key = (
             bundle.weights_sha256,
-            pixels_sha,
-            target,
-            tuple(shown_maps),
-            repr(sorted(settings.items())),
+            shown.pixels_sha,
+            shown.target,
+            tuple(methods),
+            repr(sorted(choices.settings.items())),
         )
         if st.button("Randomise the model, top layer down", key="sanity-run"):
             bar = st.progress(0.0, text="Computing the trained model's maps…")
             try:
                 sanity_rows = cascading_randomisation(
                     bundle,
-                    image.pixels,
-                    list(shown_maps),
-                    target,
-                    params=settings,
+                    shown.image.pixels,
+                    methods,
+                    shown.target,
+                    params=choices.settings,
                     progress=lambda done, total: bar.progress(
                         done / total, text=f"{done} of {total} layer groups randomised"
                     ),
@@ -478,8 +575,7 @@ if shown_maps:
         stored = st.session_state.get("sanity")
         if stored and stored[0] == sanity_key:
             sanity_rows = stored[1]
-            chart = sanity_chart(sanity_rows, list(shown_maps))
-            st.plotly_chart(chart, width="stretch")
+            st.plotly_chart(sanity_chart(sanity_rows, methods), width="stretch")
             passed = verdicts(sanity_rows)
             st.dataframe(
                 [
@@ -495,3 +591,62 @@ if shown_maps:
                 ],
                 hide_index=True,
             )
+
+
+def main() -> None:
+    through_the_router()
+    bundle = require_bundle()
+    choices = sidebar(bundle, header(bundle))
+    shown = open_image(bundle, choices)
+    choose_target(bundle, choices, shown)
+    methods = choices.methods
+    # One row: the case, then the first panels (at 1440 x 900 they show without
+    # scrolling); the reader's drawing under it; further panels in rows below.
+    per_row = choices.per_row
+    chunks = [methods[i : i + per_row] for i in range(0, len(methods), per_row)] or [[]]
+    first_row = st.columns(1 + len(chunks[0]), gap="small")
+    drawing_area = st.container()
+    panels = first_row[1:] + [
+        column for chunk in chunks[1:] for column in st.columns(per_row)[: len(chunk)]
+    ]
+    with drawing_area:
+        own_boxes(shown)
+    colours = author_colours(shown.annotations)
+    with first_row[0]:
+        case_column(bundle, choices, shown, colours)
+    maps: dict[str, np.ndarray] = {}
+    heatmaps: list = []  # for "Send to PACS"
+    regions: dict[str, np.ndarray] = {}
+    case_metrics: list[dict] = []  # every panel's metrics, for one CSV
+    for panel, method in zip(panels, methods, strict=True):
+        with panel:
+            made = explanation_panel(bundle, choices, shown, method, colours)
+        if made is not None:
+            heatmap, regions[method], metrics = made
+            maps[method] = heatmap.numpy()
+            heatmaps.append(heatmap)
+            if metrics is not None:
+                case_metrics.append(metrics)
+    if case_metrics:
+        st.download_button(
+            "Download this case's metrics (CSV)",
+            lambda: csv_text(case_metrics),
+            file_name=f"{shown.title.replace('/', '_')}-{shown.target_label}-metrics.csv",
+            mime="text/csv",
+            key="metrics-csv",
+        )
+    if heatmaps and choices.upload is None and shown.image.meta.file_format == "DICOM":
+        pacs_section(bundle, choices, shown, heatmaps)
+    if len(maps) >= 2:
+        st.subheader("Agreement between the maps")
+        st.dataframe(map_agreement(maps, regions), hide_index=True)
+        st.caption(
+            "Per pair: Spearman rank correlation of |values| and SSIM of the maps (as the "
+            "sanity check compares a map with its randomised self; at most 256 px a side), "
+            "and the IoU of the two regions at the current region setting."
+        )
+    if maps:
+        sanity_section(bundle, choices, shown, list(maps))
+
+
+main()
