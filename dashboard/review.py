@@ -24,6 +24,7 @@ from cxrxai.explain import get_explainer
 from cxrxai.explain.cache import HeatmapCache, image_hash
 from cxrxai.explain.cam import candidate_layers
 from cxrxai.explain.params import changed, parameters
+from cxrxai.explain.registry import METHODS
 from cxrxai.imageio import XRayImage, read_image
 from cxrxai.lungs import LungSegmenter, lung_annotation, predicted_lungs
 from cxrxai.ood import OodStats, judge, lung_shape
@@ -102,12 +103,18 @@ def method_settings(bundle: ModelBundle, methods: list[str]) -> dict[str, dict[s
     return settings
 
 
-BACKGROUND_METHODS = ("lime", "shap")  # slow on a CPU: computed after the server starts
+# computed for the demo cases after the server starts (Explainer.slow_on_cpu)
+BACKGROUND_METHODS = tuple(name for name, cls in METHODS.items() if cls.slow_on_cpu)
+
+
+def slow_methods() -> str:
+    """The background methods as a reader names them ('LIME and SHAP')."""
+    return " and ".join(name.upper() for name in BACKGROUND_METHODS)
 
 
 @st.cache_resource(show_spinner=False)
 def start_background_maps(checkpoint: str, root: str):  # -> subprocess.Popen | None
-    """Once per server: the demo cases' LIME and SHAP maps computed into the heatmap cache
+    """Once per server: the demo cases' slow maps (LIME, SHAP) computed into the heatmap cache
     by a separate, low-priority process (``precompute-demo --maps-only``), so the first
     visitor waits for none of them. Only for the demo checkpoint; off with
     $CXRXAI_BACKGROUND_MAPS=0."""
@@ -118,7 +125,7 @@ def start_background_maps(checkpoint: str, root: str):  # -> subprocess.Popen | 
 
 
 def background_status(bundle: ModelBundle, cases: list[Case]) -> str:
-    """Which demo cases have their LIME and SHAP maps ready ('' when not running)."""
+    """Which demo cases have their slow methods' maps ready ('' when not running)."""
     process = start_background_maps(str(bundle.path), str(data_root()))
     if process is None:
         return ""
@@ -132,7 +139,7 @@ def background_status(bundle: ModelBundle, cases: list[Case]) -> str:
         if all(cache.has(get_explainer(m), bundle, sha, target) for m in BACKGROUND_METHODS):
             ready += 1
     state = "done" if process.poll() is not None else "computing in the background"
-    return f"LIME and SHAP maps ready for {ready} of {len(cases)} demo cases ({state})."
+    return f"{slow_methods()} maps ready for {ready} of {len(cases)} demo cases ({state})."
 
 
 @st.cache_resource(show_spinner="Loading the lung-field model…")

@@ -47,6 +47,7 @@ from dashboard.review import (
     lung_fields,
     method_settings,
     ood_warning,
+    slow_methods,
 )
 from dashboard.router import through_the_router
 from dashboard.shared import (
@@ -178,7 +179,7 @@ def sidebar(bundle: ModelBundle, all_cases: list[Case]) -> Choices:
             "Explanations",
             list(METHODS),
             key="methods",
-            help="LIME and SHAP take tens of seconds on a CPU when not cached",
+            help=f"{slow_methods()} take tens of seconds on a CPU when not cached",
         )
         with st.expander("Method settings"):
             settings = method_settings(bundle, methods)

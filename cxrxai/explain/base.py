@@ -174,6 +174,9 @@ class Explainer(ABC):
     description: ClassVar[str]
     needs_gradients: ClassVar[bool]
     stochastic: ClassVar[bool] = False
+    # Tens of seconds per radiograph on a CPU at its defaults: the dashboard computes the
+    # demo cases' maps of such methods in the background when its server starts.
+    slow_on_cpu: ClassVar[bool] = False
 
     settings: ClassVar[tuple[Setting, ...]] = ()
 

@@ -114,6 +114,7 @@ class LimeExplainer(Explainer):
     description = "LIME: sparse linear surrogate over superpixels (lime package)"
     needs_gradients = False
     stochastic = True
+    slow_on_cpu = True
     settings = (
         Setting("n_samples", int, 1000, "perturbed images LIME evaluates", minimum=10),
         Setting("segmentation", str, "quickshift", "superpixel algorithm", choices=SEGMENTERS),
@@ -209,6 +210,7 @@ class ShapPartitionExplainer(Explainer):
     name = "shap"
     description = "SHAP Partition explainer with an image masker (blur or inpaint)"
     needs_gradients = False
+    slow_on_cpu = True
     settings = (
         Setting(
             "n_samples", int, 500, "model evaluations of SHAP's Partition explainer (at most)",
