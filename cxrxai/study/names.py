@@ -10,10 +10,14 @@ from confusable_homoglyphs import confusables
 
 def clean_name(name: str) -> str:
     """A name as shown: Unicode NFKC (full-width and compatibility forms folded),
-    invisible and control characters removed (zero-width spaces, direction marks),
-    whitespace collapsed."""
+    invisible and control characters removed (zero-width spaces, direction marks), any
+    whitespace (tabs, line breaks) a single space."""
     text = unicodedata.normalize("NFKC", name if isinstance(name, str) else "")
-    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cf", "Cc", "Co"))
+    text = "".join(
+        " " if ch.isspace() else ch
+        for ch in text
+        if ch.isspace() or unicodedata.category(ch) not in ("Cf", "Cc", "Co")
+    )  # a tab or line break between words is a space, not nothing
     return " ".join(text.split())
 
 
