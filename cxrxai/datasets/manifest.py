@@ -188,7 +188,8 @@ def _load_json(path: Path, places: _Places) -> list[Case]:
 def _labels(given: Any, annotations: list[Annotation]) -> list[str]:
     if isinstance(given, str):
         given = [s for s in given.split(LABEL_SEPARATOR)]
-    labels = [str(s).strip() for s in (given or []) if str(s).strip()]
+    # once each: a CSV manifest repeats an image's labels on each of its boxes' rows
+    labels = list(dict.fromkeys(str(s).strip() for s in (given or []) if str(s).strip()))
     for annotation in annotations:
         if annotation.role == "finding" and annotation.label not in labels:
             labels.append(annotation.label)
