@@ -71,9 +71,10 @@ def send_to_pacs(
     within_lungs: bool,
     empty: str,
     overlays: bool,
+    parametric_maps: bool = False,
 ) -> int:
     """The Review page's maps of the DICOM image at ``path`` as SR, SEG, GSPS (and
-    overlays) on its study; how many objects were sent."""
+    overlays, Parametric Maps) on its study; how many objects were sent."""
     from cxrxai.evaluation.dicom_results import algorithm, explained_result
     from cxrxai.pacs.objects import send_results
 
@@ -83,6 +84,6 @@ def send_to_pacs(
     source = _source(url.strip())
     try:
         pixels = image.pixels if overlays else None
-        return send_results(source, path, result, algorithm(bundle), pixels)
+        return send_results(source, path, result, algorithm(bundle), pixels, parametric_maps)
     finally:
         source.close()

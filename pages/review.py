@@ -513,6 +513,10 @@ def pacs_section(bundle: ModelBundle, choices: Choices, shown: Shown, heatmaps: 
             "PACS address", value=st.session_state.get("pacs_address", ""), key="send-pacs-url"
         )
         overlays = st.checkbox("Also Secondary Capture overlays (NOT FOR DIAGNOSIS)")
+        parametric = st.checkbox(
+            "Also float Parametric Maps (research: not conformant)",
+            help="a radiograph has no frame of reference: one is invented (docs/dicom.md)",
+        )
         if st.button("Send to PACS", disabled=not pacs_address, key="send-pacs"):
             lungs = shown.lungs
             try:
@@ -529,6 +533,7 @@ def pacs_section(bundle: ModelBundle, choices: Choices, shown: Shown, heatmaps: 
                         choices.within_lungs and lungs is not None,
                         choices.empty,
                         overlays,
+                        parametric,
                     )
             except CxrxaiError as exc:
                 st.error(plain(str(exc)))

@@ -66,6 +66,13 @@ def add_to_pacs(parser: argparse.ArgumentParser) -> None:
         help="with --to-pacs: also a Secondary Capture overlay per map (NOT FOR DIAGNOSIS)",
     )
     group.add_argument(
+        "--parametric-maps",
+        action="store_true",
+        help="with --to-pacs: also a float Parametric Map per map - a research option, not "
+        "conformant: a radiograph has no frame of reference, so one is invented "
+        "(docs/dicom.md)",
+    )
+    group.add_argument(
         "--region",
         default="top-percent:10",
         help="with --to-pacs: the region setting MODE[:VALUE] whose boxes and metrics are "
@@ -136,6 +143,15 @@ def parse_region(text: str) -> tuple[str, float]:
 
 def check_to_pacs(args: argparse.Namespace) -> None:
     """``--to-pacs`` and ``--region`` checked before any work (the sending comes last)."""
+    extras = [
+        f"--{n.replace('_', '-')}"
+        for n in ("overlays", "parametric_maps")
+        if getattr(args, n, False)
+    ]
+    if extras and not getattr(args, "to_pacs", None):
+        raise CxrxaiError(
+            f"{' and '.join(extras)} go with --to-pacs URL (what to send with the results)."
+        )
     if getattr(args, "to_pacs", None):
         from cxrxai.pacs.address import parse_address
 
@@ -154,6 +170,7 @@ class ResultSender:
         self.source = open_pacs(args, args.to_pacs)
         self.region = parse_region(args.region)
         self.overlays = args.overlays
+        self.parametric_maps = args.parametric_maps
         self.algorithm = algorithm(bundle)
         self.bundle = bundle
         self.sent = 0
@@ -182,7 +199,9 @@ class ResultSender:
         from cxrxai.pacs.objects import send_results
 
         pixels = image.pixels if self.overlays else None
-        count = send_results(self.source, path, result, self.algorithm, pixels)
+        count = send_results(
+            self.source, path, result, self.algorithm, pixels, self.parametric_maps
+        )
         self.sent += count
         return count
 

@@ -144,3 +144,32 @@ def test_the_source_is_fixed_in_one_place_and_maps_must_fit_it(rg1_files):
     )
     with pytest.raises(CxrxaiError, match="resample them to the source"):
         result_objects(source, small, ALGORITHM)
+
+
+def test_parametric_maps_keep_float_values_and_say_they_are_research(rg1_files, tmp_path, dciodvfy):
+    """The research option: one float Parametric Map per map, its values the map's own
+    (signed, unquantised), its invented frame of reference said in its descriptions;
+    dciodvfy finds no error. Accepted warning (docs/dicom.md): dicom3tools' dictionary
+    does not know Image/Frame Type value 4 QUANTITY, which highdicom writes."""
+    source = pydicom.dcmread(rg1_files["RG1_UNCR"])
+    result = case_result(int(source.Rows), int(source.Columns))
+    objects = result_objects(source, result, ALGORITHM, parametric_maps=True)
+    maps = [o for o in objects if o.SOPClassUID.name == "Parametric Map Storage"]
+    assert len(maps) == len(result.maps) == 2
+    assert len({o.SeriesInstanceUID for o in maps}) == 1
+    for number, (obj, m) in enumerate(zip(maps, result.maps, strict=True), start=1):
+        path = tmp_path / f"pm-{number}.dcm"
+        obj.save_as(path, enforce_file_format=True)
+        errors, warnings = dciodvfy(path)
+        assert errors == [], errors
+        assert [w for w in warnings if "<QUANTITY>" not in w] == [], warnings
+        back = pydicom.dcmread(path)
+        assert back.StudyInstanceUID == source.StudyInstanceUID
+        assert source.SOPInstanceUID in str(back)
+        assert "RESEARCH" in back.ContentDescription and "RESEARCH" in back.SeriesDescription
+        assert back.ManufacturerModelName == ALGORITHM.model_name
+        values = back.pixel_array.astype(np.float32)
+        np.testing.assert_array_equal(values, m.values)  # float32, not 1/255 steps
+        assert values.min() == -2.0 * (3.0 if m.method == "lrp" else 1.0)  # the sign kept
+    without = result_objects(source, result, ALGORITHM)
+    assert not [o for o in without if o.SOPClassUID.name == "Parametric Map Storage"]
