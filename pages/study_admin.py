@@ -53,16 +53,25 @@ def first_start(db, session: str) -> None:
             if first != second:
                 st.error("The two passwords differ.")
             else:
-                try:
+
+                def set_and_sign_in():  # signed in at once
                     service.set_admin_password_with_code(db, setup_code, first, session)
-                    # signed in already; the session keeps a token, never the password
-                    token = service.sign_in_admin(db, first, session)
-                except service.StudyError as exc:
-                    st.error(plain(str(exc)))
-                else:
-                    st.session_state["admin_token"] = token
-                    st.rerun()
+                    return service.sign_in_admin(db, first, session)
+
+                _keep_sign_in(set_and_sign_in)
     st.stop()
+
+
+def _keep_sign_in(sign_in) -> None:
+    """Sign in (``sign_in()`` gives the token) and rerun signed in, or say why not. The
+    session keeps the token, never the password."""
+    try:
+        token = sign_in()
+    except service.StudyError as exc:
+        st.error(plain(str(exc)))
+    else:
+        st.session_state["admin_token"] = token
+        st.rerun()
 
 
 def admin_token(db, session: str):  # -> service.AdminToken, or the page stops
@@ -79,13 +88,7 @@ def admin_token(db, session: str):  # -> service.AdminToken, or the page stops
         with st.form("admin-login"):
             password = st.text_input("Admin password", type="password")
             if st.form_submit_button("Sign in"):
-                try:
-                    token = service.sign_in_admin(db, password, session)
-                except service.StudyError as exc:
-                    st.error(plain(str(exc)))
-                else:
-                    st.session_state["admin_token"] = token
-                    st.rerun()
+                _keep_sign_in(lambda: service.sign_in_admin(db, password, session))
         st.stop()
     return token
 
