@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 
+import numpy as np
 import pytest
 
 from cxrxai.evaluation import browse, store
@@ -215,3 +216,49 @@ def test_comparisons_on_arrays_equal_those_of_the_sql_rows(tmp_path):
         for frame in (read, kept):
             got = browse.compared_methods(db, filters, frame=frame)
             assert repr(got) == repr(expected), filters  # repr: NaN equals NaN
+
+
+def test_the_page_s_numbers_equal_the_references_on_a_real_evaluation(covid_root, tmp_path):
+    """A real evaluation (COVID-QU-Ex Val, both classes, Grad-CAM and Grad-CAM++ on the
+    demo model): the Cases page's comparisons from its arrays - read from SQL and kept in
+    the database - equal the dict-loop reference over the SQL rows for each prediction
+    filter, and the box plot has Plotly Express's traces."""
+    import plotly.express as px
+
+    from cxrxai.checkpoint import load_checkpoint
+    from cxrxai.datasets.covidqu import load_covid_qu_ex
+    from cxrxai.environment import DEMO_CHECKPOINT
+    from cxrxai.evaluation import summaries
+    from cxrxai.evaluation.evaluate import evaluate_cases
+    from cxrxai.evaluation.figures import box_by_class
+
+    val = load_covid_qu_ex(covid_root / "Val")
+    cases = [c for c in val if c.labels == ["COVID-19"]][:4]
+    cases += [c for c in val if c.labels != ["COVID-19"]][:3]
+    db = store.open_results(tmp_path / "real.sqlite")
+    evaluate_cases(
+        load_checkpoint(DEMO_CHECKPOINT, device="cpu"), cases, ["gradcam", "gradcam++"], db
+    )
+    summaries.refresh(db)
+    kept = summaries.setting_frame(db, *summaries.DEFAULT_SETTING)
+    read = browse.setting_frame(db, *summaries.DEFAULT_SETTING)
+    assert kept.records() == read.records() and len(read) >= 8
+    for correct in (None, True, False):
+        filters = browse.Filters(*summaries.DEFAULT_SETTING, correct=correct)
+        expected = comparison_table(
+            paired_comparisons(_sql_rows(db, browse.comparison_filters(filters)))
+        )
+        for frame in (read, kept):
+            got = browse.compared_methods(db, filters, frame=frame)
+            assert repr(got) == repr(expected), correct
+    stored = summaries.comparison(db, *summaries.DEFAULT_SETTING, "iou", kept)
+    assert repr(stored) == repr(
+        comparison_table(paired_comparisons(_sql_rows(db, browse.Filters())))
+    )
+    scored = read.take(~np.isnan(read.numbers("iou")))
+    ours = box_by_class(scored)
+    columns = {c: scored.column(c).tolist() for c in ("target", "iou", "method")}
+    theirs = px.box(columns, x="target", y="iou", color="method", points="outliers")
+    for mine, reference in zip(ours.data, theirs.data, strict=True):
+        assert mine.name == reference.name and list(mine.x) == list(reference.x)
+        assert np.array_equal(np.asarray(mine.y, float), np.asarray(reference.y, float))
