@@ -16,8 +16,9 @@ through_the_router()
 st.title("PACS")
 st.caption(
     "Search a PACS by DICOMweb (http(s)://host:port/dicom-web) or DIMSE "
-    "(dicom://AET@host:port). Credentials come from the server's environment "
-    "($CXRXAI_PACS_USER / $CXRXAI_PACS_PASSWORD or $CXRXAI_PACS_TOKEN), never from this "
+    "(dicom://AET@host:port; dicoms:// over DICOM TLS). Credentials and certificates come "
+    "from the server's environment ($CXRXAI_PACS_USER / $CXRXAI_PACS_PASSWORD or "
+    "$CXRXAI_PACS_TOKEN; $CXRXAI_PACS_CA_BUNDLE, $CXRXAI_PACS_CLIENT_CERT), never from this "
     "page. Only UIDs, modality and size are shown; patient identifiers stay in the images."
 )
 url = st.text_input(

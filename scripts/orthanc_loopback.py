@@ -13,7 +13,7 @@ recipe can all start Orthanc the same way.
 Usage::
 
     python scripts/orthanc_loopback.py --storage DIR [--http-port 8042] [--dicom-port 4242]
-        [--user NAME:PASSWORD] [--aet ORTHANC] [--web-viewer]
+        [--user NAME:PASSWORD] [--aet ORTHANC] [--web-viewer] [--dicom-tls CERT KEY CA]
 
 It prints one JSON line ``{"http": PORT, "dicom": PORT}`` when Orthanc answers, and stops
 Orthanc when it gets SIGTERM / SIGINT or its stdin closes (``--until-stdin-closes``).
@@ -117,7 +117,13 @@ def _relay(listener: socket.socket, inner_port: int) -> None:
             threading.Thread(target=_pump, args=(a, b), daemon=True).start()
 
 
-def _config(storage: Path, aet: str, user: str | None, web_viewer: bool = False) -> dict:
+def _config(
+    storage: Path,
+    aet: str,
+    user: str | None,
+    web_viewer: bool = False,
+    tls: tuple[Path, Path, Path] | None = None,
+) -> dict:
     config: dict = {
         "Name": "cxrxai-loopback",
         "StorageDirectory": str(storage / "db"),
@@ -143,6 +149,13 @@ def _config(storage: Path, aet: str, user: str | None, web_viewer: bool = False)
         name, _, password = user.partition(":")
         config["AuthenticationEnabled"] = True
         config["RegisteredUsers"] = {name: password}
+    if tls:  # DICOM TLS on the DIMSE port; callers must show a certificate the CA signed
+        certificate, key, trusted = tls
+        config["DicomTlsEnabled"] = True
+        config["DicomTlsCertificate"] = str(certificate)
+        config["DicomTlsPrivateKey"] = str(key)
+        config["DicomTlsTrustedCertificates"] = str(trusted)
+        config["DicomTlsRemoteCertificateRequired"] = True
     return config
 
 
@@ -172,6 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--web-viewer", action="store_true", help="load orthanc-webviewer's plugin too"
     )
+    parser.add_argument(
+        "--dicom-tls",
+        nargs=3,
+        type=Path,
+        metavar=("CERT", "KEY", "CA"),
+        help="DICOM TLS on the DIMSE port: Orthanc's certificate and key (PEM), and the CA "
+        "whose certificates callers must show",
+    )
     args = parser.parse_args(argv)
     orthanc = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
     if not os.access(orthanc, os.X_OK):
@@ -182,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     _loopback_up()
     args.storage.mkdir(parents=True, exist_ok=True)
     config = args.storage / "orthanc.json"
-    settings = _config(args.storage, args.aet, args.user, args.web_viewer)
+    tls = tuple(p.resolve() for p in args.dicom_tls) if args.dicom_tls else None
+    settings = _config(args.storage, args.aet, args.user, args.web_viewer, tls)
     config.write_text(json.dumps(settings, indent=1))
     log = (args.storage / "orthanc.log").open("ab")
     # Orthanc dies with this launcher even if it is killed outright (SIGKILL cannot be

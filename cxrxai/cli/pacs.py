@@ -29,8 +29,8 @@ def add_pacs_source(parser: argparse.ArgumentParser, dataset: bool = True) -> No
         "--url",
         default=None,
         help="the PACS: http(s)://host:port/dicom-web (DICOMweb) or dicom://AET@host:port "
-        "(DIMSE); credentials from $CXRXAI_PACS_USER/$CXRXAI_PACS_PASSWORD, "
-        "$CXRXAI_PACS_TOKEN or --pacs-credentials, never in the URL",
+        "(DIMSE; dicoms:// over DICOM TLS); credentials from $CXRXAI_PACS_USER/"
+        "$CXRXAI_PACS_PASSWORD, $CXRXAI_PACS_TOKEN or --pacs-credentials, never in the URL",
     )
     group.add_argument("--study", default=None, help="a Study Instance UID")
     group.add_argument("--accession", default=None, help="an accession number")

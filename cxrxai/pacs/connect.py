@@ -23,4 +23,4 @@ def open_source(
         return DicomWebSource(address, credentials, timeout, attempts)
     from cxrxai.pacs.dimse import DimseSource
 
-    return DimseSource(address, timeout, attempts)
+    return DimseSource(address, timeout, attempts, credentials)

@@ -3,6 +3,8 @@ PACS needs no route back to cxrxai), C-STORE to store, through pynetdicom."""
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -27,7 +29,7 @@ from pynetdicom.sop_class import (
 from pynetdicom.status import code_to_category
 
 from cxrxai.errors import PacsError
-from cxrxai.pacs.address import PacsAddress
+from cxrxai.pacs.address import CA_ENV, CLIENT_CERT_ENV, Credentials, PacsAddress
 from cxrxai.pacs.source import FOUND_KEYWORDS, InstanceRef, Query, instance_ref
 
 RADIOGRAPH_STORAGE = (
@@ -61,10 +63,17 @@ SUCCESS, OUT_OF_RESOURCES = 0x0000, 0xA700
 class DimseSource:
     """A DIMSE service (``address.kind == "dimse"``): one association per operation."""
 
-    def __init__(self, address: PacsAddress, timeout: float, attempts: int) -> None:
+    def __init__(
+        self,
+        address: PacsAddress,
+        timeout: float,
+        attempts: int,
+        credentials: Credentials | None = None,
+    ) -> None:
         self.address = address
         self._timeout = timeout
         self._attempts = max(attempts, 1)
+        self._tls = _tls_context(address, credentials or Credentials()) if address.tls else None
 
     def find(self, query: Query) -> list[InstanceRef]:
         studies = [query.study_uid] if query.study_uid else []
@@ -164,14 +173,18 @@ class DimseSource:
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self._timeout
         ae.connection_timeout = min(self._timeout, 10)
         for _attempt in range(self._attempts):
-            assoc = ae.associate(
-                self.address.host,
-                self.address.port,
-                contexts=contexts,
-                ae_title=self.address.called_aet,
-                ext_neg=roles or None,
-                evt_handlers=handlers or None,
-            )
+            try:
+                assoc = ae.associate(
+                    self.address.host,
+                    self.address.port,
+                    contexts=contexts,
+                    ae_title=self.address.called_aet,
+                    ext_neg=roles or None,
+                    evt_handlers=handlers or None,
+                    tls_args=(self._tls, self.address.host) if self._tls else None,
+                )
+            except ssl.SSLError as exc:  # pynetdicom lets some handshake failures through
+                raise PacsError(self._tls_refused(exc)) from exc
             if assoc.is_established:
                 break
             if assoc.is_rejected:  # a firm no: another try cannot help
@@ -180,14 +193,56 @@ class DimseSource:
                     f"called {self.address.called_aet}, calling {self.address.calling_aet})."
                 )
         else:
+            if self._tls and (why := self._tls_trouble()):
+                raise PacsError(why)
             raise PacsError(
                 f"{self._shown} cannot be reached ({self._attempts} attempts): is it running, "
                 "and are the host, port and AE title right?"
+                + ("" if self._tls else " A PACS that speaks DICOM TLS takes dicoms://.")
             )
         try:
             yield assoc
         finally:
             assoc.release()
+
+    def _tls_trouble(self) -> str | None:
+        """Why a DICOM TLS association failed, found by a handshake of our own (pynetdicom
+        only logs it): None when the handshake and a first read go through."""
+        assert self._tls is not None
+        try:
+            with (
+                socket.create_connection(
+                    (self.address.host, self.address.port), timeout=min(self._timeout, 10)
+                ) as raw,
+                self._tls.wrap_socket(raw, server_hostname=self.address.host) as tls,
+            ):
+                tls.settimeout(2)
+                try:
+                    tls.recv(1)  # a peer that wanted our certificate says so now (TLS 1.3)
+                except TimeoutError:
+                    pass  # it waits for us: the handshake was not the trouble
+                return None
+        except ssl.SSLCertVerificationError as exc:
+            return (
+                f"{self._shown}'s certificate is not trusted ({exc.verify_message}): give its "
+                f"CA in ${CA_ENV} (a PEM file)."
+            )
+        except ssl.SSLError as exc:
+            if "CERTIFICATE_REQUIRED" in str(exc) or "HANDSHAKE_FAILURE" in str(exc):
+                return (
+                    f"{self._shown} asks for cxrxai's certificate: set ${CLIENT_CERT_ENV} and "
+                    "$CXRXAI_PACS_CLIENT_KEY (PEM files) to one its CA signed."
+                )
+            return self._tls_refused(exc)
+        except OSError:
+            return None  # not even TCP: the general message says it
+
+    def _tls_refused(self, exc: ssl.SSLError) -> str:
+        return (
+            f"{self._shown} refused the DICOM TLS handshake ({exc.reason or exc}): its "
+            f"certificate must come from the CA in ${CA_ENV}, and it may want cxrxai's "
+            f"(${CLIENT_CERT_ENV} and its key)."
+        )
 
     def _check_status(self, status: Dataset, what: str, pending_ok: bool = False) -> None:
         if not status or "Status" not in status:
@@ -205,3 +260,22 @@ def _identifier(level: str, **values: str | None) -> Dataset:
     for keyword, value in values.items():
         setattr(identifier, keyword, value)
     return identifier
+
+
+def _tls_context(address: PacsAddress, credentials: Credentials) -> ssl.SSLContext:
+    """DICOM TLS as a browser does HTTPS: the peer's certificate checked against the
+    system's CAs or $CXRXAI_PACS_CA_BUNDLE, its name against the address's host; cxrxai's
+    own certificate shown when one is given (most PACS ask for one)."""
+    try:
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH,
+            cafile=str(credentials.ca_bundle) if credentials.ca_bundle else None,
+        )
+        if credentials.client_cert and credentials.client_key:
+            context.load_cert_chain(credentials.client_cert, credentials.client_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise PacsError(
+            f"The certificates for {address} cannot be read ({exc}); ${CA_ENV} names a PEM "
+            f"file of CA certificates, ${CLIENT_CERT_ENV} and its key PEM files."
+        ) from exc
+    return context

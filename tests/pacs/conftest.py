@@ -45,7 +45,9 @@ class Orthanc:
         return f"dicom://ORTHANC@127.0.0.1:{self.dicom}"
 
 
-def start_orthanc(storage: Path, user: str | None = None) -> tuple[Orthanc, subprocess.Popen]:
+def start_orthanc(
+    storage: Path, user: str | None = None, tls: tuple[Path, Path, Path] | None = None
+) -> tuple[Orthanc, subprocess.Popen]:
     try:
         import dicomweb_client  # noqa: F401
         import highdicom  # noqa: F401
@@ -61,6 +63,8 @@ def start_orthanc(storage: Path, user: str | None = None) -> tuple[Orthanc, subp
     command = [sys.executable, str(LAUNCHER), "--storage", str(storage), "--until-stdin-closes"]
     if user:
         command += ["--user", user]
+    if tls:
+        command += ["--dicom-tls", *map(str, tls)]
     process = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -91,6 +95,80 @@ def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
 @pytest.fixture(scope="session")
 def orthanc_with_auth(tmp_path_factory) -> Iterator[Orthanc]:
     server, process = start_orthanc(tmp_path_factory.mktemp("orthanc-auth"), "reader:s3cret-pw")
+    yield server
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory) -> dict[str, Path]:
+    """A private CA and the certificates it signed for Orthanc and for cxrxai (PEM, for
+    127.0.0.1), made by openssl."""
+    if shutil.which("openssl") is None:
+        _missing("openssl missing: it makes the DICOM TLS tests' certificates")
+    folder = tmp_path_factory.mktemp("tls")
+    files = {name: folder / name for name in ("ca.pem", "ca.key")}
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=cxrxai test CA",
+        "-keyout",
+        str(files["ca.key"]),
+        "-out",
+        str(files["ca.pem"]),
+    )
+    extension = folder / "san.cnf"
+    extension.write_text("subjectAltName=IP:127.0.0.1\n")
+    for who in ("orthanc", "cxrxai"):
+        key, request, cert = (folder / f"{who}.{x}" for x in ("key", "csr", "pem"))
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(request),
+        )
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(request),
+            "-CA",
+            str(files["ca.pem"]),
+            "-CAkey",
+            str(files["ca.key"]),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(extension),
+            "-out",
+            str(cert),
+        )
+        files[f"{who}.pem"], files[f"{who}.key"] = cert, key
+    return files  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def orthanc_tls(tmp_path_factory, tls_files) -> Iterator[Orthanc]:
+    """An Orthanc whose DIMSE port speaks DICOM TLS only and asks callers for a
+    certificate the test CA signed (its DICOMweb stays plain HTTP, on loopback)."""
+    tls = (tls_files["orthanc.pem"], tls_files["orthanc.key"], tls_files["ca.pem"])
+    server, process = start_orthanc(tmp_path_factory.mktemp("orthanc-tls"), tls=tls)
     yield server
     stop(process)
 
