@@ -113,6 +113,7 @@ def main() -> int:
     from dicomweb_client.api import DICOMwebClient
     from playwright.sync_api import sync_playwright
     from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
 
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as temp:
@@ -132,6 +133,21 @@ def main() -> int:
                  "--out", str(Path(temp) / "maps"), "--to-pacs", web, "--overlays"],
                 check=True, cwd=REPO,
             )  # fmt: skip
+            # the same CR without its PixelSpacing of 0\0, on a study of its own: OHIF draws
+            # nothing of an image whose pixel spacing is 0 (docs/dicom.md)
+            spaced = pydicom.dcmread(cr)
+            del spaced.PixelSpacing
+            for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+                setattr(spaced, keyword, generate_uid())
+            spaced.file_meta.MediaStorageSOPInstanceUID = spaced.SOPInstanceUID
+            spaced_file = Path(temp) / "cr-without-zero-spacing.dcm"
+            spaced.save_as(spaced_file)
+            DICOMwebClient(web).store_instances([spaced])
+            subprocess.run(
+                [sys.executable, "-m", "cxrxai", "explain", str(spaced_file), "--methods",
+                 "gradcam", "--out", str(Path(temp) / "maps"), "--to-pacs", web, "--overlays"],
+                check=True, cwd=REPO,
+            )  # fmt: skip
             client = DICOMwebClient(web)
             series = {
                 s["00080060"]["Value"][0]: s["0020000E"]["Value"][0]
@@ -145,6 +161,8 @@ def main() -> int:
                 "dicom-ohif-study.jpg": f"{ohif}/viewer?StudyInstanceUIDs={study}",
                 "dicom-ohif-capture.jpg": f"{ohif}/viewer?StudyInstanceUIDs={study}"
                 f"&SeriesInstanceUIDs={series['OT']}",
+                "dicom-ohif-cr-without-zero-spacing.jpg": f"{ohif}/viewer?StudyInstanceUIDs="
+                f"{spaced.StudyInstanceUID}",
             }
             for modality, name in (("CR", "dicom-orthanc-webviewer-cr.jpg"),
                                    ("OT", "dicom-orthanc-webviewer-capture.jpg")):  # fmt: skip
