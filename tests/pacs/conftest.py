@@ -99,6 +99,15 @@ def orthanc_with_auth(tmp_path_factory) -> Iterator[Orthanc]:
     stop(process)
 
 
+@pytest.fixture
+def own_orthanc(tmp_path) -> Iterator[Orthanc]:
+    """An Orthanc for one test alone (it starts in about 0.1 s): what it stores is seen by
+    no other test's searches."""
+    server, process = start_orthanc(tmp_path / "own-orthanc")
+    yield server
+    stop(process)
+
+
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory) -> dict[str, Path]:
     """A private CA and the certificates it signed for Orthanc and for cxrxai (PEM, for
