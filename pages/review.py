@@ -3,6 +3,7 @@ localisation metrics, a radiologist's own box, and the deletion curve on demand.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,8 +110,9 @@ class Shown:
     target_label: str = ""
     target: int = 0
 
-    @property
+    @functools.cached_property
     def lungs(self) -> np.ndarray | None:
+        """The lung fields as a mask, rasterised once per run (every panel scores with it)."""
         if self.lung_outline is None:
             return None
         return self.lung_outline.to_mask(self.image.pixels.shape)
@@ -412,10 +414,10 @@ def case_column(bundle: ModelBundle, choices: Choices, shown: Shown, colours: di
 
 def explanation_panel(
     bundle: ModelBundle, choices: Choices, shown: Shown, method: str, colours: dict
-) -> tuple[Any, np.ndarray, dict | None] | None:
+) -> tuple[Any, np.ndarray, np.ndarray, dict | None] | None:
     """One method's panel: the map over the image, its region, its shares and metrics;
-    (the heatmap, its region, the metrics row when the label has a truth), None when the
-    map could not be made (the error is shown)."""
+    (the heatmap, its values as NumPy, its region, the metrics row when the label has a
+    truth), None when the map could not be made (the error is shown)."""
     image, settings, lungs = shown.image, choices.settings, shown.lungs
     spacing = image.meta.pixel_spacing_mm
     unit = "mm" if spacing else "px"
@@ -497,7 +499,7 @@ def explanation_panel(
         with st.spinner("Re-predicting perturbed images…"):
             curves = deletion_insertion(bundle, image.pixels, heatmap.values, shown.target)
         st.plotly_chart(deletion_insertion_chart(curves, shown.target_label), width="stretch")
-    return heatmap, region, metrics
+    return heatmap, values, region, metrics
 
 
 def pacs_section(bundle: ModelBundle, choices: Choices, shown: Shown, heatmaps: list) -> None:
@@ -628,8 +630,7 @@ def main() -> None:
         with panel:
             made = explanation_panel(bundle, choices, shown, method, colours)
         if made is not None:
-            heatmap, regions[method], metrics = made
-            maps[method] = heatmap.numpy()
+            heatmap, maps[method], regions[method], metrics = made  # values made once
             heatmaps.append(heatmap)
             if metrics is not None:
                 case_metrics.append(metrics)
