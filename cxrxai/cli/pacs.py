@@ -149,8 +149,9 @@ def check_to_pacs(args: argparse.Namespace) -> None:
         if getattr(args, n, False)
     ]
     if extras and not getattr(args, "to_pacs", None):
+        verb = "go" if len(extras) > 1 else "goes"
         raise CxrxaiError(
-            f"{' and '.join(extras)} go with --to-pacs URL (what to send with the results)."
+            f"{' and '.join(extras)} {verb} with --to-pacs URL (what to send with the results)."
         )
     if getattr(args, "to_pacs", None):
         from cxrxai.pacs.address import parse_address

@@ -147,7 +147,7 @@ def test_what_goes_with_to_pacs_needs_it(tmp_path, capsys):
     for extra in ("--overlays", "--parametric-maps"):
         args = ["explain", "--dataset", "pacs", "--url", "http://127.0.0.1:9/dicom-web"]
         assert main([*args, "--study", STUDY, "--out", str(tmp_path), extra]) == 2
-        assert f"{extra} go with --to-pacs URL" in capsys.readouterr().err
+        assert f"{extra} goes with --to-pacs URL" in capsys.readouterr().err
 
 
 def test_credentials_in_an_address_are_refused(capsys):
