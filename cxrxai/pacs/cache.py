@@ -34,8 +34,14 @@ class InstanceCache:
 
     def __init__(self, root: Path | None = None, limit_bytes: int | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir() / "pacs"
-        self.limit_bytes = pacs_cache_bytes() if limit_bytes is None else limit_bytes
+        self._limit_bytes = limit_bytes
         self._in_use: set[Path] = set()  # fetched or read by this object: never evicted
+
+    @property
+    def limit_bytes(self) -> int:
+        """The most the folder may hold ($CXRXAI_PACS_CACHE_MB unless given): read when
+        needed, so that reading cached cases never depends on it."""
+        return pacs_cache_bytes() if self._limit_bytes is None else self._limit_bytes
 
     def path(self, ref: InstanceRef) -> Path:
         # UIDs are digits and dots (checked in InstanceRef's making): safe as names.
@@ -48,6 +54,7 @@ class InstanceCache:
             return path
         label = f"{source.address} instance {ref.sop_uid}"
         check_radiograph(ref, label)
+        _ = self.limit_bytes  # a bad $CXRXAI_PACS_CACHE_MB is said before any fetch
         limit = max_image_side()
         data = source.fetch(ref, max_file_bytes(limit))
         if _sop_uid(data) != ref.sop_uid:
@@ -63,6 +70,7 @@ class InstanceCache:
         path = self.root / ref.study_uid / OBJECTS / f"{ref.sop_uid}.dcm"
         if self._kept(path, ref):
             return path
+        _ = self.limit_bytes  # a bad $CXRXAI_PACS_CACHE_MB is said before any fetch
         data = source.fetch(ref, max_file_bytes(max_image_side()))
         if _sop_uid(data) != ref.sop_uid:
             raise PacsError(f"{source.address} sent another instance than {ref.sop_uid}.")
@@ -98,10 +106,11 @@ class InstanceCache:
     def _evict(self) -> None:
         """Remove the files used longest ago until the cache is within its limit, sparing
         those in use by this object."""
+        limit = self.limit_bytes
         files = sorted(_files(self.root), key=lambda entry: entry[1])  # oldest use first
         total = sum(size for _, _, size in files)
         for path, _, size in files:
-            if total <= self.limit_bytes:
+            if total <= limit:
                 break
             if path not in self._in_use:
                 path.unlink(missing_ok=True)
