@@ -118,8 +118,8 @@ class Shown:
         return self.lung_outline.to_mask(self.image.pixels.shape)
 
 
-def header(bundle: ModelBundle) -> list[Case]:
-    """The title, the ways in, and the cases to review (with what is wrong with them)."""
+def title() -> None:
+    """The title and the ways in (shown even when the model cannot be loaded)."""
     st.title("Case review")
     intro, *starts = st.columns([4, 1, 1, 1])
     intro.markdown(
@@ -131,6 +131,10 @@ def header(bundle: ModelBundle) -> list[Case]:
         "pages/cases.py", label="Browse the evaluation", icon=":material/table_view:"
     )
     starts[2].page_link("pages/study_admin.py", label="Run a study", icon=":material/how_to_vote:")
+
+
+def demo_cases(bundle: ModelBundle) -> list[Case]:
+    """The cases to review, with what is wrong with them said."""
     root = data_root()
     # Demo cases the loaded model can score (a label among its outputs), or unlabelled ones.
     extra = st.session_state.get("extra_cases", [])
@@ -603,8 +607,9 @@ def sanity_section(bundle: ModelBundle, choices: Choices, shown: Shown, methods:
 
 def main() -> None:
     through_the_router()
+    title()
     bundle = require_bundle()
-    choices = sidebar(bundle, header(bundle))
+    choices = sidebar(bundle, demo_cases(bundle))
     shown = open_image(bundle, choices)
     choose_target(bundle, choices, shown)
     methods = choices.methods
