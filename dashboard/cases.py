@@ -7,13 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-
-def _versions(path) -> tuple[int, ...]:
-    """Modification times of a database and its WAL: part of a cache key, so a cached
-    answer is recomputed once the database changes."""
-    return tuple(
-        p.stat().st_mtime_ns for p in (path, path.with_name(path.name + "-wal")) if p.exists()
-    )
+from dashboard.shared import file_versions as _versions
 
 
 def compared_methods(path, filters, metric: str) -> list[dict]:

@@ -125,6 +125,14 @@ def get_probabilities(_bundle: ModelBundle, weights_sha256: str, pixels) -> list
     return _bundle.predict_proba(pixels)[0].tolist()
 
 
+def file_versions(path) -> tuple[int, ...]:
+    """Modification times of a database and its WAL: part of a cache key, so a cached
+    answer is recomputed once the database changes."""
+    return tuple(
+        p.stat().st_mtime_ns for p in (path, path.with_name(path.name + "-wal")) if p.exists()
+    )
+
+
 def study_db():  # -> sqlite_utils.Database, one connection per browser session
     """The study database (``$CXRXAI_STUDY_DB``), connected once per session; a clear
     message on the page and a stop when it cannot be opened."""

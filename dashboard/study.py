@@ -1,5 +1,5 @@
 """The study pages' own resources: study cases by reference, the candidates' predictions, the
-MRMC analysis, the evaluation's picks and variants.
+study's findings, the evaluation's picks and variants.
 
 Only glue lives here: every computation is a ``cxrxai`` call.
 """
@@ -9,12 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 from cxrxai.cases import Case
-from cxrxai.environment import (
-    data_root,
-    results_path,
-)
+from cxrxai.environment import data_root, results_path
 from cxrxai.runner import ModelBundle
-from dashboard.shared import get_demo_cases, get_image
+from dashboard.shared import file_versions, get_demo_cases, get_image
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
@@ -42,13 +39,43 @@ def case_predictions(
     return with_predictions(_bundle, known, pixels_of)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def study_mrmc(study_id: int, last_rating_id: int, _rows: list) -> dict:
-    """The reader study's MRMC analysis (iMRMC's U-statistics), once per study and set of
-    ratings, not on every widget change of Study admin."""
-    from cxrxai.study.mrmc import reader_study
+ANALYSED = ("ratings", "first_reads", "reader_marks", "image_reads")  # what findings read
 
-    return reader_study(_rows)
+
+def study_findings(db, study: dict, rows: list):  # -> (ratings per method and class, findings)
+    """The Study admin page's analysis of ``rows`` (:mod:`cxrxai.study.findings`: MRMC,
+    agreement, bootstraps; trust versus IoU reads the whole results database), computed
+    once per state of the study and results databases, not on every widget change."""
+    results = results_path()
+    # what the analysis reads only grows: the newest row of each table tells its state
+    # (cheaper and finer than the file's modification time)
+    state = tuple(
+        db.execute(
+            "select " + ", ".join(f"(select max(rowid) from {t})" for t in ANALYSED)
+        ).fetchone()
+    )
+    return _study_findings(study["id"], state, str(results), file_versions(results), db, rows)
+
+
+@st.cache_data(show_spinner="Analysing the ratings…", max_entries=16)
+def _study_findings(
+    study_id: int,
+    study_state: tuple,
+    results: str,
+    results_versions: tuple[int, ...],
+    _db,
+    _rows: list,
+):
+    # the ids and file versions are the cache key; the connection and rows are not hashed
+    from pathlib import Path
+
+    from cxrxai.evaluation.browse import unit_values
+    from cxrxai.evaluation.store import open_results
+    from cxrxai.study.findings import findings, ratings_per
+
+    study = _db["studies"].get(study_id)
+    values = unit_values(open_results(results)) if Path(results).is_file() else None
+    return ratings_per(_rows), findings(_db, study, _rows, values)
 
 
 def show_findings(found: list) -> None:  # list[cxrxai.study.findings.Finding]

@@ -9,13 +9,10 @@ import plotly.express as px
 import streamlit as st
 
 from cxrxai.csvout import csv_text
-from cxrxai.environment import data_root, public_url, results_path
-from cxrxai.evaluation import browse
-from cxrxai.evaluation.store import open_results
+from cxrxai.environment import data_root, public_url
 from cxrxai.explain.registry import METHODS
 from cxrxai.render import plain
 from cxrxai.study import analysis, service
-from cxrxai.study.findings import findings, ratings_per
 from cxrxai.study.mrmc import IMRMC_FILE, imrmc_text
 from cxrxai.study.selection import largest_pick
 from dashboard.router import through_the_router
@@ -25,7 +22,7 @@ from dashboard.study import (
     evaluated_variants,
     evaluation_picks,
     show_findings,
-    study_mrmc,
+    study_findings,
 )
 
 
@@ -276,7 +273,7 @@ def findings_section(db, study: dict) -> None:
     if not rows:
         st.info("No ratings yet.")
         st.stop()
-    per_method, per_class = ratings_per(rows)
+    (per_method, per_class), found = study_findings(db, study, rows)
     st.subheader(per_method.title)
     st.dataframe(per_method.table, hide_index=True)
     score = st.selectbox("Score", service.SCORES)
@@ -286,10 +283,7 @@ def findings_section(db, study: dict) -> None:
     )
     st.subheader(per_class.title)
     st.dataframe(per_class.table, hide_index=True)
-    results_db = results_path()
-    unit_values = browse.unit_values(open_results(results_db)) if results_db.is_file() else None
-    mrmc = study_mrmc(study["id"], rows[-1]["id"], rows)
-    show_findings(findings(db, study, rows, unit_values, mrmc))
+    show_findings(found)
 
 
 def exports(db, study: dict) -> None:

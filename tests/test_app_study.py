@@ -146,6 +146,16 @@ def test_admin_first_start_login_and_create(monkeypatch, covid_root, tmp_path, c
         else:
             assert finding.title in [h.value for h in app.subheader]
             assert finding.text in [c.value for c in app.caption]
+    # a widget change redraws the findings without computing them again
+    import cxrxai.study.findings as findings_module
+
+    calls = []
+    original = findings_module.findings
+    monkeypatch.setattr(
+        findings_module, "findings", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    widget(app.selectbox, "Score").set_value(service.SCORES[-1]).run()
+    assert not app.exception and calls == []
     assert [b.label for b in app.get("download_button")] == [
         "Ratings (CSV)",
         "iMRMC input file",
