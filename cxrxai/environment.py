@@ -77,37 +77,31 @@ def model_folders() -> list[Path]:
 def max_image_side() -> int:
     """The largest image side (pixels) read: $CXRXAI_MAX_IMAGE_SIDE, else 5,000. Larger
     images are refused from their header, before any pixel is decoded."""
-    env = _from_env(MAX_SIDE_ENV_VAR)
-    if env is None:
-        return DEFAULT_MAX_IMAGE_SIDE
-    try:
-        value = int(env)
-    except ValueError:
-        value = 0
-    if value < 64:
-        raise CxrxaiError(
-            f"${MAX_SIDE_ENV_VAR} must be a whole number of pixels, at least 64 (got "
-            f"{env!r}); leave it unset for {DEFAULT_MAX_IMAGE_SIDE}."
-        )
-    return value
+    return _whole_number(MAX_SIDE_ENV_VAR, DEFAULT_MAX_IMAGE_SIDE, 64, "pixels")
 
 
 def pacs_cache_bytes() -> int:
     """How much the cache of instances fetched from a PACS may hold: $CXRXAI_PACS_CACHE_MB
     megabytes, else 2,048. They hold patient identifiers, so they are not kept forever."""
-    env = _from_env(PACS_CACHE_ENV_VAR)
+    return _whole_number(PACS_CACHE_ENV_VAR, DEFAULT_PACS_CACHE_MB, 1, "megabytes") << 20
+
+
+def _whole_number(name: str, default: int, minimum: int, unit: str) -> int:
+    """The whole number in $``name``, ``default`` when unset; a clear error naming the
+    variable for anything else or anything under ``minimum``."""
+    env = _from_env(name)
     if env is None:
-        return DEFAULT_PACS_CACHE_MB << 20
+        return default
     try:
         value = int(env)
     except ValueError:
-        value = 0
-    if value < 1:
+        value = minimum - 1
+    if value < minimum:
         raise CxrxaiError(
-            f"${PACS_CACHE_ENV_VAR} must be a whole number of megabytes, at least 1 (got "
-            f"{env!r}); leave it unset for {DEFAULT_PACS_CACHE_MB}."
+            f"${name} must be a whole number of {unit}, at least {minimum} (got {env!r}); "
+            f"leave it unset for {default}."
         )
-    return value << 20
+    return value
 
 
 def public_url() -> str | None:
