@@ -42,6 +42,9 @@ def bootstrap_mean(
     # in a second thread while the next block is drawn (both release the GIL): the stream
     # stays sequential, and the time is about halved on two cores.
     block = max(1, _BLOCK_VALUES // finite.size)
+    if block >= resamples:  # one block (a study's scores, a class's cases): no thread
+        means = _block_means(finite, rng.integers(0, finite.size, size=(resamples, finite.size)))
+        return _estimate(finite, means, confidence, missing)
     parts: list[np.ndarray] = []
     with ThreadPoolExecutor(1) as pool:
         pending: list[Future[np.ndarray]] = []
@@ -51,7 +54,10 @@ def bootstrap_mean(
             if len(pending) > 1:  # at most two blocks of indices alive
                 parts.append(pending.pop(0).result())
         parts += [p.result() for p in pending]
-    means = np.concatenate(parts)
+    return _estimate(finite, np.concatenate(parts), confidence, missing)
+
+
+def _estimate(finite: np.ndarray, means: np.ndarray, confidence: float, missing: int) -> Estimate:
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return Estimate(float(finite.mean()), float(low), float(high), int(finite.size), missing)
