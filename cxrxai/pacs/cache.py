@@ -119,10 +119,14 @@ class InstanceCache:
 
 
 def _files(root: Path) -> list[tuple[Path, float, int]]:
-    """(path, last use, size) of every cached instance under ``root``."""
+    """(path, last use, size) of every cached instance under ``root``; a link, or a file
+    reached through one, is not the cache's (eviction and --clear never follow one out)."""
     found = []
+    inside = root.resolve()
     for path in root.glob("*/**/*.dcm") if root.is_dir() else ():
         try:
+            if path.is_symlink() or not path.resolve().is_relative_to(inside):
+                continue
             info = path.stat()
         except FileNotFoundError:  # removed meanwhile (another process's eviction)
             continue

@@ -109,8 +109,15 @@ def test_pacs_cache_command_reports_and_clears(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CXRXAI_PACS_CACHE_MB", "100")
     assert main(["pacs-cache"]) == 0
     assert "1 instance(s), 3.0 MB in" in capsys.readouterr().out
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "keep.dcm").write_bytes(b"y")
+    (tmp_path / "pacs" / "linked").symlink_to(outside)  # planted links out of the cache
+    (tmp_path / "pacs" / "9.9").mkdir()
+    (tmp_path / "pacs" / "9.9" / "link.dcm").symlink_to(outside / "keep.dcm")
     assert main(["pacs-cache", "--clear"]) == 0
     assert "1 instance(s) removed" in capsys.readouterr().out and not study.exists()
+    assert (outside / "keep.dcm").is_file()  # never followed
     monkeypatch.setenv("CXRXAI_PACS_CACHE_MB", "0")
     assert main(["pacs-cache"]) == 2
     assert "CXRXAI_PACS_CACHE_MB must be a whole number of megabytes" in capsys.readouterr().err
