@@ -178,25 +178,15 @@ def test_without_the_pacs_extra_the_options_say_how_to_install_it(monkeypatch, c
     assert "pip install -r requirements-pacs.txt" in err and "Traceback" not in err
 
 
-def test_tls_with_a_private_ca_and_a_bearer_token(hostile, tmp_path, monkeypatch):
+def test_tls_with_a_private_ca_and_a_bearer_token(hostile, tls_files, monkeypatch):
     """HTTPS to a PACS whose certificate a private CA signed ($CXRXAI_PACS_CA_BUNDLE), the
     token from $CXRXAI_PACS_TOKEN sent as a bearer; without the CA the certificate is
     refused, and the token is in no message."""
-    import shutil
     import ssl
-    import subprocess
 
     from cxrxai.pacs.address import load_credentials
 
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl missing: it makes the test's certificate")
-    cert, key = tmp_path / "pacs.pem", tmp_path / "pacs.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    cert, key = tls_files["orthanc.pem"], tls_files["orthanc.key"]  # the CA's, for 127.0.0.1
     seen: list[str | None] = []
 
     def record(handler: _Answer) -> None:
@@ -219,7 +209,9 @@ def test_tls_with_a_private_ca_and_a_bearer_token(hostile, tmp_path, monkeypatch
             )
         assert "CXRXAI_PACS_CA_BUNDLE" in str(raised.value)
         assert "tok-SECRET-42" not in str(raised.value)
-        trusted = load_credentials(environ={**env, "CXRXAI_PACS_CA_BUNDLE": str(cert)})
+        trusted = load_credentials(
+            environ={**env, "CXRXAI_PACS_CA_BUNDLE": str(tls_files["ca.pem"])}
+        )
         (found,) = open_source(parse_address(url), trusted, attempts=1).find(Query(study_uid=STUDY))
         assert found.sop_uid == SOP and seen[-1] == "Bearer tok-SECRET-42"
     finally:
